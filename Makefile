@@ -1,0 +1,31 @@
+# Two commands (see README.md):  make demo   and   make test
+# Both create the virtual environment and prepare the data they need first.
+PYTHON ?= python3
+VENV ?= .venv
+RAW_DIR ?= ../shared/data
+BIN := $(VENV)/bin
+# Offline: prepare from the raw files in $(RAW_DIR) if they are there; else tfds downloads.
+raw_arg = $(if $(wildcard $(RAW_DIR)/$(1)),--raw-dir $(RAW_DIR)/$(1),)
+
+.PHONY: setup data demo test lint bench
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip uv
+	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e ".[dev,prepare]"
+	touch $@
+
+data: setup
+	$(BIN)/lrjax data prepare fashion_mnist $(call raw_arg,fashion_mnist)
+	$(BIN)/lrjax data prepare mnist $(call raw_arg,mnist)
+
+demo: data
+	$(BIN)/lrjax fit --task fashion_cnn --optimizer sgd --lr 0.1 --steps 300 --eval-every 100
+
+test: data
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check lrjax tests benchmarks

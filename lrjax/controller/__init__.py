@@ -1,0 +1,66 @@
+"""Learned learning-rate controllers: config, Flax networks, the optax transform, save and load.
+
+Typical use::
+
+  from lrjax.controller import load_controller, scale_by_controller
+
+  tx = optax.chain(optax.scale_by_adam(), scale_by_controller(load_controller("ctrl/")))
+  updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+"""
+
+from lrjax.controller.config import ACTION_MODES, ControllerConfig
+from lrjax.controller.io import FORMAT_VERSION, load_controller, save_controller
+from lrjax.controller.networks import (
+    Carry,
+    Controller,
+    LSTMActor,
+    QCritic,
+    ValueCritic,
+    action_to_lr,
+    actor_step,
+    gaussian_entropy,
+    gaussian_log_prob,
+    init_actor_params,
+    init_controller,
+    initial_carry,
+    make_actor,
+    reset_carry,
+    sample_action,
+)
+from lrjax.controller.transform import (
+    ControllerState,
+    apply_gradients,
+    controlled_sgd,
+    controller_state,
+    current_lr,
+    scale_by_controller,
+)
+
+__all__ = [
+    "ACTION_MODES",
+    "FORMAT_VERSION",
+    "Carry",
+    "Controller",
+    "ControllerConfig",
+    "ControllerState",
+    "LSTMActor",
+    "QCritic",
+    "ValueCritic",
+    "action_to_lr",
+    "actor_step",
+    "apply_gradients",
+    "controlled_sgd",
+    "controller_state",
+    "current_lr",
+    "gaussian_entropy",
+    "gaussian_log_prob",
+    "init_actor_params",
+    "init_controller",
+    "initial_carry",
+    "load_controller",
+    "make_actor",
+    "reset_carry",
+    "sample_action",
+    "save_controller",
+    "scale_by_controller",
+]

@@ -1,0 +1,186 @@
+"""The controller's configuration: a frozen, validated, JSON-able dataclass.
+
+Defaults follow paper B ("Reinforcement Learning for Learning Rate Control": an LSTM of 2 layers x
+20 units over the minibatch loss, outputting the learning rate itself) with the LR range and
+scale bound of the unofficial reimplementation of paper A ("Learning an Adaptive Learning Rate
+Schedule": ``alpha = 1.05``, LR in ``[1e-5, 1e-1]``). :meth:`ControllerConfig.paper_a` and
+:meth:`ControllerConfig.paper_b` give each paper's setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lrjax._validation import (
+    ConfigError,
+    check_choice,
+    check_in_range,
+    check_less,
+    check_non_negative,
+    check_positive,
+    check_positive_int,
+    fail,
+)
+from lrjax.features import PAPER_A_FEATURES, PAPER_B_FEATURES, Feature, FeatureSpec
+
+__all__ = ["ACTION_MODES", "ControllerConfig"]
+
+ACTION_MODES = ("absolute", "scale")
+"""``"absolute"``: the action is the LR (paper B); ``"scale"``: it scales the previous LR (A)."""
+
+LOG_STD_RANGE = (-5.0, 2.0)
+"""The Gaussian head's log-std is clipped to this range."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ControllerConfig:
+    """Everything that fixes a controller's behaviour apart from its learned parameters.
+
+    Attributes:
+      features: the state function chi: a :class:`~lrjax.features.FeatureSpec`, or a sequence of
+        built-in feature names and/or :class:`~lrjax.features.Feature` objects (turned into a
+        ``FeatureSpec`` with its default normalisation). Default: paper B's ``("train_loss",)``.
+      action_mode: ``"absolute"`` (paper B): the actor's action u sets the LR,
+        ``lr = exp(log lr_min + sigmoid(u) (log lr_max - log lr_min))``; ``"scale"`` (paper A): it
+        scales the previous LR, ``lr = clip(prev_lr * alpha ** tanh(u), lr_min, lr_max)``.
+        Default ``"absolute"``.
+      lr_min: smallest LR the controller can apply, > 0. Default 1e-5 (paper A reimplementation).
+      lr_max: largest LR the controller can apply, > lr_min. Default 1e-1 (ditto).
+      alpha: bound of the per-action scale in ``"scale"`` mode, the LR changes by a factor in
+        ``[1/alpha, alpha]``; must be > 1 (validated in both modes). Default 1.05 (ditto).
+      initial_lr: the "previous LR" before the first action, in ``[lr_min, lr_max]``: the start of
+        a ``"scale"`` controller, and the LR an untrained ``"absolute"`` controller outputs (its
+        mean head's bias starts there). Default 1e-3, the geometric middle of the default range.
+      act_every: the controller acts every ``act_every`` optimizer steps and holds the LR in
+        between (k in the issue). Default 1.
+      lstm_layers: number of stacked LSTM layers of the actor. Default 2 (paper B).
+      lstm_units: units per LSTM layer. Default 20 (paper B).
+      log_std_init: initial log standard deviation of the Gaussian policy head used by PPO
+        (state-independent, learned, clipped to [-5, 2]). Default -0.5 (std 0.61: in ``"scale"``
+        mode most samples move the LR by less than a factor alpha, in ``"absolute"`` mode they
+        explore about a third of the log-LR range around the mean).
+      head_init_scale: scale of the orthogonal initialisation of the mean head's kernel; small,
+        so an untrained actor's action is about its bias (PPO practice). Default 0.01.
+    """
+
+    features: FeatureSpec | Sequence[str | Feature] = FeatureSpec()
+    action_mode: str = "absolute"
+    lr_min: float = 1e-5
+    lr_max: float = 1e-1
+    alpha: float = 1.05
+    initial_lr: float = 1e-3
+    act_every: int = 1
+    lstm_layers: int = 2
+    lstm_units: int = 20
+    log_std_init: float = -0.5
+    head_init_scale: float = 0.01
+
+    def __post_init__(self):
+        if not isinstance(self.features, FeatureSpec):
+            object.__setattr__(self, "features", FeatureSpec(features=self.features))
+        check_choice("action_mode", self.action_mode, ACTION_MODES)
+        check_positive("lr_min", self.lr_min)
+        check_positive("lr_max", self.lr_max)
+        check_less("lr_min", self.lr_min, "lr_max", self.lr_max)
+        try:
+            alpha_ok = math.isfinite(float(self.alpha)) and float(self.alpha) > 1.0
+        except (TypeError, ValueError):
+            alpha_ok = False
+        if isinstance(self.alpha, bool) or not alpha_ok:
+            fail("alpha", self.alpha, "expected a finite number > 1 (the LR scale per action)")
+        check_in_range("initial_lr", self.initial_lr, self.lr_min, self.lr_max)
+        check_positive_int("act_every", self.act_every)
+        check_positive_int("lstm_layers", self.lstm_layers)
+        check_positive_int("lstm_units", self.lstm_units)
+        check_in_range("log_std_init", self.log_std_init, *LOG_STD_RANGE)
+        check_non_negative("head_init_scale", self.head_init_scale)
+        for name in ("lr_min", "lr_max", "alpha", "initial_lr", "log_std_init", "head_init_scale"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        for name in ("act_every", "lstm_layers", "lstm_units"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+
+    @property
+    def obs_size(self) -> int:
+        """Length of the observation vector (number of features)."""
+        return self.features.size
+
+    @property
+    def initial_action(self) -> float:
+        """The action u whose LR is ``initial_lr`` (absolute mode) or that keeps the LR (scale).
+
+        Absolute mode inverts ``lr = exp(log lr_min + sigmoid(u) (log lr_max - log lr_min))``:
+        ``u0 = logit((log initial_lr - log lr_min) / (log lr_max - log lr_min))``, with the
+        position kept in [1e-3, 1 - 1e-3] so that ``u0`` is finite.
+        """
+        if self.action_mode == "scale":
+            return 0.0
+        pos = (math.log(self.initial_lr) - math.log(self.lr_min)) / (
+            math.log(self.lr_max) - math.log(self.lr_min)
+        )
+        pos = min(max(pos, 1e-3), 1.0 - 1e-3)
+        return math.log(pos) - math.log1p(-pos)
+
+    def replace(self, **changes: Any) -> ControllerConfig:
+        """A copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def paper_a(cls, **changes: Any) -> ControllerConfig:
+        """Paper A: scale actions with alpha = 1.05 on LRs in [1e-5, 1e-1], paper A's features.
+
+        The actor stays the LSTM (2 x 20) so that one network serves both papers; PPO samples
+        from its Gaussian head.
+        """
+        return cls(**{"features": PAPER_A_FEATURES, "action_mode": "scale", **changes})
+
+    @classmethod
+    def paper_b(cls, **changes: Any) -> ControllerConfig:
+        """Paper B: the LSTM (2 x 20) outputs the LR from the minibatch loss.
+
+        The LR range is [1e-4, 1], the range of the LR grid paper B tuned its baselines over; the
+        paper does not state the actor's output range.
+        """
+        return cls(
+            **{
+                "features": PAPER_B_FEATURES,
+                "action_mode": "absolute",
+                "lr_min": 1e-4,
+                "lr_max": 1.0,
+                "initial_lr": 1e-2,
+                **changes,
+            }
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able description (user-defined features are described, not their code)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["features"] = self.features.to_json()
+        return out
+
+    @classmethod
+    def from_json(
+        cls, data: Mapping[str, Any], custom_features: Sequence[Feature] = ()
+    ) -> ControllerConfig:
+        """Inverse of :meth:`to_json`.
+
+        Args:
+          data: the output of :meth:`to_json`.
+          custom_features: the user-defined features the saved config names.
+
+        Returns:
+          The validated config.
+        """
+        data = dict(data)
+        expected = [f.name for f in dataclasses.fields(cls)]
+        missing = [k for k in expected if k not in data]
+        unknown = [k for k in data if k not in expected]
+        if missing or unknown:
+            raise ConfigError(
+                "The saved controller config does not match this version of lrjax: missing keys "
+                f"{missing}, unknown keys {unknown}; expected {expected}."
+            )
+        data["features"] = FeatureSpec.from_json(data["features"], custom_features)
+        return cls(**data)

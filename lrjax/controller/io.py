@@ -1,0 +1,203 @@
+"""Saving and loading controllers: a versioned directory of JSON metadata and msgpack params.
+
+A saved controller is a directory holding
+
+* ``metadata.json``: ``format`` (``"lrjax.controller"``), ``format_version`` (an int, see
+  :data:`FORMAT_VERSION`), the ``lrjax_version`` that wrote it, the ``config``
+  (:meth:`ControllerConfig.to_json`: action mode, bounds, network sizes, feature spec), a summary
+  of the params (path -> shape, dtype) and the SHA-256 of the params file;
+* ``params.msgpack``: the actor params, ``flax.serialization.msgpack_serialize``.
+
+Nothing is pickled: loading never runs code from the file. User-defined features are saved as
+their declaration (name, inputs, log, normalise); their code is passed again when loading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import pathlib
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization, traverse_util
+
+from lrjax._validation import ConfigError
+from lrjax.controller.config import ControllerConfig
+from lrjax.controller.networks import Controller, init_actor_params
+from lrjax.features import Feature
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load_controller", "save_controller"]
+
+FORMAT_NAME = "lrjax.controller"
+FORMAT_VERSION = 1
+"""Version of the on-disk format this lrjax writes and reads. Bump it when the layout, the config
+schema or the params tree changes incompatibly."""
+
+METADATA_FILE = "metadata.json"
+PARAMS_FILE = "params.msgpack"
+
+
+def _lrjax_version() -> str:
+    try:
+        return importlib.metadata.version("lrjax")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _flat(tree: Any) -> dict[str, Any]:
+    return traverse_util.flatten_dict(serialization.to_state_dict(tree), sep="/")
+
+
+def _write_atomic(path: pathlib.Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_controller(
+    path: str | os.PathLike, controller: Controller, *, overwrite: bool = False
+) -> pathlib.Path:
+    """Save a controller to the directory ``path``.
+
+    Args:
+      path: the directory to write (created if missing).
+      controller: the controller to save.
+      overwrite: replace a controller already saved at ``path``; otherwise that is an error.
+
+    Returns:
+      The directory's path.
+    """
+    if not isinstance(controller, Controller):
+        raise ConfigError(f"controller={controller!r} is not allowed: expected a lrjax Controller.")
+    path = pathlib.Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"path={str(path)!r} is not allowed: it is a file, expected a directory.")
+    if (path / METADATA_FILE).exists() and not overwrite:
+        raise FileExistsError(
+            f"A controller is already saved at {str(path)!r}; pass overwrite=True to replace it."
+        )
+    _check_params(controller.params, controller.config)
+    params = jax.tree.map(np.asarray, controller.params)
+    blob = serialization.msgpack_serialize(serialization.to_state_dict(params))
+    metadata = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "lrjax_version": _lrjax_version(),
+        "config": controller.config.to_json(),
+        "params": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in _flat(params).items()},
+        "params_sha256": hashlib.sha256(blob).hexdigest(),
+    }
+    path.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path / PARAMS_FILE, blob)
+    _write_atomic(path / METADATA_FILE, json.dumps(metadata, indent=2).encode())
+    return path
+
+
+def load_controller(
+    path: str | os.PathLike, *, custom_features: Sequence[Feature] = ()
+) -> Controller:
+    """Load a controller saved by :func:`save_controller`.
+
+    Args:
+      path: the directory.
+      custom_features: the user-defined :class:`~lrjax.features.Feature` objects the saved
+        config names (their code is not saved).
+
+    Returns:
+      The :class:`Controller`, with params as jax arrays.
+
+    Raises:
+      FileNotFoundError: no saved controller at ``path``.
+      ConfigError: the files are of another format version, corrupted, or the params do not fit
+        the config (the message names the first mismatching path).
+    """
+    path = pathlib.Path(path)
+    meta_file = path / METADATA_FILE
+    if not meta_file.is_file():
+        raise FileNotFoundError(
+            f"No saved controller at {str(path)!r}: {METADATA_FILE} is missing (save one with "
+            "lrjax.save_controller)."
+        )
+    try:
+        metadata = json.loads(meta_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{str(meta_file)!r} is not valid JSON: {e}.") from e
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
+        found = metadata.get("format") if isinstance(metadata, dict) else None
+        raise ConfigError(
+            f"{str(meta_file)!r} is not a saved lrjax controller: format={found!r}, expected "
+            f"{FORMAT_NAME!r}."
+        )
+    version = metadata.get("format_version")
+    if version != FORMAT_VERSION:
+        advice = (
+            "upgrade lrjax to read it"
+            if isinstance(version, int) and version > FORMAT_VERSION
+            else "re-save it with the lrjax version that wrote it, or convert it"
+        )
+        raise ConfigError(
+            f"The controller at {str(path)!r} has format_version={version!r} (written by lrjax "
+            f"{metadata.get('lrjax_version', 'unknown')}); this lrjax ({_lrjax_version()}) reads "
+            f"format_version={FORMAT_VERSION}: {advice}."
+        )
+    config = ControllerConfig.from_json(metadata["config"], custom_features)
+    params_file = path / PARAMS_FILE
+    if not params_file.is_file():
+        raise FileNotFoundError(f"The controller at {str(path)!r} lacks {PARAMS_FILE}.")
+    blob = params_file.read_bytes()
+    digest = metadata.get("params_sha256")
+    if digest is not None and hashlib.sha256(blob).hexdigest() != digest:
+        raise ConfigError(
+            f"{str(params_file)!r} does not match the checksum in {METADATA_FILE}: the file is "
+            "corrupted or was replaced."
+        )
+    try:
+        restored = serialization.msgpack_restore(blob)
+    except Exception as e:  # msgpack raises several types on garbage
+        raise ConfigError(f"{str(params_file)!r} is not a msgpack params file: {e}.") from e
+    _check_params(restored, config)
+    flat = {k: jnp.asarray(v) for k, v in _flat(restored).items()}
+    params = traverse_util.unflatten_dict(flat, sep="/")
+    return Controller(config=config, params=params)
+
+
+def _check_params(params: Any, config: ControllerConfig) -> None:
+    """Raise a ConfigError naming the first path where ``params`` does not fit ``config``."""
+    template = _flat(jax.eval_shape(init_actor_params, jax.random.key(0), config))
+    try:
+        given = _flat(params)
+    except Exception as e:
+        raise ConfigError(f"The params are not a tree of arrays: {e}.") from e
+    what = (
+        f"the config (lstm_layers={config.lstm_layers}, lstm_units={config.lstm_units}, "
+        f"{config.obs_size} features)"
+    )
+    for key in sorted(set(template) | set(given)):
+        if key not in given:
+            raise ConfigError(f"The params do not fit {what}: {key!r} is missing.")
+        if key not in template:
+            raise ConfigError(f"The params do not fit {what}: {key!r} is not expected.")
+        want, got = template[key], given[key]
+        shape = tuple(np.shape(got))
+        if shape != tuple(want.shape):
+            raise ConfigError(
+                f"The params do not fit {what}: {key!r} has shape {shape}, expected "
+                f"{tuple(want.shape)}."
+            )
+        dtype = np.asarray(got).dtype if not hasattr(got, "dtype") else got.dtype
+        if jnp.dtype(dtype) != jnp.dtype(want.dtype):
+            raise ConfigError(
+                f"The params do not fit {what}: {key!r} has dtype {dtype}, expected {want.dtype}."
+            )

@@ -1,0 +1,305 @@
+"""The controller's networks (Flax linen) and the pure functions around them.
+
+* :class:`LSTMActor`: paper B's actor, a stack of LSTM layers (2 x 20 by default) over the
+  observation sequence, one time step per call with an explicit carry. Its head gives the mean and
+  log-std of a Gaussian over the unbounded action u (PPO samples from it, paper A); the mean is the
+  deterministic action used when the controller trains a model (paper B's ``a_t = pi_theta(s_t)``,
+  Eq. 4).
+* :func:`action_to_lr`: the map from u to the learning rate, bounded whatever u is.
+* :class:`ValueCritic`: V(s) for PPO. :class:`QCritic`: paper B's Q(s, a), one hidden layer of
+  10 units, trained by TD (Eqs. 6-8).
+* :class:`Controller`: a pytree bundling a :class:`ControllerConfig` (static) and actor params.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from lrjax._validation import ConfigError
+from lrjax.controller.config import LOG_STD_RANGE, ControllerConfig
+
+__all__ = [
+    "Carry",
+    "Controller",
+    "LSTMActor",
+    "QCritic",
+    "ValueCritic",
+    "action_to_lr",
+    "actor_step",
+    "gaussian_entropy",
+    "gaussian_log_prob",
+    "init_actor_params",
+    "init_controller",
+    "initial_carry",
+    "make_actor",
+    "reset_carry",
+    "sample_action",
+]
+
+Carry = tuple[tuple[jax.Array, jax.Array], ...]
+"""The actor's recurrent state: one ``(c, h)`` pair per LSTM layer, each ``(*batch, units)``."""
+
+
+class LSTMActor(nn.Module):
+    """Stacked LSTM actor with a Gaussian head over the pre-squash action u.
+
+    ``h^l_t = LSTM_l(h^l_{t-1}, h^{l-1}_t)`` with ``h^0_t = s_t``; ``mean_t = W h^L_t + b`` and a
+    learned, state-independent ``log_std`` clipped to [-5, 2].
+
+    Attributes:
+      layers: number of stacked LSTM layers.
+      units: units per layer.
+      mean_bias_init: initial bias of the mean head (the action of an untrained actor).
+      head_init_scale: scale of the orthogonal initialisation of the mean head's kernel.
+      log_std_init: initial log-std.
+    """
+
+    layers: int = 2
+    units: int = 20
+    mean_bias_init: float = 0.0
+    head_init_scale: float = 0.01
+    log_std_init: float = -0.5
+
+    @nn.compact
+    def __call__(self, carry: Carry, obs: jax.Array) -> tuple[Carry, jax.Array, jax.Array]:
+        """One time step.
+
+        Args:
+          carry: the recurrent state from :meth:`initialize_carry` or the previous step.
+          obs: the observation, shape ``(*batch, obs_size)``.
+
+        Returns:
+          ``(new_carry, mean, log_std)``; ``mean`` and ``log_std`` of shape ``batch``.
+        """
+        x = jnp.asarray(obs, jnp.float32)
+        new_carry = []
+        for i in range(self.layers):
+            c, x = nn.OptimizedLSTMCell(self.units, name=f"lstm_{i}")(carry[i], x)
+            new_carry.append(c)
+        mean = nn.Dense(
+            1,
+            kernel_init=nn.initializers.orthogonal(self.head_init_scale),
+            bias_init=nn.initializers.constant(self.mean_bias_init),
+            name="mean",
+        )(x)[..., 0]
+        log_std = self.param("log_std", nn.initializers.constant(self.log_std_init), ())
+        log_std = jnp.broadcast_to(jnp.clip(log_std, *LOG_STD_RANGE), mean.shape)
+        return tuple(new_carry), mean, log_std
+
+    def initialize_carry(self, batch_shape: Sequence[int] = ()) -> Carry:
+        """The zero recurrent state for a batch of shape ``batch_shape``."""
+        zeros = jnp.zeros((*batch_shape, self.units), jnp.float32)
+        return tuple((zeros, zeros) for _ in range(self.layers))
+
+
+def make_actor(config: ControllerConfig) -> LSTMActor:
+    """The :class:`LSTMActor` described by ``config``."""
+    return LSTMActor(
+        layers=config.lstm_layers,
+        units=config.lstm_units,
+        mean_bias_init=config.initial_action,
+        head_init_scale=config.head_init_scale,
+        log_std_init=config.log_std_init,
+    )
+
+
+def initial_carry(config: ControllerConfig, batch_shape: Sequence[int] = ()) -> Carry:
+    """The actor's zero recurrent state (the state at an episode start)."""
+    return make_actor(config).initialize_carry(batch_shape)
+
+
+def reset_carry(carry: Carry, done: jax.typing.ArrayLike, config: ControllerConfig) -> Carry:
+    """Reset the carry to zeros where ``done`` (episode starts in a batch of rollouts).
+
+    Args:
+      carry: the recurrent state, batch shape ``B``.
+      done: boolean of shape ``B`` (or broadcastable to it).
+      config: the controller config.
+
+    Returns:
+      The carry with the entries where ``done`` set to the initial state.
+    """
+    done = jnp.asarray(done)[..., None]
+    return jax.tree.map(lambda c, z: jnp.where(done, z, c), carry, initial_carry(config))
+
+
+def init_actor_params(key: jax.Array, config: ControllerConfig) -> dict[str, Any]:
+    """Fresh actor params (the ``'params'`` collection) for ``config``."""
+    actor = make_actor(config)
+    obs = jnp.zeros((config.obs_size,), jnp.float32)
+    return actor.init(key, actor.initialize_carry(), obs)["params"]
+
+
+def _check_obs(obs: jax.Array, config: ControllerConfig) -> None:
+    if obs.ndim < 1 or obs.shape[-1] != config.obs_size:
+        raise ConfigError(
+            f"obs of shape {obs.shape} does not fit the controller: expected (..., "
+            f"{config.obs_size}) for the features {config.features.names}."
+        )
+
+
+def actor_step(
+    params: Any, carry: Carry, obs: jax.Array, config: ControllerConfig
+) -> tuple[Carry, jax.Array, jax.Array]:
+    """One step of the actor: ``(carry, s_t) -> (carry', mean, log_std)`` of u's Gaussian.
+
+    Args:
+      params: the actor params (``'params'`` collection).
+      carry: the recurrent state.
+      obs: the observation ``s_t``, shape ``(*batch, obs_size)``.
+      config: the controller config.
+
+    Returns:
+      ``(new_carry, mean, log_std)``.
+    """
+    obs = jnp.asarray(obs, jnp.float32)
+    _check_obs(obs, config)
+    return make_actor(config).apply({"params": params}, carry, obs)
+
+
+def action_to_lr(
+    u: jax.typing.ArrayLike, prev_lr: jax.typing.ArrayLike, config: ControllerConfig
+) -> jax.Array:
+    """Map the unbounded action u to the learning rate, in float32.
+
+    * absolute (paper B): ``lr = exp(log lr_min + sigmoid(u) (log lr_max - log lr_min))``;
+    * scale (paper A): ``lr = clip(prev_lr * alpha ** tanh(u), lr_min, lr_max)``.
+
+    The result is always within ``[lr_min, lr_max]`` (as float32 numbers): NaN actions count as
+    u = 0, infinite ones saturate.
+
+    Args:
+      u: the action (any shape).
+      prev_lr: the previous LR (used in ``"scale"`` mode), broadcastable to ``u``.
+      config: the controller config (mode and bounds).
+
+    Returns:
+      The LR, float32, of ``u``'s shape broadcast with ``prev_lr``'s.
+    """
+    u = jnp.asarray(u, jnp.float32)
+    u = jnp.where(jnp.isnan(u), 0.0, u)
+    lo = jnp.asarray(config.lr_min, jnp.float32)
+    hi = jnp.asarray(config.lr_max, jnp.float32)
+    if config.action_mode == "absolute":
+        log_lo, log_hi = jnp.log(lo), jnp.log(hi)
+        lr = jnp.exp(log_lo + jax.nn.sigmoid(u) * (log_hi - log_lo))
+        lr = jnp.broadcast_to(lr, jnp.broadcast_shapes(lr.shape, jnp.shape(prev_lr)))
+    else:
+        prev = jnp.asarray(prev_lr, jnp.float32)
+        log_alpha = jnp.log(jnp.asarray(config.alpha, jnp.float32))
+        lr = prev * jnp.exp(log_alpha * jnp.tanh(u))
+        lr = jnp.where(jnp.isnan(lr), lo, lr)
+    return jnp.clip(lr, lo, hi)
+
+
+def sample_action(key: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    """Sample ``u ~ N(mean, exp(log_std)^2)``."""
+    return mean + jnp.exp(log_std) * jax.random.normal(key, jnp.shape(mean), jnp.float32)
+
+
+def gaussian_log_prob(u: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    """``log N(u; mean, exp(log_std)^2)``, elementwise (PPO's ratio uses it on the raw u)."""
+    z = (u - mean) * jnp.exp(-log_std)
+    return -0.5 * z * z - log_std - 0.5 * jnp.log(2.0 * jnp.pi)
+
+
+def gaussian_entropy(log_std: jax.Array) -> jax.Array:
+    """Entropy of ``N(., exp(log_std)^2)``: ``log_std + 0.5 log(2 pi e)``."""
+    return log_std + 0.5 * jnp.log(2.0 * jnp.pi * jnp.e)
+
+
+class ValueCritic(nn.Module):
+    """State-value network V(s) for PPO: an MLP from the observation to a scalar.
+
+    Attributes:
+      hidden: sizes of the hidden layers. Default (64, 64) (PureJaxRL's PPO).
+      activation: hidden activation. Default tanh.
+    """
+
+    hidden: Sequence[int] = (64, 64)
+    activation: Callable[[jax.Array], jax.Array] = nn.tanh
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        """V(s); ``obs`` of shape ``(*batch, obs_size)``, result of shape ``batch``."""
+        x = jnp.asarray(obs, jnp.float32)
+        for i, n in enumerate(self.hidden):
+            x = self.activation(
+                nn.Dense(n, kernel_init=nn.initializers.orthogonal(jnp.sqrt(2.0)), name=f"h{i}")(x)
+            )
+        return nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0), name="out")(x)[..., 0]
+
+
+class QCritic(nn.Module):
+    """Paper B's critic Q(s, a): one hidden layer of 10 units over the concatenated ``[s, a]``.
+
+    Trained with the TD error ``delta_t = r_t + gamma Q(s_{t+1}, pi(s_{t+1})) - Q(s_t, a_t)``
+    (paper B, Eq. 7); the actor follows ``grad_theta pi(s) grad_a Q(s, a)`` (Eq. 9).
+
+    Attributes:
+      hidden: hidden units. Default 10 (paper B).
+      activation: hidden activation; the paper does not name one. Default relu.
+    """
+
+    hidden: int = 10
+    activation: Callable[[jax.Array], jax.Array] = nn.relu
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        """Q(s, a); ``obs`` ``(*batch, obs_size)``, ``action`` ``batch`` (the action u or a
+        representation of the LR such as its log). Returns shape ``batch``."""
+        obs = jnp.asarray(obs, jnp.float32)
+        action = jnp.asarray(action, jnp.float32)
+        x = jnp.concatenate([obs, jnp.broadcast_to(action, obs.shape[:-1])[..., None]], axis=-1)
+        x = self.activation(nn.Dense(self.hidden, name="hidden")(x))
+        return nn.Dense(1, name="out")(x)[..., 0]
+
+
+@struct.dataclass
+class Controller:
+    """A learned LR controller: its config (static) and the actor's params (a pytree).
+
+    Attributes:
+      config: the :class:`ControllerConfig`.
+      params: the actor's params (``'params'`` collection of :class:`LSTMActor`).
+    """
+
+    config: ControllerConfig = struct.field(pytree_node=False)
+    params: Any
+
+    def initial_carry(self, batch_shape: Sequence[int] = ()) -> Carry:
+        """The zero recurrent state."""
+        return initial_carry(self.config, batch_shape)
+
+    def step(self, carry: Carry, obs: jax.Array) -> tuple[Carry, jax.Array, jax.Array]:
+        """:func:`actor_step` with this controller's params: ``(carry, mean, log_std)``."""
+        return actor_step(self.params, carry, obs, self.config)
+
+    def act(
+        self, carry: Carry, obs: jax.Array, prev_lr: jax.typing.ArrayLike
+    ) -> tuple[Carry, jax.Array]:
+        """The deterministic policy: ``(carry, obs, prev_lr) -> (carry, lr)``."""
+        carry, mean, _ = self.step(carry, obs)
+        return carry, action_to_lr(mean, prev_lr, self.config)
+
+
+def init_controller(key: jax.Array, config: ControllerConfig | None = None) -> Controller:
+    """A fresh (untrained) controller: it applies about ``initial_lr`` until trained.
+
+    Args:
+      key: PRNG key for the actor's params.
+      config: the config; default ``ControllerConfig()``.
+
+    Returns:
+      The :class:`Controller`.
+    """
+    config = ControllerConfig() if config is None else config
+    if not isinstance(config, ControllerConfig):
+        raise ConfigError(f"config={config!r} is not allowed: expected a ControllerConfig.")
+    return Controller(config=config, params=init_actor_params(key, config))

@@ -1,0 +1,313 @@
+"""The controller as an optax gradient transformation.
+
+``scale_by_controller(controller)`` observes the trainee at each step through the state function
+chi (:mod:`lrjax.features`), lets the actor choose the learning rate and returns ``-lr * updates``:
+paper B's ``w_{t+1} = w_t - a_t grad f_t`` (Eq. 2) with ``a_t = pi_theta(s_t)`` (Eq. 4), and paper
+A's ``lr_t = clip(lr_{t-1} * scale_t, lr_min, lr_max)`` in ``"scale"`` mode.
+
+It composes like any optax transform::
+
+  tx = optax.chain(optax.clip_by_global_norm(1.0), optax.scale_by_adam(),
+                   scale_by_controller(controller))
+  updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+
+and :func:`current_lr` reads the LR it applied from the (possibly nested) optimizer state.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lrjax._validation import ConfigError, check_positive_int
+from lrjax.controller.networks import Carry, Controller, action_to_lr, actor_step, initial_carry
+from lrjax.features import (
+    NormaliserState,
+    check_inputs,
+    init_normaliser,
+    observe,
+    required_inputs,
+)
+
+__all__ = [
+    "ControllerState",
+    "apply_gradients",
+    "controlled_sgd",
+    "controller_state",
+    "current_lr",
+    "scale_by_controller",
+]
+
+
+class ControllerState(NamedTuple):
+    """State of :func:`scale_by_controller`.
+
+    Attributes:
+      count: optimizer steps applied (skipped steps not counted), int32 scalar. The controller
+        acts when ``count % act_every == 0``.
+      skipped: steps skipped because the loss or an update was not finite, int32 scalar.
+      lr: the learning rate applied at the last applied step (``initial_lr`` before the first),
+        float32 scalar. Read it with :func:`current_lr` to log or plot it.
+      carry: the actor's LSTM state.
+      normaliser: running statistics of the raw features.
+      obs: the last observation the actor saw, float32 ``(obs_size,)`` (for logging).
+      prev_predictions: the ``predictions`` of the last observation (float32, of
+        ``predictions_shape``; shape ``(0,)`` when no feature needs them).
+    """
+
+    count: jax.Array
+    skipped: jax.Array
+    lr: jax.Array
+    carry: Carry
+    normaliser: NormaliserState
+    obs: jax.Array
+    prev_predictions: jax.Array
+
+
+def scale_by_controller(
+    controller: Controller,
+    *,
+    predictions_shape: Sequence[int] | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    """Scale updates by ``-lr`` with the LR chosen by a learned controller at each step.
+
+    At each ``update`` with ``count % act_every == 0`` the transform computes the observation
+    ``s_t = chi(inputs)`` (:func:`lrjax.features.observe`), steps the actor
+    ``(carry, mean) = pi(carry, s_t)`` and sets ``lr_t = action_to_lr(mean, lr_{t-1})``; at
+    other steps it keeps ``lr_t = lr_{t-1}``. It returns ``-lr_t * updates``, computed in float32
+    (or wider) and cast back to each leaf's dtype, so bfloat16 params keep their dtype.
+
+    A step whose loss or any update is not finite is skipped: the updates are zeros, the LR, LSTM
+    state, normaliser and ``count`` stay as they were, and ``skipped`` is incremented.
+
+    The returned ``update(updates, state, params=None, *, value, **extra_args)`` needs ``value``,
+    the scalar training loss on the current minibatch, and every other input the features declare
+    (e.g. ``val_loss=``, ``predictions=``; see :mod:`lrjax.features`) as keywords; ``params`` is
+    needed by the ``last_layer_*`` features. Inputs the transform provides itself (``lr``,
+    ``step``, ``updates``, ...) take precedence over keywords of the same name; keywords no
+    feature needs are ignored (so other transforms in a chain can take their own).
+
+    Args:
+      controller: the :class:`~lrjax.controller.Controller` (config and actor params).
+      predictions_shape: the shape of the ``predictions`` input, required when a feature needs the
+        previous predictions (``pred_change_var``), which the state keeps.
+
+    Returns:
+      A :class:`optax.GradientTransformationExtraArgs` whose state is a :class:`ControllerState`.
+
+    References:
+      Xu et al., "Reinforcement Learning for Learning Rate Control", 2017 (paper B);
+      Xu et al., "Learning an Adaptive Learning Rate Schedule", 2019 (paper A).
+    """
+    if not isinstance(controller, Controller):
+        raise ConfigError(
+            f"controller={controller!r} is not allowed: expected a lrjax Controller "
+            "(init_controller(key, config) or load_controller(path))."
+        )
+    config = controller.config
+    spec = config.features
+    needed = required_inputs(spec)
+    keep_predictions = "prev_predictions" in needed
+    if keep_predictions:
+        if predictions_shape is None:
+            raise ConfigError(
+                "predictions_shape=None is not allowed: the features "
+                f"{[f.name for f in spec.features if 'prev_predictions' in f.inputs]} keep the "
+                "previous predictions in the state; pass predictions_shape=predictions.shape."
+            )
+        predictions_shape = tuple(predictions_shape)
+        for d in predictions_shape:
+            check_positive_int("predictions_shape entry", d)
+    else:
+        predictions_shape = (0,)
+    lr_bounds = (config.lr_min, config.lr_max)
+
+    def init_fn(params: optax.Params) -> ControllerState:
+        del params
+        return ControllerState(
+            count=jnp.zeros([], jnp.int32),
+            skipped=jnp.zeros([], jnp.int32),
+            lr=jnp.asarray(config.initial_lr, jnp.float32),
+            carry=initial_carry(config),
+            normaliser=init_normaliser(spec.size),
+            obs=jnp.zeros((spec.size,), jnp.float32),
+            prev_predictions=jnp.zeros(predictions_shape, jnp.float32),
+        )
+
+    def update_fn(
+        updates: optax.Updates,
+        state: ControllerState,
+        params: optax.Params | None = None,
+        *,
+        value: jax.typing.ArrayLike | None = None,
+        **extra_args: Any,
+    ) -> tuple[optax.Updates, ControllerState]:
+        if value is None:
+            raise ConfigError(
+                "scale_by_controller needs the training loss: call "
+                "update(updates, state, params, value=loss) (nnx: optimizer.update(model, grads, "
+                "value=loss); flax TrainState: lrjax.controller.apply_gradients(state, grads, "
+                "value=loss))."
+            )
+        value = jnp.asarray(value)
+        if value.shape != ():
+            raise ConfigError(
+                f"value of shape {value.shape} is not allowed: expected the scalar mean loss of "
+                "the minibatch (take the mean of per-example losses)."
+            )
+        finite = jnp.isfinite(value)
+        for leaf in jax.tree.leaves(updates):
+            finite = jnp.logical_and(finite, jnp.all(jnp.isfinite(leaf)))
+
+        inputs = {k: v for k, v in extra_args.items() if v is not None}
+        inputs["value"] = value
+        inputs.update(
+            updates=updates,
+            lr=state.lr,
+            lr_bounds=lr_bounds,
+            step=state.count,
+            prev_predictions=state.prev_predictions,
+        )
+        if params is None:
+            inputs.pop("params", None)
+        else:
+            inputs["params"] = params
+        if not keep_predictions:
+            inputs.pop("prev_predictions")
+        check_inputs(
+            spec,
+            inputs,
+            hint="Pass the inputs you provide as keywords, update(updates, state, params, "
+            "value=loss, val_loss=..., predictions=...); lrjax.features.grads_and_feature_inputs "
+            "computes them for a Flax model.",
+        )
+        new_predictions = state.prev_predictions
+        if keep_predictions:
+            new_predictions = jnp.asarray(inputs["predictions"], jnp.float32)
+            if new_predictions.shape != predictions_shape:
+                raise ConfigError(
+                    f"predictions of shape {new_predictions.shape} do not match "
+                    f"predictions_shape={predictions_shape} given to scale_by_controller."
+                )
+
+        obs, normaliser = observe(spec, state.normaliser, inputs)
+        carry, mean, _ = actor_step(controller.params, state.carry, obs, config)
+        proposed_lr = action_to_lr(mean, state.lr, config)
+
+        acts = jnp.logical_and(finite, state.count % config.act_every == 0)
+        keep = functools.partial(jax.tree.map, lambda new, old: jnp.where(acts, new, old))
+        lr = jnp.where(acts, proposed_lr, state.lr)
+        new_state = ControllerState(
+            count=jnp.where(finite, optax.safe_increment(state.count), state.count),
+            skipped=jnp.where(finite, state.skipped, optax.safe_increment(state.skipped)),
+            lr=lr,
+            carry=keep(carry, state.carry),
+            normaliser=keep(normaliser, state.normaliser),
+            obs=keep(obs, state.obs),
+            prev_predictions=keep(new_predictions, state.prev_predictions),
+        )
+
+        def scale(u: jax.Array) -> jax.Array:
+            dtype = jnp.promote_types(u.dtype, jnp.float32)
+            out = (u.astype(dtype) * (-lr).astype(dtype)).astype(u.dtype)
+            return jnp.where(finite, out, jnp.zeros_like(out))
+
+        return jax.tree.map(scale, updates), new_state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def controlled_sgd(
+    controller: Controller,
+    *,
+    momentum: float | None = None,
+    nesterov: bool = False,
+    predictions_shape: Sequence[int] | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    """SGD (optionally with momentum) whose learning rate comes from ``controller``.
+
+    ``optax.sgd`` with :func:`scale_by_controller` in place of its fixed LR: the update is
+    ``-lr_t * g_t`` (paper B's Eq. 2), or ``-lr_t * m_t`` with ``m_t = g_t + momentum m_{t-1}``.
+
+    Args:
+      controller: the controller.
+      momentum: momentum decay, or ``None`` for plain SGD.
+      nesterov: use Nesterov momentum.
+      predictions_shape: see :func:`scale_by_controller`.
+
+    Returns:
+      A :class:`optax.GradientTransformationExtraArgs`; its ``update`` needs ``value=loss``.
+    """
+    return optax.chain(
+        optax.trace(decay=momentum, nesterov=nesterov)
+        if momentum is not None
+        else optax.identity(),
+        scale_by_controller(controller, predictions_shape=predictions_shape),
+    )
+
+
+def _unwrap(x: Any) -> Any:
+    # nnx.Optimizer keeps its state leaves in nnx.Variable boxes.
+    return x.get_value() if hasattr(x, "get_value") else x
+
+
+def controller_state(opt_state: Any) -> ControllerState:
+    """The :class:`ControllerState` inside an optimizer state (chains, wrappers, nnx).
+
+    Args:
+      opt_state: the state of a transformation holding exactly one :func:`scale_by_controller`.
+
+    Returns:
+      Its state, with ``nnx.Variable`` boxes (``nnx.Optimizer.opt_state``) removed.
+    """
+    is_state = lambda x: isinstance(x, ControllerState)
+    found = [x for x in jax.tree.leaves(opt_state, is_leaf=is_state) if is_state(x)]
+    if len(found) != 1:
+        raise ConfigError(
+            f"Found {len(found)} scale_by_controller states in the optimizer state: expected "
+            "exactly one (pass the state of the transformation that holds it)."
+        )
+    return jax.tree.map(_unwrap, found[0], is_leaf=lambda x: hasattr(x, "get_value"))
+
+
+def current_lr(opt_state: Any) -> jax.Array:
+    """The learning rate the controller applied at the last step (float32 scalar).
+
+    Args:
+      opt_state: an optimizer state holding exactly one :func:`scale_by_controller` state.
+
+    Returns:
+      ``ControllerState.lr`` (batched if the state is).
+    """
+    return controller_state(opt_state).lr
+
+
+def apply_gradients(train_state: Any, grads: Any, **extra_args: Any) -> Any:
+    """``flax.training.train_state.TrainState.apply_gradients`` that passes ``value=`` etc. on.
+
+    ``TrainState.apply_gradients`` calls ``tx.update(grads, opt_state, params)`` without extra
+    arguments; this does the same step with them::
+
+      state = apply_gradients(state, grads, value=loss)
+
+    Args:
+      train_state: a ``TrainState`` (or subclass) whose ``tx`` contains the controller.
+      grads: gradients with the structure of ``train_state.params``.
+      **extra_args: passed to ``tx.update`` (``value=loss``, other feature inputs).
+
+    Returns:
+      The new state, with ``step`` incremented and ``params`` and ``opt_state`` updated.
+    """
+    updates, opt_state = train_state.tx.update(
+        grads, train_state.opt_state, train_state.params, **extra_args
+    )
+    return train_state.replace(
+        step=train_state.step + 1,
+        params=optax.apply_updates(train_state.params, updates),
+        opt_state=opt_state,
+    )

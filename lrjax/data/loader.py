@@ -1,0 +1,145 @@
+"""Load a prepared dataset from lrjax's decoded-array cache onto the device.
+
+Reading the cache needs only numpy: no tfds, no TensorFlow. If the cache is missing, the loader
+prepares it in a separate Python process (``python -m lrjax.data.prepare``) so TensorFlow never
+enters the training process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+from lrjax._validation import ConfigError, check_choice, check_non_negative_int
+from lrjax.data import catalog
+from lrjax.data.arrays import Dataset, Split
+
+SUPPORTED_CACHE_VERSION = 1
+
+
+def load_dataset(
+    name: str,
+    *,
+    validation_size: int | None = None,
+    normalization: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    raw_dir: str | os.PathLike | None = None,
+    prepare: bool = True,
+    device: jax.Device | None = None,
+) -> Dataset:
+    """Load ``name`` as a device-resident :class:`Dataset`.
+
+    The validation split is the last ``validation_size`` examples of tfds's train split in tfds
+    order (the same examples as tfds's ``train[-validation_size:]``): deterministic, and the
+    same on every machine. The test split is tfds's ``test``.
+
+    Args:
+      name: ``"mnist"``, ``"fashion_mnist"`` or ``"cifar10"``.
+      validation_size: examples held out of the train split (default: the dataset's, 5,000).
+      normalization: ``"scale"``, ``"mean_subtract"`` or ``"standardize"`` (default: the
+        dataset's: scale for the MNISTs, mean_subtract for CIFAR-10).
+      data_dir: lrjax's data root (default ``$LRJAX_DATA_DIR`` or ``~/.cache/lrjax``).
+      raw_dir: raw files for offline preparation if the cache is missing
+        (default ``$LRJAX_RAW_DIR``; unset: tfds downloads).
+      prepare: prepare the dataset (in a subprocess) if its cache is missing; if False, raise.
+      device: where to put the arrays (default: jax's default device).
+    """
+    spec = catalog.get_spec(name)
+    validation_size = spec.validation_size if validation_size is None else validation_size
+    normalization = spec.normalization if normalization is None else normalization
+    check_non_negative_int("validation_size", validation_size)
+    if validation_size >= spec.train_size:
+        raise ConfigError(
+            f"validation_size={validation_size} leaves no training data: the train split "
+            f"has {spec.train_size} examples."
+        )
+    check_choice("normalization", normalization, catalog.NORMALIZATIONS)
+
+    root = catalog.data_dir(data_dir)
+    path = catalog.cache_path(name, root)
+    if not path.exists():
+        if not prepare:
+            raise FileNotFoundError(
+                f"{name} is not prepared (no {path}). Run: lrjax data prepare {name} "
+                "--raw-dir DIR (or without --raw-dir where the internet is reachable)."
+            )
+        _prepare_in_subprocess(name, root, raw_dir)
+
+    arrays = read_cache(path)
+    return make_dataset(
+        name,
+        arrays["train_images"],
+        arrays["train_labels"],
+        arrays["test_images"],
+        arrays["test_labels"],
+        validation_size=validation_size,
+        normalization=normalization,
+        num_classes=spec.num_classes,
+        device=device,
+    )
+
+
+def read_cache(path: os.PathLike) -> dict[str, np.ndarray]:
+    """The arrays of a cache file, after checking its format version."""
+    with np.load(path) as f:
+        meta = json.loads(str(f["meta"]))
+        version = meta.get("format_version")
+        if version != SUPPORTED_CACHE_VERSION:
+            raise ConfigError(
+                f"cache {path} has format_version={version!r}; this lrjax reads version "
+                f"{SUPPORTED_CACHE_VERSION}. Re-run: lrjax data prepare {meta.get('name')} "
+                "--overwrite"
+            )
+        return {k: f[k] for k in f.files if k != "meta"}
+
+
+def make_dataset(
+    name: str,
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    *,
+    validation_size: int,
+    normalization: str,
+    num_classes: int,
+    device: jax.Device | None = None,
+) -> Dataset:
+    """Split off the validation hold-out, compute training statistics and move to device."""
+    n_train = train_images.shape[0] - validation_size
+    train = Split(train_images[:n_train], train_labels[:n_train])
+    validation = Split(train_images[n_train:], train_labels[n_train:])
+    pixels = train.images.astype(np.float32) / 255.0
+    pixel_mean = pixels.mean(axis=0)
+    # per-channel std of the mean-subtracted pixels, so "standardize" gives unit variance
+    pixel_std = np.sqrt(((pixels - pixel_mean) ** 2).mean(axis=(0, 1, 2))) + 1e-6
+    dataset = Dataset(
+        train=train,
+        validation=validation,
+        test=Split(test_images, test_labels),
+        pixel_mean=pixel_mean.astype(np.float32),
+        pixel_std=pixel_std.astype(np.float32),
+        name=name,
+        num_classes=num_classes,
+        normalization=normalization,
+    )
+    return jax.device_put(dataset, device)
+
+
+def _prepare_in_subprocess(name: str, root, raw_dir) -> None:
+    cmd = [sys.executable, "-m", "lrjax.data.prepare", name, "--data-dir", str(root)]
+    raw = catalog.raw_dir(raw_dir)
+    if raw is not None:
+        cmd += ["--raw-dir", str(raw)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
+        raise RuntimeError(
+            f"preparing {name} failed: {lines[-1] if lines else 'no message'}\n"
+            f"(command: {' '.join(cmd)})"
+        )

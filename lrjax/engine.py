@@ -1,0 +1,143 @@
+"""Backend-aware execution knobs: how many trainee steps one compiled call runs, how much of the
+scan is unrolled, and over how many devices the vmapped trainees are sharded.
+
+Why knobs at all (measured on the project's 2-core CPU, see ``../shared/DESIGN.md`` and
+``BENCHMARKS.md``): XLA:CPU runs convolutions inside a rolled ``while`` loop several times slower
+than the same step called from Python (jax issue 12868), so on CPU a conv trainee runs short,
+fully unrolled scan chunks; a dense trainee (MLP, 2-D regression) is the opposite case and wants
+long rolled scans. XLA:CPU also uses about one core per program, so the vmapped trainees are
+split over host devices with ``shard_map`` (set
+``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before jax starts:
+:func:`configure_host_devices`). On GPU/TPU long rolled scans and wide vmaps are fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+
+import jax
+from jax.sharding import NamedSharding, PartitionSpec
+
+from lrjax._validation import check_positive_int
+
+TRAINEE_AXIS = "trainees"
+
+
+def configure_host_devices(count: int | None = None) -> None:
+    """Ask XLA for ``count`` host (CPU) devices (default: the number of cores).
+
+    Must run before jax initialises its backends (before the first computation); it does
+    nothing if ``XLA_FLAGS`` already sets a device count. Only affects the CPU backend.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" in flags:
+        return
+    count = count or os.cpu_count() or 1
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineConfig:
+    """Execution knobs; ``None`` picks the backend-aware default (see :func:`resolve`).
+
+    Attributes:
+      chunk_size: trainee steps per compiled call; the host shows progress between chunks.
+      unroll: ``lax.scan`` unroll factor inside a chunk (``chunk_size`` = fully unrolled).
+      devices: number of devices the trainees are sharded over (1 = a single program on one
+        device). The trainee count is padded up to a multiple of it.
+    """
+
+    chunk_size: int | None = None
+    unroll: int | None = None
+    devices: int | None = None
+
+    def __post_init__(self):
+        for f in ("chunk_size", "unroll", "devices"):
+            value = getattr(self, f)
+            if value is not None:
+                check_positive_int(f, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedEngine:
+    chunk_size: int
+    unroll: int
+    devices: tuple[jax.Device, ...]
+
+    @property
+    def num_devices(self) -> int:
+        return len(self.devices)
+
+
+def resolve(
+    config: EngineConfig, *, uses_conv: bool, num_steps: int, backend: str | None = None
+) -> ResolvedEngine:
+    """Concrete knobs for a run of ``num_steps`` steps of a (conv or dense) trainee.
+
+    Defaults:
+      - CPU, conv trainee: chunks of 10 fully unrolled steps, trainees over all host devices.
+      - CPU, dense trainee: rolled chunks of 500 steps (unroll 4), over all host devices.
+      - GPU/TPU: rolled chunks of 1,000 steps, over all local devices.
+    """
+    backend = backend or jax.default_backend()
+    if backend == "cpu" and uses_conv:
+        chunk, unroll = 10, None
+    elif backend == "cpu":
+        chunk, unroll = 500, 4
+    else:
+        chunk, unroll = 1000, 1
+    chunk = min(config.chunk_size or chunk, num_steps)
+    unroll = config.unroll or unroll or chunk
+    local = jax.local_devices(backend=backend)
+    n_dev = min(config.devices or len(local), len(local))
+    return ResolvedEngine(chunk_size=chunk, unroll=min(unroll, chunk), devices=tuple(local[:n_dev]))
+
+
+def shard_trainees(fn: Callable, engine: ResolvedEngine, num_batched_args: int) -> Callable:
+    """``vmap(fn)`` over the leading (trainee) axis of its first ``num_batched_args`` arguments,
+    sharded over ``engine.devices`` with ``shard_map``; later arguments are replicated.
+
+    Every output has the trainee axis first. The caller pads the trainee count to a multiple of
+    the device count (:func:`pad_trainees`).
+    """
+
+    def run(*args):
+        n_rest = len(args) - num_batched_args
+        batched = jax.vmap(fn, in_axes=(0,) * num_batched_args + (None,) * n_rest)
+        if engine.num_devices == 1:
+            return batched(*args)
+        in_specs = (PartitionSpec(TRAINEE_AXIS),) * num_batched_args + (PartitionSpec(),) * n_rest
+        return jax.shard_map(
+            batched, mesh=trainee_mesh(engine), in_specs=in_specs,
+            out_specs=PartitionSpec(TRAINEE_AXIS), check_vma=False,
+        )(*args)
+
+    return run
+
+
+def trainee_mesh(engine: ResolvedEngine) -> jax.sharding.Mesh:
+    return jax.sharding.Mesh(
+        engine.devices, (TRAINEE_AXIS,), axis_types=(jax.sharding.AxisType.Auto,)
+    )
+
+
+def trainee_sharding(engine: ResolvedEngine) -> NamedSharding | None:
+    """Sharding of arrays with a leading trainee axis (None on a single device)."""
+    if engine.num_devices == 1:
+        return None
+    return NamedSharding(trainee_mesh(engine), PartitionSpec(TRAINEE_AXIS))
+
+
+def pad_trainees(tree, count: int, multiple: int):
+    """Pad the leading axis of every leaf from ``count`` to a multiple of ``multiple`` by
+    repeating the last trainee (its results are dropped afterwards)."""
+    padded = -(-count // multiple) * multiple
+    if padded == count:
+        return tree
+    import jax.numpy as jnp
+
+    return jax.tree.map(
+        lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], padded - count, axis=0)]), tree
+    )

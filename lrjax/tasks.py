@@ -1,0 +1,349 @@
+"""Trainees as pure functions: a model, its data, a minibatch loss and evaluation metrics.
+
+A :class:`Task` is a frozen (hashable) description; its methods are pure and jittable, and they
+vmap over keys (many trainees at once). Data is passed explicitly as a pytree argument
+(:class:`lrjax.data.Dataset` for images, :class:`RegressionData` for the 2-D problem), never
+closed over, so compiled programs stay small.
+
+Registered tasks (:data:`TASKS`):
+
+=================  =============  ===============================================  =====
+name               dataset        model                                            batch
+=================  =============  ===============================================  =====
+``mnist_cnn``      mnist          paper B: TF "Deep MNIST" CNN (32, 64 conv; 1024)  50
+``cifar10_cnn``    cifar10        paper B: TF CIFAR-10 CNN (64, 64 conv; 384, 192)  128
+``fashion_cnn``    fashion_mnist  paper A (model unspecified): LeNet-5 style       128
+``fashion_resnet`` fashion_mnist  CIFAR-style ResNet-20, GroupNorm                  128
+``cifar10_resnet`` cifar10        CIFAR-style ResNet-20, GroupNorm                  128
+``mlp``            fashion_mnist  MLP 256-256                                       128
+``regression_2d``  synthetic      paper B section 4.3: linear regression, w in R^2  10
+=================  =============  ===============================================  =====
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from lrjax import models
+from lrjax._validation import (
+    ConfigError,
+    check_choice,
+    check_positive,
+    check_positive_int,
+)
+from lrjax.data import Dataset, load_dataset, sample_indices
+from lrjax.data.arrays import check_batch_size
+
+Params = Any
+Metrics = dict[str, jax.Array]
+
+CONV_IMPLS = ("patches", "xla")
+
+
+def default_conv_impl(backend: str | None = None) -> str:
+    """``"patches"`` (image patches + matmul) on CPU, where vmapped grouped convolutions are
+    slow; XLA's native convolution elsewhere (fast on GPU/TPU, also under vmap)."""
+    backend = backend or jax.default_backend()
+    return "patches" if backend == "cpu" else "xla"
+
+
+class Task:
+    """Interface of a trainee. Subclasses are frozen dataclasses (hashable: usable as static
+    arguments of ``jax.jit``)."""
+
+    name: str
+    batch_size: int
+
+    @property
+    def uses_conv(self) -> bool:
+        """Whether the model has convolutions (the engine picks CPU knobs by this)."""
+        return False
+
+    def load_data(self, key: jax.Array | None = None, **kwargs) -> Any:
+        raise NotImplementedError
+
+    def init(self, key: jax.Array) -> Params:
+        raise NotImplementedError
+
+    def loss(self, params: Params, data: Any, key: jax.Array) -> jax.Array:
+        """Mean training loss on a minibatch of ``batch_size`` drawn with ``key``."""
+        raise NotImplementedError
+
+    def metrics(self, params: Params, data: Any, split: str, max_examples: int | None = None
+                ) -> Metrics:
+        """``{"loss": ..., "accuracy": ...}`` on the first ``max_examples`` of ``split``."""
+        raise NotImplementedError
+
+    def predictions(self, params: Params, data: Any, split: str, num_examples: int) -> jax.Array:
+        """Model outputs (class probabilities or regression values) on the first examples."""
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageClassificationTask(Task):
+    """A Flax classifier on a tfds image dataset, cross-entropy loss.
+
+    Attributes:
+      name: registry name.
+      dataset: tfds dataset name (see :data:`lrjax.data.DATASETS`).
+      model: the Flax module (logits out).
+      batch_size: training minibatch size.
+      eval_batch_size: examples per chunk when evaluating (bounds memory, esp. under vmap).
+    """
+
+    name: str
+    dataset: str
+    model: nn.Module
+    batch_size: int
+    eval_batch_size: int = 1000
+
+    def __post_init__(self):
+        check_positive_int("batch_size", self.batch_size)
+        check_positive_int("eval_batch_size", self.eval_batch_size)
+
+    @property
+    def uses_conv(self) -> bool:
+        return hasattr(self.model, "conv_impl")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        from lrjax.data import get_spec
+
+        return get_spec(self.dataset).image_shape
+
+    def load_data(self, key: jax.Array | None = None, **kwargs) -> Dataset:
+        """Load the task's dataset (``kwargs`` go to :func:`lrjax.data.load_dataset`)."""
+        del key  # real data do not depend on a key
+        data = load_dataset(self.dataset, **kwargs)
+        check_batch_size(self.batch_size, data.train.size)
+        return data
+
+    def init(self, key: jax.Array) -> Params:
+        x = jnp.zeros((1, *self.input_shape), jnp.float32)
+        return self.model.init(key, x)["params"]
+
+    def logits(self, params: Params, data: Dataset, images: jax.Array) -> jax.Array:
+        return self.model.apply({"params": params}, data.normalize(images))
+
+    def batch_loss(self, params: Params, data: Dataset, images, labels) -> jax.Array:
+        logits = self.logits(params, data, images)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+    def loss(self, params: Params, data: Dataset, key: jax.Array) -> jax.Array:
+        idx = sample_indices(key, data.train.size, self.batch_size)
+        images = jnp.take(data.train.images, idx, axis=0)
+        labels = jnp.take(data.train.labels, idx, axis=0)
+        return self.batch_loss(params, data, images, labels)
+
+    def metrics(self, params: Params, data: Dataset, split: str,
+                max_examples: int | None = None) -> Metrics:
+        s = data.split(split)
+        n = s.size if max_examples is None else min(max_examples, s.size)
+        chunk = min(self.eval_batch_size, n)
+        n_chunks = n // chunk  # whole chunks only: static shapes; remainder evaluated apart
+        images, labels = s.images[:n], s.labels[:n]
+
+        def chunk_sums(args):
+            x, y = args
+            logits = self.logits(params, data, x)
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).sum()
+            correct = (jnp.argmax(logits, -1) == y).sum()
+            return loss, correct
+
+        main = n_chunks * chunk
+        xs = images[:main].reshape(n_chunks, chunk, *images.shape[1:])
+        ys = labels[:main].reshape(n_chunks, chunk)
+        losses, corrects = jax.lax.map(chunk_sums, (xs, ys))
+        loss, correct = losses.sum(), corrects.sum()
+        if main < n:
+            rest_loss, rest_correct = chunk_sums((images[main:], labels[main:]))
+            loss, correct = loss + rest_loss, correct + rest_correct
+        return {"loss": loss / n, "accuracy": correct.astype(jnp.float32) / n}
+
+    def predictions(self, params, data, split, num_examples):
+        s = data.split(split)
+        return jax.nn.softmax(self.logits(params, data, s.images[:num_examples]))
+
+
+@struct.dataclass
+class RegressionData:
+    """A random 2-D linear regression problem: ``y = x . w_true + noise``.
+
+    Inputs ``*_x`` are [N, 2], targets ``*_y`` are [N]; ``w_true`` [2] is the generating
+    parameter and ``w_init`` [2] the starting point drawn with the problem.
+    """
+
+    train_x: jax.Array
+    train_y: jax.Array
+    validation_x: jax.Array
+    validation_y: jax.Array
+    test_x: jax.Array
+    test_y: jax.Array
+    w_true: jax.Array
+    w_init: jax.Array
+
+    def split(self, name: str) -> tuple[jax.Array, jax.Array]:
+        check_choice("split", name, ("train", "validation", "test"))
+        return getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
+
+
+@dataclasses.dataclass(frozen=True)
+class Regression2DTask(Task):
+    """Paper B, section 4.3: a two-dimensional linear regression problem.
+
+    The parameters are ``w`` in R^2 (so trajectories can be drawn over the loss contours); the
+    loss is ``0.5 * mean((x . w - y)^2)``. Problems are random: ``load_data(key)`` draws the
+    input covariance (eigenvalues 1 and 1/condition, random rotation), ``w_true`` and the start
+    ``w_init``. The full-batch gradient is available, so the paper's *gradient disagreement*
+    ``|| grad_batch - grad_full ||`` can be computed (:meth:`gradient_disagreement`).
+
+    Attributes:
+      batch_size: minibatch size (small, so minibatch gradients disagree).
+      num_train / num_validation / num_test: sizes of the random splits.
+      noise: standard deviation of the target noise.
+      max_condition: the covariance's condition number is drawn in [1, max_condition].
+      init_radius: distance of ``w_init`` from ``w_true``.
+    """
+
+    name: str = "regression_2d"
+    batch_size: int = 10
+    num_train: int = 1000
+    num_validation: int = 200
+    num_test: int = 1000
+    noise: float = 0.5
+    max_condition: float = 10.0
+    init_radius: float = 3.0
+
+    def __post_init__(self):
+        for f in ("batch_size", "num_train", "num_validation", "num_test"):
+            check_positive_int(f, getattr(self, f))
+        check_positive("noise", self.noise) if self.noise != 0 else None
+        check_positive("max_condition", self.max_condition)
+        if self.max_condition < 1:
+            raise ConfigError(f"max_condition={self.max_condition!r} is not allowed: "
+                              "expected a number >= 1.")
+        check_positive("init_radius", self.init_radius)
+        check_batch_size(self.batch_size, self.num_train)
+
+    def load_data(self, key: jax.Array | None = None, **kwargs) -> RegressionData:
+        """Draw a random problem from ``key`` (required: the problem *is* the key)."""
+        if kwargs:
+            raise ConfigError(f"regression_2d.load_data takes no options, got {sorted(kwargs)}.")
+        if key is None:
+            raise ConfigError("key=None is not allowed: regression_2d draws its problem from a "
+                              "key, e.g. task.load_data(jax.random.key(0)).")
+        k_rot, k_cond, k_w, k_init, k_tr, k_va, k_te = jax.random.split(key, 7)
+        angle = jax.random.uniform(k_rot, (), maxval=jnp.pi)
+        rotation = jnp.array([[jnp.cos(angle), -jnp.sin(angle)], [jnp.sin(angle), jnp.cos(angle)]])
+        cond = jax.random.uniform(k_cond, (), minval=1.0, maxval=self.max_condition)
+        scales = jnp.sqrt(jnp.array([1.0, 1.0 / cond]))
+        w_true = jax.random.normal(k_w, (2,))
+        direction = jax.random.normal(k_init, (2,))
+        w_init = w_true + self.init_radius * direction / jnp.linalg.norm(direction)
+
+        def sample(k, n):
+            kx, kn = jax.random.split(k)
+            x = (jax.random.normal(kx, (n, 2)) * scales) @ rotation.T
+            y = x @ w_true + self.noise * jax.random.normal(kn, (n,))
+            return x, y
+
+        (trx, tr_y), (vax, va_y), (tex, te_y) = (
+            sample(k_tr, self.num_train), sample(k_va, self.num_validation),
+            sample(k_te, self.num_test))
+        return RegressionData(trx, tr_y, vax, va_y, tex, te_y, w_true, w_init)
+
+    def init(self, key: jax.Array) -> Params:
+        """``{"w": zeros(2)}``; training starts from ``data.w_init`` (see :meth:`init_from`)."""
+        del key
+        return {"w": jnp.zeros((2,), jnp.float32)}
+
+    def init_from(self, data: RegressionData) -> Params:
+        return {"w": data.w_init}
+
+    @staticmethod
+    def mse(params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
+        return 0.5 * jnp.mean((x @ params["w"] - y) ** 2)
+
+    def loss(self, params, data, key):
+        idx = sample_indices(key, self.num_train, self.batch_size)
+        return self.mse(params, data.train_x[idx], data.train_y[idx])
+
+    def metrics(self, params, data, split, max_examples=None):
+        x, y = data.split(split)
+        if max_examples is not None:
+            x, y = x[:max_examples], y[:max_examples]
+        loss = self.mse(params, x, y)
+        return {"loss": loss, "accuracy": jnp.full((), jnp.nan, jnp.float32)}
+
+    def predictions(self, params, data, split, num_examples):
+        x, _ = data.split(split)
+        return x[:num_examples] @ params["w"]
+
+    def full_gradient(self, params, data) -> Params:
+        return jax.grad(self.mse)(params, data.train_x, data.train_y)
+
+    def gradient_disagreement(self, params, data, key) -> jax.Array:
+        """Paper B 4.3: Euclidean distance between the minibatch gradient and the full one."""
+        g_batch = jax.grad(self.loss)(params, data, key)
+        g_full = self.full_gradient(params, data)
+        return optax.tree_utils.tree_norm(optax.tree_utils.tree_sub(g_batch, g_full))
+
+
+def init_params(task: Task, key: jax.Array, data: Any) -> Params:
+    """Initial trainee params: ``task.init(key)``, or the problem's start for regression_2d."""
+    if isinstance(task, Regression2DTask):
+        return task.init_from(data)
+    return task.init(key)
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+
+TaskFactory = Callable[..., Task]
+
+
+def _image_task(name, dataset, model_fn, batch_size):
+    def factory(*, conv_impl: str | None = None, batch_size: int = batch_size, **model_kwargs):
+        impl = conv_impl or default_conv_impl()
+        check_choice("conv_impl", impl, CONV_IMPLS)
+        return ImageClassificationTask(name, dataset, model_fn(impl, **model_kwargs), batch_size)
+
+    return factory
+
+
+TASKS: dict[str, TaskFactory] = {
+    "mnist_cnn": _image_task("mnist_cnn", "mnist",
+                             lambda impl, **kw: models.MnistCNN(conv_impl=impl, **kw), 50),
+    "cifar10_cnn": _image_task("cifar10_cnn", "cifar10",
+                               lambda impl, **kw: models.Cifar10CNN(conv_impl=impl, **kw), 128),
+    "fashion_cnn": _image_task("fashion_cnn", "fashion_mnist",
+                               lambda impl, **kw: models.LeNet5(conv_impl=impl, **kw), 128),
+    "fashion_resnet": _image_task("fashion_resnet", "fashion_mnist",
+                                  lambda impl, **kw: models.ResNet(conv_impl=impl, **kw), 128),
+    "cifar10_resnet": _image_task("cifar10_resnet", "cifar10",
+                                  lambda impl, **kw: models.ResNet(conv_impl=impl, **kw), 128),
+    "mlp": _image_task("mlp", "fashion_mnist", lambda impl, **kw: models.MLP(**kw), 128),
+    "regression_2d": lambda **kw: Regression2DTask(**kw),
+}
+
+
+def get_task(name: str, **overrides) -> Task:
+    """The registered task ``name``, with ``overrides`` (batch_size, conv_impl, model sizes).
+
+    Raises:
+      ConfigError: for an unknown name (listing the known ones) or a bad override.
+    """
+    if name not in TASKS:
+        raise ConfigError(f"task={name!r} is not known: expected one of {', '.join(TASKS)}.")
+    try:
+        return TASKS[name](**overrides)
+    except TypeError as e:
+        raise ConfigError(f"task {name!r} does not take these options: {overrides} ({e}).") from e

@@ -1,0 +1,281 @@
+"""Train a task with any optax transform: one pure step, scanned in chunks, vmapped over trainees.
+
+:func:`train` runs ``N`` trainees (seeds x hyperparameters) for ``num_steps`` steps as one
+compiled program per chunk length: ``jit(shard_map(vmap(scan(step))))``. Hyperparameters such
+as the learning rate are traced arrays (``make_tx(hparams)`` is called inside the traced
+function), so a whole grid x seeds shares one executable and nothing recompiles when a value
+changes. Between chunks the host shows a progress bar and evaluates at the chosen steps; inside
+a chunk nothing talks to the host.
+
+The learning rate actually applied at each step is read from the optimizer state: any state
+field named ``learning_rate`` (``optax.inject_hyperparams``, lrjax's hypergradient optimizers and
+controllers); optimizers without one report NaN.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from lrjax import engine as engine_lib
+from lrjax._validation import ConfigError, check_positive_int
+from lrjax.tasks import Task, init_params
+
+MakeTx = Callable[[Any], optax.GradientTransformation]
+EvalParamsFn = Callable[[Any, Any], Any]
+
+
+@struct.dataclass
+class TraineeState:
+    """Everything that changes while one trainee trains."""
+
+    params: Any
+    opt_state: Any
+    key: jax.Array
+    step: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """Learning curves of ``N`` trainees (numpy arrays; leading axis = trainee).
+
+    Attributes:
+      train_loss: [N, T] minibatch training loss at each step (before the update).
+      learning_rate: [N, T] learning rate applied at each step (NaN if not readable).
+      eval_steps: [E] steps after which validation/test were evaluated (the last is T).
+      val_loss, val_accuracy, test_loss, test_accuracy: [N, E] metrics at ``eval_steps``,
+        on the first ``eval_examples`` of each split, except the last column: the full splits.
+      params: the final trainee params (leading axis N).
+    """
+
+    train_loss: np.ndarray
+    learning_rate: np.ndarray
+    eval_steps: np.ndarray
+    val_loss: np.ndarray
+    val_accuracy: np.ndarray
+    test_loss: np.ndarray
+    test_accuracy: np.ndarray
+    params: Any
+
+    @property
+    def num_trainees(self) -> int:
+        return self.train_loss.shape[0]
+
+    def select(self, index) -> TrainResult:
+        """The result restricted to trainees ``index`` (an int, slice or index array)."""
+        pick = lambda x: np.asarray(x)[index] if np.ndim(x) else x
+        return TrainResult(
+            train_loss=pick(self.train_loss), learning_rate=pick(self.learning_rate),
+            eval_steps=self.eval_steps, val_loss=pick(self.val_loss),
+            val_accuracy=pick(self.val_accuracy), test_loss=pick(self.test_loss),
+            test_accuracy=pick(self.test_accuracy),
+            params=jax.tree.map(lambda x: x[index], self.params),
+        )
+
+
+def applied_learning_rate(opt_state: Any) -> jax.Array:
+    """The learning rate stored in an optimizer state (first field named ``learning_rate``)."""
+    found = optax.tree_utils.tree_get_all_with_path(opt_state, "learning_rate")
+    if not found:
+        return jnp.full((), jnp.nan, jnp.float32)
+    return jnp.asarray(found[0][1], jnp.float32).reshape(())
+
+
+def train_step(task: Task, tx: optax.GradientTransformationExtraArgs, state: TraineeState,
+               data: Any, learning_rate_fn: Callable[[Any], jax.Array] = applied_learning_rate,
+               ) -> tuple[TraineeState, tuple[jax.Array, jax.Array]]:
+    """One optimizer step on a fresh minibatch: returns the new state, (loss, applied LR).
+
+    The loss is passed to the transform as ``value=`` (reduce-on-plateau and lrjax controllers
+    use it; other transforms ignore it).
+    """
+    key, batch_key = jax.random.split(state.key)
+    loss, grads = jax.value_and_grad(task.loss)(state.params, data, batch_key)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)
+    params = optax.apply_updates(state.params, updates)
+    new = TraineeState(params=params, opt_state=opt_state, key=key, step=state.step + 1)
+    return new, (loss, learning_rate_fn(opt_state))
+
+
+def init_state(task: Task, tx: optax.GradientTransformation, key: jax.Array, data: Any
+               ) -> TraineeState:
+    init_key, run_key = jax.random.split(key)
+    params = init_params(task, init_key, data)
+    return TraineeState(params, tx.init(params), run_key, jnp.zeros((), jnp.int32))
+
+
+def eval_schedule(num_steps: int, eval_every: int | None) -> list[int]:
+    """Steps after which to evaluate: every ``eval_every`` steps, and always after the last."""
+    if eval_every is None:
+        return [num_steps]
+    check_positive_int("eval_every", eval_every)
+    points = list(range(eval_every, num_steps, eval_every))
+    return points + [num_steps]
+
+
+def chunk_lengths(num_steps: int, chunk_size: int, eval_points: list[int]) -> list[int]:
+    """Split ``num_steps`` into chunks of at most ``chunk_size`` that end at every eval point."""
+    lengths, start = [], 0
+    for end in eval_points:
+        while start < end:
+            n = min(chunk_size, end - start)
+            lengths.append(n)
+            start += n
+    return lengths
+
+
+def train(
+    task: Task,
+    make_tx: MakeTx,
+    keys: jax.Array,
+    data: Any,
+    num_steps: int,
+    *,
+    hparams: Any = None,
+    eval_every: int | None = None,
+    eval_examples: int = 1000,
+    eval_params: EvalParamsFn | None = None,
+    learning_rate_fn: Callable[[Any], jax.Array] | None = None,
+    engine: engine_lib.EngineConfig = engine_lib.EngineConfig(),
+    progress: bool | str = False,
+) -> TrainResult:
+    """Train ``N = len(keys)`` trainees of ``task`` for ``num_steps`` steps each.
+
+    Args:
+      task: the trainee (see :mod:`lrjax.tasks`).
+      make_tx: ``hparams_i -> optax transform``; called inside the traced program with trainee
+        ``i``'s hyperparameters (traced arrays), e.g.
+        ``lambda hp: optax.sgd(hp["learning_rate"])``.
+      keys: [N] PRNG keys: trainee init, minibatch order, and any randomness of the run.
+      data: the task's data pytree (``task.load_data(...)``), shared by all trainees.
+      num_steps: optimizer steps per trainee.
+      hparams: pytree whose leaves have a leading axis N (or None).
+      eval_every: evaluate validation and test every this many steps (default: only at the end).
+      eval_examples: examples of each split used by intermediate evaluations; the final one
+        uses the full splits.
+      eval_params: ``(opt_state, params) -> params`` to evaluate (e.g. schedule-free's averaged
+        iterate); default: the params themselves.
+      learning_rate_fn: ``opt_state -> applied LR`` (default: the state's ``learning_rate``).
+      engine: execution knobs (defaults suit the backend, see :mod:`lrjax.engine`).
+      progress: show a progress bar over chunks (a string is used as its description).
+
+    Returns:
+      A :class:`TrainResult` with curves for every trainee.
+    """
+    check_positive_int("num_steps", num_steps)
+    check_positive_int("eval_examples", eval_examples)
+    keys = jnp.asarray(keys)
+    if keys.ndim != 1:
+        raise ConfigError(f"keys must be a 1-D array of PRNG keys (one per trainee), got shape "
+                          f"{keys.shape}; use jax.random.split(key, n).")
+    n = keys.shape[0]
+    if hparams is not None:
+        for path, leaf in jax.tree_util.tree_leaves_with_path(hparams):
+            if jnp.shape(leaf)[:1] != (n,):
+                raise ConfigError(f"hparams{jax.tree_util.keystr(path)} has shape "
+                                  f"{jnp.shape(leaf)}; expected a leading axis of {n} (trainees).")
+    eng = engine_lib.resolve(engine, uses_conv=task.uses_conv, num_steps=num_steps)
+    points = eval_schedule(num_steps, eval_every)
+    lengths = chunk_lengths(num_steps, eng.chunk_size, points)
+    runner = _Runner(task, make_tx, eng, eval_params, learning_rate_fn)
+
+    batched = (keys, hparams)
+    batched = engine_lib.pad_trainees(batched, n, eng.num_devices)
+    if eng.num_devices > 1:
+        batched = jax.device_put(batched, engine_lib.trainee_sharding(eng))
+        data = jax.device_put(data, jax.sharding.NamedSharding(
+            engine_lib.trainee_mesh(eng), jax.sharding.PartitionSpec()))
+    keys_p, hparams_p = batched
+    state = runner.init(keys_p, hparams_p, data)
+
+    losses, lrs, evals = [], [], []
+    bar = _progress(progress, num_steps)
+    done = 0
+    for length in lengths:
+        state, (loss, lr) = runner.chunk(length)(state, hparams_p, data)
+        losses.append(loss)
+        lrs.append(lr)
+        done += length
+        if bar is not None:
+            bar.update(length)
+            bar.set_postfix(loss=f"{float(jnp.nanmean(loss[:n, -1])):.4f}")
+        if done in points:
+            final = done == num_steps
+            evals.append(runner.evaluate(None if final else eval_examples)(state, hparams_p, data))
+    if bar is not None:
+        bar.close()
+
+    cat = lambda xs: np.concatenate([np.asarray(x) for x in xs], axis=1)[:n]
+    ev = {k: np.stack([np.asarray(e[k]) for e in evals], axis=1)[:n] for k in evals[0]}
+    return TrainResult(
+        train_loss=cat(losses), learning_rate=cat(lrs), eval_steps=np.asarray(points),
+        val_loss=ev["val_loss"], val_accuracy=ev["val_accuracy"],
+        test_loss=ev["test_loss"], test_accuracy=ev["test_accuracy"],
+        params=jax.tree.map(lambda x: np.asarray(x)[:n], state.params),
+    )
+
+
+def train_one(task: Task, tx: optax.GradientTransformation, key: jax.Array, data: Any,
+              num_steps: int, **kwargs) -> TrainResult:
+    """:func:`train` for a single trainee and a ready-made transform (results keep the N=1 axis).
+    """
+    return train(task, lambda _: tx, key[None], data, num_steps, **kwargs)
+
+
+class _Runner:
+    """Holds the compiled pieces of one :func:`train` call (cached per chunk length)."""
+
+    def __init__(self, task, make_tx, eng, eval_params, learning_rate_fn):
+        self.task, self.make_tx, self.eng = task, make_tx, eng
+        self.learning_rate_fn = learning_rate_fn or applied_learning_rate
+        self.eval_params = eval_params or (lambda opt_state, params: params)
+        self._chunks, self._evals = {}, {}
+        self.init = jax.jit(engine_lib.shard_trainees(self._init_one, eng, 2))
+
+    def _tx(self, hp):
+        return optax.with_extra_args_support(self.make_tx(hp))
+
+    def _init_one(self, key, hp, data):
+        return init_state(self.task, self._tx(hp), key, data)
+
+    def chunk(self, length: int):
+        if length not in self._chunks:
+            unroll = min(self.eng.unroll, length)
+
+            def run(state, hp, data):
+                tx = self._tx(hp)
+                step = lambda s, _: train_step(self.task, tx, s, data, self.learning_rate_fn)
+                return jax.lax.scan(step, state, length=length, unroll=unroll)
+
+            fn = engine_lib.shard_trainees(run, self.eng, 2)
+            self._chunks[length] = jax.jit(fn, donate_argnums=0)
+        return self._chunks[length]
+
+    def evaluate(self, max_examples: int | None):
+        if max_examples not in self._evals:
+
+            def run(state, hp, data):
+                params = self.eval_params(state.opt_state, state.params)
+                val = self.task.metrics(params, data, "validation", max_examples)
+                test = self.task.metrics(params, data, "test", max_examples)
+                return {"val_loss": val["loss"], "val_accuracy": val["accuracy"],
+                        "test_loss": test["loss"], "test_accuracy": test["accuracy"]}
+
+            self._evals[max_examples] = jax.jit(engine_lib.shard_trainees(run, self.eng, 2))
+        return self._evals[max_examples]
+
+
+def _progress(progress, total):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    desc = progress if isinstance(progress, str) else "training"
+    return tqdm(total=total, desc=desc, unit="step", leave=False)
