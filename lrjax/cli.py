@@ -21,10 +21,14 @@ def _add_data(sub):
     dsub = p.add_subparsers(dest="data_command", required=True)
     prep = dsub.add_parser("prepare", help="prepare a dataset with tfds and cache its arrays")
     prep.add_argument("name", help="mnist, fashion_mnist or cifar10")
-    prep.add_argument("--raw-dir", help="directory with the original distribution files "
-                      "(default $LRJAX_RAW_DIR; unset: tfds downloads them)")
-    prep.add_argument("--data-dir", help="lrjax data root (default $LRJAX_DATA_DIR or "
-                      "~/.cache/lrjax)")
+    prep.add_argument(
+        "--raw-dir",
+        help="directory with the original distribution files "
+        "(default $LRJAX_RAW_DIR; unset: tfds downloads them)",
+    )
+    prep.add_argument(
+        "--data-dir", help="lrjax data root (default $LRJAX_DATA_DIR or ~/.cache/lrjax)"
+    )
     prep.add_argument("--overwrite", action="store_true", help="rebuild an existing cache")
     info = dsub.add_parser("info", help="list datasets and whether they are prepared")
     info.add_argument("--data-dir")
@@ -85,8 +89,9 @@ def _data(args) -> int:
     if args.data_command == "prepare":
         from lrjax.data.prepare import prepare_dataset
 
-        prepare_dataset(args.name, raw_dir=args.raw_dir, data_dir=args.data_dir,
-                        overwrite=args.overwrite)
+        prepare_dataset(
+            args.name, raw_dir=args.raw_dir, data_dir=args.data_dir, overwrite=args.overwrite
+        )
         return 0
     root = catalog.data_dir(args.data_dir)
     for name in catalog.DATASETS:
@@ -103,25 +108,40 @@ def _fit(args) -> int:
     task = tasks.get_task(args.task)
     spec = baselines.get_optimizer(args.optimizer)
     start = time.perf_counter()
-    data = (task.load_data(jax.random.key(args.seed)) if args.task == "regression_2d"
-            else task.load_data(data_dir=args.data_dir, raw_dir=args.raw_dir))
-    print(f"{args.task}: data ready in {time.perf_counter() - start:.1f} s "
-          f"(backend {jax.default_backend()}, {jax.local_device_count()} device(s))")
+    data = (
+        task.load_data(jax.random.key(args.seed))
+        if args.task == "regression_2d"
+        else task.load_data(data_dir=args.data_dir, raw_dir=args.raw_dir)
+    )
+    print(
+        f"{args.task}: data ready in {time.perf_counter() - start:.1f} s "
+        f"(backend {jax.default_backend()}, {jax.local_device_count()} device(s))"
+    )
     configs = spec.grid([args.lr])[:1]
     start = time.perf_counter()
     result = training.train(
-        task, spec.make_tx(args.steps), jax.random.key(args.seed)[None], data, args.steps,
-        hparams=baselines.stack_configs(configs), eval_every=args.eval_every,
-        eval_params=spec.eval_params, learning_rate_fn=spec.learning_rate,
+        task,
+        spec.make_tx(args.steps),
+        jax.random.key(args.seed)[None],
+        data,
+        args.steps,
+        hparams=baselines.stack_configs(configs),
+        eval_every=args.eval_every,
+        eval_params=spec.eval_params,
+        learning_rate_fn=spec.learning_rate,
         progress=f"{args.task} {args.optimizer} lr={args.lr:g}",
     )
     elapsed = time.perf_counter() - start
     for i, step in enumerate(result.eval_steps):
-        print(f"step {step:6d}  train loss {result.train_loss[0, step - 1]:.4f}  "
-              f"val loss {result.val_loss[0, i]:.4f}  val acc {result.val_accuracy[0, i]:.4f}")
-    print(f"final test loss {result.test_loss[0, -1]:.4f}  "
-          f"test accuracy {result.test_accuracy[0, -1]:.4f}  "
-          f"({args.steps} steps in {elapsed:.1f} s incl. compilation)")
+        print(
+            f"step {step:6d}  train loss {result.train_loss[0, step - 1]:.4f}  "
+            f"val loss {result.val_loss[0, i]:.4f}  val acc {result.val_accuracy[0, i]:.4f}"
+        )
+    print(
+        f"final test loss {result.test_loss[0, -1]:.4f}  "
+        f"test accuracy {result.test_accuracy[0, -1]:.4f}  "
+        f"({args.steps} steps in {elapsed:.1f} s incl. compilation)"
+    )
     return 0
 
 

@@ -72,7 +72,12 @@ class ResolvedEngine:
 
 
 def resolve(
-    config: EngineConfig, *, uses_conv: bool, num_steps: int, backend: str | None = None
+    config: EngineConfig,
+    *,
+    uses_conv: bool,
+    num_steps: int,
+    num_trainees: int | None = None,
+    backend: str | None = None,
 ) -> ResolvedEngine:
     """Concrete knobs for a run of ``num_steps`` steps of a (conv or dense) trainee.
 
@@ -80,6 +85,7 @@ def resolve(
       - CPU, conv trainee: chunks of 10 fully unrolled steps, trainees over all host devices.
       - CPU, dense trainee: rolled chunks of 500 steps (unroll 4), over all host devices.
       - GPU/TPU: rolled chunks of 1,000 steps, over all local devices.
+    Never more devices than trainees.
     """
     backend = backend or jax.default_backend()
     if backend == "cpu" and uses_conv:
@@ -91,7 +97,7 @@ def resolve(
     chunk = min(config.chunk_size or chunk, num_steps)
     unroll = config.unroll or unroll or chunk
     local = jax.local_devices(backend=backend)
-    n_dev = min(config.devices or len(local), len(local))
+    n_dev = min(config.devices or len(local), len(local), num_trainees or len(local))
     return ResolvedEngine(chunk_size=chunk, unroll=min(unroll, chunk), devices=tuple(local[:n_dev]))
 
 
@@ -110,8 +116,11 @@ def shard_trainees(fn: Callable, engine: ResolvedEngine, num_batched_args: int) 
             return batched(*args)
         in_specs = (PartitionSpec(TRAINEE_AXIS),) * num_batched_args + (PartitionSpec(),) * n_rest
         return jax.shard_map(
-            batched, mesh=trainee_mesh(engine), in_specs=in_specs,
-            out_specs=PartitionSpec(TRAINEE_AXIS), check_vma=False,
+            batched,
+            mesh=trainee_mesh(engine),
+            in_specs=in_specs,
+            out_specs=PartitionSpec(TRAINEE_AXIS),
+            check_vma=False,
         )(*args)
 
     return run

@@ -60,8 +60,12 @@ class OptimizerRun:
         for metric in ("test_loss", "test_accuracy", "val_loss", "val_accuracy"):
             final = getattr(r, metric)[:, -1]
             stats[metric] = {"mean": float(np.mean(final)), "std": float(np.std(final))}
-        return {"optimizer": self.name, "best_config": self.configs[self.best],
-                "num_seeds": self.num_seeds, **stats}
+        return {
+            "optimizer": self.name,
+            "best_config": self.configs[self.best],
+            "num_seeds": self.num_seeds,
+            **stats,
+        }
 
 
 def run_optimizer(
@@ -75,7 +79,7 @@ def run_optimizer(
     lrs: Sequence[float] | None = None,
     eval_every: int | None = None,
     eval_examples: int = 1000,
-    engine: EngineConfig = EngineConfig(),
+    engine: EngineConfig | None = None,
     progress: bool | str = False,
 ) -> OptimizerRun:
     """Train ``task`` with every configuration of ``spec`` (LRs ``lrs`` or its grid) for
@@ -85,9 +89,17 @@ def run_optimizer(
     seed_keys = jax.random.split(key, num_seeds)
     keys = jax.numpy.tile(seed_keys, len(configs))
     result = training.train(
-        task, spec.make_tx(num_steps), keys, data, num_steps,
-        hparams=stack_configs(configs, repeat=num_seeds), eval_every=eval_every,
-        eval_examples=eval_examples, eval_params=spec.eval_params,
-        learning_rate_fn=spec.learning_rate, engine=engine, progress=progress,
+        task,
+        spec.make_tx(num_steps),
+        keys,
+        data,
+        num_steps,
+        hparams=stack_configs(configs, repeat=num_seeds),
+        eval_every=eval_every,
+        eval_examples=eval_examples,
+        eval_params=spec.eval_params,
+        learning_rate_fn=spec.learning_rate,
+        engine=engine,
+        progress=progress,
     )
     return OptimizerRun(spec.name, configs, num_seeds, result)

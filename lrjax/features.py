@@ -11,21 +11,18 @@ Inputs are named values a training loop provides at a step. The controller trans
 (:func:`lrjax.controller.scale_by_controller`) provides some itself and takes the others as keyword
 arguments of ``update``:
 
-=================== ============================================================================
-input               where it comes from
-=================== ============================================================================
-``value``           the training loss on the current minibatch (``update(..., value=loss)``)
-``val_loss``        a validation loss (``update(..., val_loss=...)``)
-``predictions``     the model's outputs on a *fixed* probe batch (``update(..., predictions=...)``)
-``prev_predictions`` the ``predictions`` of the previous observation, kept in the transform state
-``params``          the ``params`` argument of ``update``
-``updates``         the updates the transform receives (e.g. Adam's direction in a chain)
-``lr``              the learning rate applied at the previous step (float32 scalar)
-``lr_bounds``       ``(lr_min, lr_max)`` of the controller, float32 scalars
-``step``            the number of optimizer steps applied so far (int32 scalar)
-``last_layer``      derived from ``params``: the final layer's weights (see
-                    :func:`find_last_layer` and ``FeatureSpec.last_layer_path``)
-=================== ============================================================================
+* ``value``: the training loss on the current minibatch (``update(..., value=loss)``);
+* ``val_loss``: a validation loss (``update(..., val_loss=...)``);
+* ``predictions``: the model's outputs on a *fixed* probe batch (``update(..., predictions=...)``);
+* ``prev_predictions``: the ``predictions`` of the previous observation, kept in the transform
+  state;
+* ``params``: the ``params`` argument of ``update``;
+* ``updates``: the updates the transform receives (e.g. Adam's direction in a chain);
+* ``lr``: the learning rate applied at the previous step (float32 scalar);
+* ``lr_bounds``: ``(lr_min, lr_max)`` of the controller;
+* ``step``: the number of optimizer steps applied so far (int32 scalar);
+* ``last_layer``: computed from ``params``, the final layer's weights (see
+  :func:`find_last_layer` and ``FeatureSpec.last_layer_path``).
 
 Any other name a user-defined feature declares must be passed as a keyword to ``update``. A feature
 whose inputs are missing raises a :class:`~lrjax._validation.ConfigError` at trace time that lists
@@ -61,6 +58,9 @@ from lrjax._validation import ConfigError, check_choice, check_in_range, check_p
 
 __all__ = [
     "BUILTIN_FEATURES",
+    "DERIVED_INPUTS",
+    "PAPER_A_FEATURES",
+    "PAPER_B_FEATURES",
     "PROVIDED_INPUTS",
     "Feature",
     "FeatureSpec",
@@ -110,7 +110,9 @@ class Feature:
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
-            raise ConfigError(f"Feature name={self.name!r} is not allowed: expected a non-empty str.")
+            raise ConfigError(
+                f"Feature name={self.name!r} is not allowed: expected a non-empty str."
+            )
         if isinstance(self.inputs, str) or not isinstance(self.inputs, Iterable):
             raise ConfigError(
                 f"Feature {self.name!r}: inputs={self.inputs!r} is not allowed: expected a tuple "

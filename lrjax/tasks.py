@@ -36,6 +36,7 @@ from lrjax import models
 from lrjax._validation import (
     ConfigError,
     check_choice,
+    check_non_negative,
     check_positive,
     check_positive_int,
 )
@@ -77,8 +78,9 @@ class Task:
         """Mean training loss on a minibatch of ``batch_size`` drawn with ``key``."""
         raise NotImplementedError
 
-    def metrics(self, params: Params, data: Any, split: str, max_examples: int | None = None
-                ) -> Metrics:
+    def metrics(
+        self, params: Params, data: Any, split: str, max_examples: int | None = None
+    ) -> Metrics:
         """``{"loss": ..., "accuracy": ...}`` on the first ``max_examples`` of ``split``."""
         raise NotImplementedError
 
@@ -143,8 +145,9 @@ class ImageClassificationTask(Task):
         labels = jnp.take(data.train.labels, idx, axis=0)
         return self.batch_loss(params, data, images, labels)
 
-    def metrics(self, params: Params, data: Dataset, split: str,
-                max_examples: int | None = None) -> Metrics:
+    def metrics(
+        self, params: Params, data: Dataset, split: str, max_examples: int | None = None
+    ) -> Metrics:
         s = data.split(split)
         n = s.size if max_examples is None else min(max_examples, s.size)
         chunk = min(self.eval_batch_size, n)
@@ -225,11 +228,12 @@ class Regression2DTask(Task):
     def __post_init__(self):
         for f in ("batch_size", "num_train", "num_validation", "num_test"):
             check_positive_int(f, getattr(self, f))
-        check_positive("noise", self.noise) if self.noise != 0 else None
+        check_non_negative("noise", self.noise)
         check_positive("max_condition", self.max_condition)
         if self.max_condition < 1:
-            raise ConfigError(f"max_condition={self.max_condition!r} is not allowed: "
-                              "expected a number >= 1.")
+            raise ConfigError(
+                f"max_condition={self.max_condition!r} is not allowed: expected a number >= 1."
+            )
         check_positive("init_radius", self.init_radius)
         check_batch_size(self.batch_size, self.num_train)
 
@@ -238,8 +242,13 @@ class Regression2DTask(Task):
         if kwargs:
             raise ConfigError(f"regression_2d.load_data takes no options, got {sorted(kwargs)}.")
         if key is None:
-            raise ConfigError("key=None is not allowed: regression_2d draws its problem from a "
-                              "key, e.g. task.load_data(jax.random.key(0)).")
+            raise ConfigError(
+                "key=None is not allowed: regression_2d draws its problem from a "
+                "key, e.g. task.load_data(jax.random.key(0))."
+            )
+        return jax.jit(self._draw_problem)(key)
+
+    def _draw_problem(self, key: jax.Array) -> RegressionData:
         k_rot, k_cond, k_w, k_init, k_tr, k_va, k_te = jax.random.split(key, 7)
         angle = jax.random.uniform(k_rot, (), maxval=jnp.pi)
         rotation = jnp.array([[jnp.cos(angle), -jnp.sin(angle)], [jnp.sin(angle), jnp.cos(angle)]])
@@ -256,8 +265,10 @@ class Regression2DTask(Task):
             return x, y
 
         (trx, tr_y), (vax, va_y), (tex, te_y) = (
-            sample(k_tr, self.num_train), sample(k_va, self.num_validation),
-            sample(k_te, self.num_test))
+            sample(k_tr, self.num_train),
+            sample(k_va, self.num_validation),
+            sample(k_te, self.num_test),
+        )
         return RegressionData(trx, tr_y, vax, va_y, tex, te_y, w_true, w_init)
 
     def init(self, key: jax.Array) -> Params:
@@ -320,16 +331,24 @@ def _image_task(name, dataset, model_fn, batch_size):
 
 
 TASKS: dict[str, TaskFactory] = {
-    "mnist_cnn": _image_task("mnist_cnn", "mnist",
-                             lambda impl, **kw: models.MnistCNN(conv_impl=impl, **kw), 50),
-    "cifar10_cnn": _image_task("cifar10_cnn", "cifar10",
-                               lambda impl, **kw: models.Cifar10CNN(conv_impl=impl, **kw), 128),
-    "fashion_cnn": _image_task("fashion_cnn", "fashion_mnist",
-                               lambda impl, **kw: models.LeNet5(conv_impl=impl, **kw), 128),
-    "fashion_resnet": _image_task("fashion_resnet", "fashion_mnist",
-                                  lambda impl, **kw: models.ResNet(conv_impl=impl, **kw), 128),
-    "cifar10_resnet": _image_task("cifar10_resnet", "cifar10",
-                                  lambda impl, **kw: models.ResNet(conv_impl=impl, **kw), 128),
+    "mnist_cnn": _image_task(
+        "mnist_cnn", "mnist", lambda impl, **kw: models.MnistCNN(conv_impl=impl, **kw), 50
+    ),
+    "cifar10_cnn": _image_task(
+        "cifar10_cnn", "cifar10", lambda impl, **kw: models.Cifar10CNN(conv_impl=impl, **kw), 128
+    ),
+    "fashion_cnn": _image_task(
+        "fashion_cnn", "fashion_mnist", lambda impl, **kw: models.LeNet5(conv_impl=impl, **kw), 128
+    ),
+    "fashion_resnet": _image_task(
+        "fashion_resnet",
+        "fashion_mnist",
+        lambda impl, **kw: models.ResNet(conv_impl=impl, **kw),
+        128,
+    ),
+    "cifar10_resnet": _image_task(
+        "cifar10_resnet", "cifar10", lambda impl, **kw: models.ResNet(conv_impl=impl, **kw), 128
+    ),
     "mlp": _image_task("mlp", "fashion_mnist", lambda impl, **kw: models.MLP(**kw), 128),
     "regression_2d": lambda **kw: Regression2DTask(**kw),
 }

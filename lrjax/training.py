@@ -15,6 +15,7 @@ controllers); optimizers without one report NaN.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -72,9 +73,12 @@ class TrainResult:
         """The result restricted to trainees ``index`` (an int, slice or index array)."""
         pick = lambda x: np.asarray(x)[index] if np.ndim(x) else x
         return TrainResult(
-            train_loss=pick(self.train_loss), learning_rate=pick(self.learning_rate),
-            eval_steps=self.eval_steps, val_loss=pick(self.val_loss),
-            val_accuracy=pick(self.val_accuracy), test_loss=pick(self.test_loss),
+            train_loss=pick(self.train_loss),
+            learning_rate=pick(self.learning_rate),
+            eval_steps=self.eval_steps,
+            val_loss=pick(self.val_loss),
+            val_accuracy=pick(self.val_accuracy),
+            test_loss=pick(self.test_loss),
             test_accuracy=pick(self.test_accuracy),
             params=jax.tree.map(lambda x: x[index], self.params),
         )
@@ -88,9 +92,13 @@ def applied_learning_rate(opt_state: Any) -> jax.Array:
     return jnp.asarray(found[0][1], jnp.float32).reshape(())
 
 
-def train_step(task: Task, tx: optax.GradientTransformationExtraArgs, state: TraineeState,
-               data: Any, learning_rate_fn: Callable[[Any], jax.Array] = applied_learning_rate,
-               ) -> tuple[TraineeState, tuple[jax.Array, jax.Array]]:
+def train_step(
+    task: Task,
+    tx: optax.GradientTransformationExtraArgs,
+    state: TraineeState,
+    data: Any,
+    learning_rate_fn: Callable[[Any], jax.Array] = applied_learning_rate,
+) -> tuple[TraineeState, tuple[jax.Array, jax.Array]]:
     """One optimizer step on a fresh minibatch: returns the new state, (loss, applied LR).
 
     The loss is passed to the transform as ``value=`` (reduce-on-plateau and lrjax controllers
@@ -104,8 +112,9 @@ def train_step(task: Task, tx: optax.GradientTransformationExtraArgs, state: Tra
     return new, (loss, learning_rate_fn(opt_state))
 
 
-def init_state(task: Task, tx: optax.GradientTransformation, key: jax.Array, data: Any
-               ) -> TraineeState:
+def init_state(
+    task: Task, tx: optax.GradientTransformation, key: jax.Array, data: Any
+) -> TraineeState:
     init_key, run_key = jax.random.split(key)
     params = init_params(task, init_key, data)
     return TraineeState(params, tx.init(params), run_key, jnp.zeros((), jnp.int32))
@@ -143,7 +152,7 @@ def train(
     eval_examples: int = 1000,
     eval_params: EvalParamsFn | None = None,
     learning_rate_fn: Callable[[Any], jax.Array] | None = None,
-    engine: engine_lib.EngineConfig = engine_lib.EngineConfig(),
+    engine: engine_lib.EngineConfig | None = None,
     progress: bool | str = False,
 ) -> TrainResult:
     """Train ``N = len(keys)`` trainees of ``task`` for ``num_steps`` steps each.
@@ -173,25 +182,36 @@ def train(
     check_positive_int("eval_examples", eval_examples)
     keys = jnp.asarray(keys)
     if keys.ndim != 1:
-        raise ConfigError(f"keys must be a 1-D array of PRNG keys (one per trainee), got shape "
-                          f"{keys.shape}; use jax.random.split(key, n).")
+        raise ConfigError(
+            f"keys must be a 1-D array of PRNG keys (one per trainee), got shape "
+            f"{keys.shape}; use jax.random.split(key, n)."
+        )
     n = keys.shape[0]
     if hparams is not None:
         for path, leaf in jax.tree_util.tree_leaves_with_path(hparams):
             if jnp.shape(leaf)[:1] != (n,):
-                raise ConfigError(f"hparams{jax.tree_util.keystr(path)} has shape "
-                                  f"{jnp.shape(leaf)}; expected a leading axis of {n} (trainees).")
-    eng = engine_lib.resolve(engine, uses_conv=task.uses_conv, num_steps=num_steps)
+                raise ConfigError(
+                    f"hparams{jax.tree_util.keystr(path)} has shape "
+                    f"{jnp.shape(leaf)}; expected a leading axis of {n} (trainees)."
+                )
+    eng = engine_lib.resolve(
+        engine or engine_lib.EngineConfig(),
+        uses_conv=task.uses_conv,
+        num_steps=num_steps,
+        num_trainees=n,
+    )
     points = eval_schedule(num_steps, eval_every)
     lengths = chunk_lengths(num_steps, eng.chunk_size, points)
-    runner = _Runner(task, make_tx, eng, eval_params, learning_rate_fn)
+    runner = _runner(task, make_tx, eng, eval_params, learning_rate_fn)
 
     batched = (keys, hparams)
     batched = engine_lib.pad_trainees(batched, n, eng.num_devices)
     if eng.num_devices > 1:
         batched = jax.device_put(batched, engine_lib.trainee_sharding(eng))
-        data = jax.device_put(data, jax.sharding.NamedSharding(
-            engine_lib.trainee_mesh(eng), jax.sharding.PartitionSpec()))
+        data = jax.device_put(
+            data,
+            jax.sharding.NamedSharding(engine_lib.trainee_mesh(eng), jax.sharding.PartitionSpec()),
+        )
     keys_p, hparams_p = batched
     state = runner.init(keys_p, hparams_p, data)
 
@@ -215,18 +235,34 @@ def train(
     cat = lambda xs: np.concatenate([np.asarray(x) for x in xs], axis=1)[:n]
     ev = {k: np.stack([np.asarray(e[k]) for e in evals], axis=1)[:n] for k in evals[0]}
     return TrainResult(
-        train_loss=cat(losses), learning_rate=cat(lrs), eval_steps=np.asarray(points),
-        val_loss=ev["val_loss"], val_accuracy=ev["val_accuracy"],
-        test_loss=ev["test_loss"], test_accuracy=ev["test_accuracy"],
+        train_loss=cat(losses),
+        learning_rate=cat(lrs),
+        eval_steps=np.asarray(points),
+        val_loss=ev["val_loss"],
+        val_accuracy=ev["val_accuracy"],
+        test_loss=ev["test_loss"],
+        test_accuracy=ev["test_accuracy"],
         params=jax.tree.map(lambda x: np.asarray(x)[:n], state.params),
     )
 
 
-def train_one(task: Task, tx: optax.GradientTransformation, key: jax.Array, data: Any,
-              num_steps: int, **kwargs) -> TrainResult:
-    """:func:`train` for a single trainee and a ready-made transform (results keep the N=1 axis).
-    """
+def train_one(
+    task: Task,
+    tx: optax.GradientTransformation,
+    key: jax.Array,
+    data: Any,
+    num_steps: int,
+    **kwargs,
+) -> TrainResult:
+    """:func:`train` for a single trainee and a ready-made transform (results keep the N=1 axis)."""
     return train(task, lambda _: tx, key[None], data, num_steps, **kwargs)
+
+
+@functools.lru_cache(maxsize=32)
+def _runner(task, make_tx, eng, eval_params, learning_rate_fn) -> _Runner:
+    """Runners are cached, so a second :func:`train` with the same task, ``make_tx`` (compared
+    by identity or equality), engine and hooks reuses the compiled programs."""
+    return _Runner(task, make_tx, eng, eval_params, learning_rate_fn)
 
 
 class _Runner:
@@ -265,8 +301,12 @@ class _Runner:
                 params = self.eval_params(state.opt_state, state.params)
                 val = self.task.metrics(params, data, "validation", max_examples)
                 test = self.task.metrics(params, data, "test", max_examples)
-                return {"val_loss": val["loss"], "val_accuracy": val["accuracy"],
-                        "test_loss": test["loss"], "test_accuracy": test["accuracy"]}
+                return {
+                    "val_loss": val["loss"],
+                    "val_accuracy": val["accuracy"],
+                    "test_loss": test["loss"],
+                    "test_accuracy": test["accuracy"],
+                }
 
             self._evals[max_examples] = jax.jit(engine_lib.shard_trainees(run, self.eng, 2))
         return self._evals[max_examples]

@@ -28,6 +28,7 @@ from lrjax.controller import (
     current_lr,
     gaussian_entropy,
     gaussian_log_prob,
+    init_actor_params,
     init_controller,
     initial_carry,
     reset_carry,
@@ -37,15 +38,42 @@ from lrjax.controller import (
 from lrjax.features import PAPER_A_FEATURES, grads_and_feature_inputs
 
 KEY = jax.random.key(0)
-CTRL = init_controller(KEY, ControllerConfig())
-# A controller whose LR moves at every step: a large mean head, scale actions (and a small LSTM:
-# these tests compile many programs).
-LIVELY = init_controller(
-    KEY,
-    ControllerConfig(
-        action_mode="scale", head_init_scale=3.0, alpha=2.0, lstm_layers=1, lstm_units=8
-    ),
+
+
+def _numpy_params(init_fn, *args, seed=0, scale=0.5):
+    """Params of the shapes ``init_fn(*args)`` returns, drawn with numpy.
+
+    jax's random initialisers take seconds to compile on CPU; these tests compile enough already.
+    """
+    rng = np.random.default_rng(seed)
+    shapes = jax.eval_shape(init_fn, *args)
+    return jax.tree.map(lambda s: jnp.asarray(rng.normal(0.0, scale, s.shape), s.dtype), shapes)
+
+
+def _controller(config, seed=0, scale=0.5):
+    params = _numpy_params(init_actor_params, KEY, config, seed=seed, scale=scale)
+    return Controller(config=config, params={**params, "log_std": jnp.float32(config.log_std_init)})
+
+
+def _untrained(config):
+    """Like ``init_controller(key, config)`` (whose output the README test checks): the mean head
+    outputs ``config.initial_action``."""
+    ctrl = _controller(config)
+    head = {
+        "kernel": jnp.zeros_like(ctrl.params["mean"]["kernel"]),
+        "bias": jnp.full((1,), config.initial_action, jnp.float32),
+    }
+    return ctrl.replace(params={**ctrl.params, "mean": head})
+
+
+CTRL = _untrained(ControllerConfig())  # the default config, untrained
+# A controller whose LR moves at every step (random weights, scale actions; a small LSTM: these
+# tests compile many programs).
+LIVELY = _controller(
+    ControllerConfig(action_mode="scale", alpha=2.0, lstm_layers=1, lstm_units=8), scale=1.0
 )
+ABSOLUTE = _controller(ControllerConfig(lstm_layers=1, lstm_units=8), scale=1.0)
+PAPER_A = _controller(ControllerConfig.paper_a(lstm_layers=1, lstm_units=8))
 
 
 class _MLP(nn.Module):
@@ -55,9 +83,9 @@ class _MLP(nn.Module):
 
 
 MODEL = _MLP()
-X = jax.random.normal(jax.random.key(1), (32, 3))
+X = jnp.asarray(np.random.default_rng(1).normal(size=(32, 3)), jnp.float32)
 Y = jnp.sin(X).sum(axis=1, keepdims=True)
-PARAMS = MODEL.init(jax.random.key(2), X)
+PARAMS = _numpy_params(MODEL.init, KEY, X)
 
 
 def _loss(params, x=X, y=Y):
@@ -65,6 +93,29 @@ def _loss(params, x=X, y=Y):
 
 
 LOSS, GRADS = jax.jit(jax.value_and_grad(_loss))(PARAMS)
+
+
+TX_CTRL = scale_by_controller(CTRL)
+UPDATE_CTRL = jax.jit(TX_CTRL.update)  # shared: each compile of a controller costs seconds
+
+
+def _poison(tree, value):
+    """``tree`` with the first entry of every leaf set to ``value`` (numpy: nothing to compile)."""
+
+    def poison(leaf):
+        leaf = np.array(leaf)
+        leaf.flat[0] = value
+        return jnp.asarray(leaf)
+
+    return jax.tree.map(poison, tree)
+
+
+def _norm(tree):
+    return np.sqrt(sum(np.sum(np.square(np.asarray(x, np.float64))) for x in jax.tree.leaves(tree)))
+
+
+def _same(a, b):
+    return all(jax.tree.leaves(jax.tree.map(lambda x, y: np.array_equal(x, y), a, b)))
 
 
 def _per_step(lrs, x):
@@ -197,7 +248,7 @@ def _lrs_of(controller, losses):
 
     def step(state, loss):
         _, state = tx.update(params, state, params, value=loss)
-        return state, state.lr
+        return state, state.learning_rate
 
     return jax.lax.scan(step, tx.init(params), losses)[1]
 
@@ -205,14 +256,13 @@ def _lrs_of(controller, losses):
 @settings(max_examples=15, deadline=None)
 @given(
     factor=st.floats(-1e4, 1e4),
-    losses=st.lists(
-        st.floats(min_value=0.0, allow_infinity=False, width=32), min_size=6, max_size=6
-    ),
-    lively=st.booleans(),
+    losses=st.lists(st.floats(width=32), min_size=6, max_size=6),
+    mode=st.sampled_from(["scale", "absolute"]),
 )
-def test_applied_lr_within_bounds_whatever_the_actor(factor, losses, lively):
-    base = LIVELY if lively else CTRL
-    controller = base.replace(params=jax.tree.map(lambda p: p * factor, base.params))
+def test_applied_lr_within_bounds_whatever_the_actor(factor, losses, mode):
+    base = LIVELY if mode == "scale" else ABSOLUTE
+    scaled = jax.tree.map(lambda p: jnp.asarray(np.asarray(p) * np.float32(factor)), base.params)
+    controller = base.replace(params=scaled)
     lrs = np.asarray(_lrs_of(controller, jnp.asarray(losses, jnp.float32)))
     cfg = controller.config
     assert np.all(np.isfinite(lrs))
@@ -224,11 +274,9 @@ def test_applied_lr_within_bounds_whatever_the_actor(factor, losses, lively):
 
 
 def test_untrained_controller_is_sgd_at_about_initial_lr():
-    tx = scale_by_controller(CTRL)
-    state = tx.init(PARAMS)
     grads = GRADS
-    updates, state = jax.jit(tx.update)(grads, state, PARAMS, value=LOSS)
-    lr = state.lr
+    updates, state = UPDATE_CTRL(grads, TX_CTRL.init(PARAMS), PARAMS, value=LOSS)
+    lr = state.learning_rate
     assert lr.dtype == jnp.float32 and lr.shape == ()
     np.testing.assert_allclose(lr, 1e-3, rtol=0.05)
     jax.tree.map(lambda u, g: np.testing.assert_allclose(u, -lr * g, rtol=1e-6), updates, grads)
@@ -269,7 +317,7 @@ def test_chain_with_clip_and_adam():
 
 
 def test_plain_sgd_shortcut():
-    txs = [controlled_sgd(CTRL), controlled_sgd(CTRL, momentum=0.9)]
+    txs = [controlled_sgd(LIVELY), controlled_sgd(LIVELY, momentum=0.9)]
     refs = [optax.sgd(1.0), optax.sgd(1.0, momentum=0.9)]  # -1 * (trace of) the gradients
 
     def step(states):
@@ -310,14 +358,19 @@ def test_flax_train_state():
     assert int(state.step) == 5 and losses[-1] < losses[0]
     assert int(controller_state(state.opt_state).count) == 5
     with pytest.raises(ConfigError, match="value=loss"):  # TrainState.apply_gradients has no value
-        state.apply_gradients(grads=GRADS)
+        jax.eval_shape(lambda s: s.apply_gradients(grads=GRADS), state)
 
 
 def test_nnx_optimizer():
+    rng = np.random.default_rng(0)
+
+    def init(key, shape, dtype=jnp.float32):  # numpy draws, as in _numpy_params
+        return jnp.asarray(rng.normal(0.0, 0.5, shape), dtype)
+
     class Net(nnx.Module):
         def __init__(self, rngs):
-            self.a = nnx.Linear(3, 8, rngs=rngs)
-            self.b = nnx.Linear(8, 1, rngs=rngs)
+            self.a = nnx.Linear(3, 8, kernel_init=init, rngs=rngs)
+            self.b = nnx.Linear(8, 1, kernel_init=init, rngs=rngs)
 
         def __call__(self, x):
             return self.b(jnp.tanh(self.a(x)))
@@ -349,8 +402,8 @@ def test_multi_steps():
     for i in range(4):
         updates, state = update(GRADS, state, PARAMS, value=LOSS)
         emitted = (i + 1) % k == 0
-        assert bool(tx.has_updated(state)) == emitted
-        norm = optax.tree.norm(updates)
+        assert (int(state.mini_step) == 0) == emitted  # optax's has_updated, without compiling
+        norm = _norm(updates)
         assert (norm > 0) == emitted
         lrs.append(float(current_lr(state)))
     assert int(controller_state(state).count) == 2
@@ -358,20 +411,21 @@ def test_multi_steps():
 
 
 def test_apply_if_finite():
-    tx = optax.apply_if_finite(scale_by_controller(CTRL), max_consecutive_errors=3)
+    tx = optax.apply_if_finite(scale_by_controller(LIVELY), max_consecutive_errors=3)
     state = tx.init(PARAMS)
     grads = GRADS
-    bad = jax.tree.map(lambda g: g.at[0].set(jnp.nan), grads)
+    bad = _poison(grads, np.nan)
     update = jax.jit(tx.update)
     updates, state = update(bad, state, PARAMS, value=1.0)
-    assert optax.tree.norm(updates) == 0 and int(state.total_notfinite) == 1
+    assert _norm(updates) == 0 and int(state.total_notfinite) == 1
     updates, state = update(grads, state, PARAMS, value=1.0)
-    assert optax.tree.norm(updates) > 0 and int(controller_state(state).count) == 1
+    assert _norm(updates) > 0 and int(controller_state(state).count) == 1
 
 
 def test_jit_and_vmap_over_seeds():
     tx = scale_by_controller(LIVELY)
-    inits = jax.jit(jax.vmap(lambda k: MODEL.init(k, X)))(jax.random.split(jax.random.key(3), 3))
+    inits = [_numpy_params(MODEL.init, KEY, X, seed=i) for i in range(3)]
+    inits = jax.tree.map(lambda *x: jnp.stack(x), *inits)
 
     def run(params):
         def step(carry):
@@ -390,7 +444,7 @@ def test_jit_and_vmap_over_seeds():
     assert current_lr(state).shape == (3,)
     run_one = jax.jit(run)
     for i in range(3):
-        one_losses, one_lrs, _ = run_one(jax.tree.map(lambda x: x[i], inits))
+        one_losses, one_lrs, _ = run_one(jax.tree.map(lambda x, i=i: x[i], inits))
         np.testing.assert_allclose(losses[i], one_losses, rtol=1e-5)
         np.testing.assert_allclose(lrs[i], one_lrs, rtol=1e-5)
     means = np.asarray(state.normaliser.mean)[:, 0]  # each trainee has its own normaliser
@@ -400,28 +454,22 @@ def test_jit_and_vmap_over_seeds():
 def test_bfloat16_params_keep_their_dtype():
     params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), PARAMS)
     x, y = X.astype(jnp.bfloat16), Y.astype(jnp.bfloat16)
-    txs = [
-        scale_by_controller(LIVELY),
-        optax.chain(optax.scale_by_adam(), scale_by_controller(LIVELY)),
-    ]
+    tx = scale_by_controller(LIVELY)
 
     @jax.jit
     def run(params):
         loss, grads = jax.value_and_grad(_loss)(params, x, y)
-        out = [tx.update(grads, tx.init(params), params, value=loss) for tx in txs]
-        return loss, grads, out
+        updates, state = tx.update(grads, tx.init(params), params, value=loss)
+        return loss, grads, updates, state, optax.apply_updates(params, updates)
 
-    loss, grads, out = run(params)
+    loss, grads, updates, state, new_params = run(params)
     assert loss.dtype == jnp.bfloat16
-    assert all(g.dtype == jnp.bfloat16 for g in jax.tree.leaves(grads))
-    for updates, state in out:
-        new_params = optax.apply_updates(params, updates)
-        for tree in (updates, new_params):
-            assert all(leaf.dtype == jnp.bfloat16 for leaf in jax.tree.leaves(tree))
-        assert current_lr(state).dtype == jnp.float32
-    updates, state = out[0]
+    for tree in (grads, updates, new_params):
+        assert all(leaf.dtype == jnp.bfloat16 for leaf in jax.tree.leaves(tree))
     lr = current_lr(state)
-    expected = jax.tree.map(lambda g: (g.astype(jnp.float32) * -lr).astype(g.dtype), grads)
+    assert lr.dtype == jnp.float32
+    # The product is taken in float32 and rounded once to bfloat16.
+    expected = jax.tree.map(lambda g: (np.float32(g) * -np.float32(lr)).astype(g.dtype), grads)
     jax.tree.map(np.testing.assert_array_equal, updates, expected)
 
 
@@ -437,35 +485,40 @@ def test_any_params_pytree():
 
     (updates, state), (empty, empty_state) = run(params)
     assert jax.tree.structure(updates) == jax.tree.structure(params)
-    np.testing.assert_allclose(updates["a"][0], -state.lr * params["a"][0])
+    np.testing.assert_allclose(updates["a"][0], -state.learning_rate * params["a"][0])
     assert empty == {} and int(empty_state.count) == 1
 
 
 def test_non_finite_loss_or_gradient_skips_the_step():
-    tx = scale_by_controller(LIVELY)
-    update = jax.jit(tx.update)
-    grads = GRADS
-    _, state = update(grads, tx.init(PARAMS), PARAMS, value=1.0)
+    one = jnp.float32(1.0)
+    _, state = UPDATE_CTRL(GRADS, TX_CTRL.init(PARAMS), PARAMS, value=one)
     cases = [
-        (grads, jnp.nan),
-        (grads, jnp.inf),
-        (jax.tree.map(lambda g: g.at[0].set(jnp.inf), grads), 1.0),
-        (jax.tree.map(lambda g: g * jnp.nan, grads), 1.0),
+        (GRADS, jnp.float32(jnp.nan)),
+        (GRADS, jnp.float32(-jnp.inf)),
+        (_poison(GRADS, np.inf), one),
+        (_poison(GRADS, np.nan), one),
     ]
     for i, (g, loss) in enumerate(cases, start=1):
-        updates, new = update(g, state, PARAMS, value=loss)
+        updates, new = UPDATE_CTRL(g, state, PARAMS, value=loss)
         assert all(np.all(np.asarray(u) == 0) for u in jax.tree.leaves(updates))
         assert int(new.skipped) == int(state.skipped) + 1 == i
-        assert int(new.count) == int(state.count)
-        same = jax.tree.map(lambda a, b: bool(jnp.all(a == b)), new._replace(skipped=0), state)
-        assert all(jax.tree.leaves(same._replace(skipped=True)))
+        assert _same(new._replace(skipped=state.skipped), state)  # LR, carry, normaliser, count
         state = new
-    updates, state = update(grads, state, PARAMS, value=1.0)
-    assert optax.tree.norm(updates) > 0 and int(state.count) == 2 and int(state.skipped) == 4
+    updates, state = UPDATE_CTRL(GRADS, state, PARAMS, value=one)
+    assert _norm(updates) > 0 and int(state.count) == 2 and int(state.skipped) == 4
+
+
+def test_overflow_after_scaling_skips_the_step():
+    config = LIVELY.config.replace(lr_min=1.0, lr_max=10.0, initial_lr=5.0)
+    tx = scale_by_controller(Controller(config=config, params=LIVELY.params))
+    params = {"w": jnp.asarray([60000.0, 1.0], jnp.float16)}  # float16 max is 65504
+    updates, state = jax.jit(tx.update)(params, tx.init(params), params, value=1.0)
+    assert updates["w"].dtype == jnp.float16 and np.all(np.asarray(updates["w"]) == 0)
+    assert int(state.skipped) == 1 and int(state.count) == 0
 
 
 def test_paper_a_features_in_a_flax_step():
-    ctrl = init_controller(KEY, ControllerConfig.paper_a())
+    ctrl = PAPER_A
     xv, yv = X[:8] + 0.1, Y[:8]
     tx = optax.chain(optax.scale_by_adam(), scale_by_controller(ctrl, predictions_shape=(8, 1)))
 
@@ -499,7 +552,7 @@ def test_bad_inputs_are_clear_errors():
         tx.update(grads, state, PARAMS, value=jnp.ones(4))
 
     cfg = ControllerConfig(features=("train_loss", "val_loss", "last_layer_var"))
-    tx = scale_by_controller(init_controller(KEY, cfg))
+    tx = scale_by_controller(_controller(cfg))
     state = tx.init(PARAMS)
     with pytest.raises(ConfigError) as info:
         jax.jit(lambda g, s: tx.update(g, s, None, value=1.0))(grads, state)
@@ -507,13 +560,16 @@ def test_bad_inputs_are_clear_errors():
     assert "'val_loss' needed by val_loss" in msg and "computed from 'params'" in msg
     assert "Given:" in msg and "value" in msg
 
-    paper_a = init_controller(KEY, ControllerConfig.paper_a())
+    paper_a = PAPER_A
     with pytest.raises(ConfigError, match="predictions_shape"):
         scale_by_controller(paper_a)
     tx = scale_by_controller(paper_a, predictions_shape=(8, 1))
     with pytest.raises(ConfigError, match=r"predictions of shape \(5, 1\)"):
-        tx.update(
-            grads, tx.init(PARAMS), PARAMS, value=1.0, val_loss=1.0, predictions=jnp.ones((5, 1))
+        jax.eval_shape(
+            lambda s: tx.update(
+                grads, s, PARAMS, value=1.0, val_loss=1.0, predictions=np.ones((5, 1))
+            ),
+            tx.init(PARAMS),
         )
     with pytest.raises(ConfigError, match="expected a lrjax Controller"):
         scale_by_controller(CTRL.params)
@@ -535,18 +591,38 @@ def test_actor_shapes_and_carry():
     cfg = CTRL.config
     carry = initial_carry(cfg)
     assert len(carry) == 2 and carry[0][0].shape == (20,)
-    carry, mean, log_std = actor_step(CTRL.params, carry, jnp.ones(1), cfg)
+    done = jnp.asarray([True, False, True, False, False])
+
+    @jax.jit
+    def run(params):
+        one = actor_step(params, initial_carry(cfg), jnp.ones(1), cfg)
+        batched = actor_step(params, initial_carry(cfg, (5,)), jnp.ones((5, 1)), cfg)
+        return one, batched, reset_carry(batched[0], done, cfg)
+
+    (_, mean, log_std), (batched, bmean, blog_std), reset = run(CTRL.params)
     assert mean.shape == () and log_std.shape == ()
     np.testing.assert_allclose(log_std, cfg.log_std_init)
-    batched = initial_carry(cfg, (5,))
-    batched, mean, log_std = actor_step(CTRL.params, batched, jnp.ones((5, 1)), cfg)
-    assert mean.shape == (5,) and log_std.shape == (5,) and batched[1][1].shape == (5, 20)
-    assert any(float(jnp.abs(h).sum()) > 0 for pair in batched for h in pair)
-    reset = reset_carry(batched, jnp.asarray([True, False, True, False, False]), cfg)
+    assert bmean.shape == (5,) and blog_std.shape == (5,) and batched[1][1].shape == (5, 20)
+    assert any(np.abs(np.asarray(h)).sum() > 0 for pair in batched for h in pair)
     assert np.all(np.asarray(reset[0][0][0]) == 0) and np.all(reset[0][0][1] == batched[0][0][1])
     with pytest.raises(ConfigError, match=r"expected \(\.\.\., 1\)"):
         actor_step(CTRL.params, carry, jnp.ones(3), cfg)
     assert isinstance(LSTMActor(), nn.Module) and LSTMActor().layers == 2
+
+
+def test_init_controller_structure():
+    cfg = ControllerConfig.paper_a(lstm_layers=3, lstm_units=5)
+    ctrl = jax.eval_shape(lambda k: init_controller(k, cfg), KEY)  # traced, nothing compiled
+    assert isinstance(ctrl, Controller) and ctrl.config == cfg
+    p = ctrl.params
+    assert set(p) == {"lstm_0", "lstm_1", "lstm_2", "mean", "log_std"}
+    assert p["lstm_0"]["ii"]["kernel"].shape == (7, 5) and p["lstm_2"]["hi"]["kernel"].shape == (
+        5,
+        5,
+    )
+    assert p["mean"]["kernel"].shape == (5, 1) and p["log_std"].shape == ()
+    with pytest.raises(ConfigError, match="expected a ControllerConfig"):
+        init_controller(KEY, {"lstm_units": 5})
 
 
 def test_controller_is_a_pytree():
@@ -558,24 +634,35 @@ def test_controller_is_a_pytree():
 
 def test_critics():
     obs = jnp.ones((4, 7))
-    q = QCritic()
-    qp = q.init(KEY, obs, jnp.zeros(4))
+    q, v = QCritic(), ValueCritic()
+    qp, vp = _numpy_params(q.init, KEY, obs, jnp.zeros(4)), _numpy_params(v.init, KEY, obs)
     assert qp["params"]["hidden"]["kernel"].shape == (8, 10)  # paper B: 1 hidden layer, 10 units
-    assert q.apply(qp, obs, jnp.zeros(4)).shape == (4,)
-    assert q.apply(qp, obs[0], jnp.zeros(())).shape == ()
-    dq = jax.grad(lambda a: q.apply(qp, obs[0], a))(0.3)  # Eq. 9 needs grad_a Q
-    assert np.isfinite(dq)
-    v = ValueCritic()
-    vp = v.init(KEY, obs)
-    assert v.apply(vp, obs).shape == (4,)
+
+    @jax.jit
+    def run(qp, vp):
+        dq = jax.grad(lambda a: q.apply(qp, obs[0], a))(0.3)  # Eq. 9 needs grad_a Q
+        q4, q1 = q.apply(qp, obs, jnp.zeros(4)), q.apply(qp, obs[0], jnp.zeros(()))
+        return q4, q1, dq, v.apply(vp, obs)
+
+    qs, q1, dq, vs = run(qp, vp)
+    assert qs.shape == (4,) and q1.shape == () and np.isfinite(dq) and vs.shape == (4,)
 
 
 def test_gaussian_helpers():
     u, mean, log_std = jnp.asarray([0.3, -1.0]), jnp.asarray([0.0, 0.5]), jnp.asarray([-0.5, 0.2])
-    expected = jax.scipy.stats.norm.logpdf(u, mean, jnp.exp(log_std))
-    np.testing.assert_allclose(gaussian_log_prob(u, mean, log_std), expected, rtol=1e-5)
-    np.testing.assert_allclose(
-        gaussian_entropy(log_std), 0.5 * np.log(2 * np.pi * np.e * np.exp(2 * log_std)), rtol=1e-5
-    )
-    a = sample_action(KEY, mean, log_std)
-    assert a.shape == (2,) and np.all(a == sample_action(KEY, mean, log_std))
+
+    @jax.jit
+    def run():
+        return (
+            gaussian_log_prob(u, mean, log_std),
+            jax.scipy.stats.norm.logpdf(u, mean, jnp.exp(log_std)),
+            gaussian_entropy(log_std),
+            sample_action(KEY, mean, log_std),
+            sample_action(KEY, mean, log_std),
+        )
+
+    logp, expected, entropy, a, b = run()
+    np.testing.assert_allclose(logp, expected, rtol=1e-5)
+    std = np.exp(np.asarray(log_std))
+    np.testing.assert_allclose(entropy, 0.5 * np.log(2 * np.pi * np.e * std**2), rtol=1e-5)
+    assert a.shape == (2,) and np.all(a == b)

@@ -89,8 +89,10 @@ def test_cifar10_path_on_mock_data(tmp_path, monkeypatch):
 
 
 def test_unknown_dataset_lists_the_known_ones(tmp_path):
-    for call in (lambda: load_dataset("imagenet", data_dir=tmp_path),
-                 lambda: prepare_dataset("imagenet", data_dir=tmp_path)):
+    for call in (
+        lambda: load_dataset("imagenet", data_dir=tmp_path),
+        lambda: prepare_dataset("imagenet", data_dir=tmp_path),
+    ):
         with pytest.raises(ConfigError, match="dataset='imagenet'.*cifar10, fashion_mnist, mnist"):
             call()
     assert not any(tmp_path.iterdir())
@@ -104,8 +106,11 @@ def test_unknown_split(fashion_mnist):
 def test_missing_raw_file_is_named_and_nothing_is_written(tmp_path, shared_data):
     raw = tmp_path / "raw"
     raw.mkdir()
-    for f in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-              "t10k-images-idx3-ubyte.gz"):
+    for f in (
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+    ):
         shutil.copy(shared_data / "mnist" / f, raw / f)
     out = tmp_path / "data"
     with pytest.raises(RawDataError, match="lacks 't10k-labels-idx1-ubyte.gz'.*download it"):

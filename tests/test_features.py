@@ -253,7 +253,9 @@ def test_grads_and_feature_inputs_for_a_flax_model():
     model = _MLP()
     x, xv = jnp.ones((5, 4)), jnp.arange(12.0).reshape(3, 4) / 12
     y, yv = jnp.zeros((5, 3)), jnp.ones((3, 3))
-    params = model.init(jax.random.key(0), x)
+    rng = np.random.default_rng(0)  # numpy draws: jax's initialisers are slow to compile on CPU
+    shapes = jax.eval_shape(model.init, jax.random.key(0), x)
+    params = jax.tree.map(lambda s: jnp.asarray(rng.normal(size=s.shape), s.dtype), shapes)
 
     def loss_fn(out, target):
         return jnp.mean((out - target) ** 2)
@@ -261,9 +263,14 @@ def test_grads_and_feature_inputs_for_a_flax_model():
     grads, inputs = jax.jit(
         lambda p: grads_and_feature_inputs(model.apply, p, (x, y), loss_fn, (xv, yv))
     )(params)
-    loss, expected = jax.value_and_grad(lambda p: loss_fn(model.apply(p, x), y))(params)
+    (loss, expected), val_loss = jax.jit(
+        lambda p: (
+            jax.value_and_grad(lambda p: loss_fn(model.apply(p, x), y))(p),
+            loss_fn(model.apply(p, xv), yv),
+        )
+    )(params)
     np.testing.assert_allclose(inputs["value"], loss, rtol=1e-6)
-    np.testing.assert_allclose(inputs["val_loss"], loss_fn(model.apply(params, xv), yv), rtol=1e-6)
+    np.testing.assert_allclose(inputs["val_loss"], val_loss, rtol=1e-6)
     assert inputs["predictions"].shape == (3, 3)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), grads, expected)
     # Every built-in feature of paper A can be computed from them (plus the transform's own).
@@ -272,5 +279,7 @@ def test_grads_and_feature_inputs_for_a_flax_model():
     provided["prev_predictions"] = jnp.zeros((3, 3))
     assert np.all(np.isfinite(raw_features(spec, {**inputs, **provided})))
 
-    _, inputs = grads_and_feature_inputs(model.apply, params, (x, y), loss_fn)
+    _, inputs = jax.eval_shape(
+        lambda p: grads_and_feature_inputs(model.apply, p, (x, y), loss_fn), params
+    )
     assert set(inputs) == {"value", "predictions"} and inputs["predictions"].shape == (5, 3)

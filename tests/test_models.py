@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -42,8 +45,35 @@ FULL_MODELS = {
 }
 
 
-def _normal(seed: int, shape: tuple[int, ...]) -> jax.Array:
-    return jax.random.normal(jax.random.key(seed), shape, jnp.float32)
+# Random numbers come from numpy, and the one real init uses the "rbg" key implementation:
+# compiling threefry-based initialisers costs seconds per model on XLA:CPU.
+
+
+def _normal(seed: int, shape: tuple[int, ...], scale: float = 1.0) -> jax.Array:
+    return jnp.asarray(scale * np.random.default_rng(seed).standard_normal(shape), jnp.float32)
+
+
+def _plain_dicts(tree) -> bool:
+    """Whether ``tree`` is nested plain dicts with array leaves (or their abstract shapes)."""
+    if isinstance(tree, dict):
+        return type(tree) is dict and all(_plain_dicts(v) for v in tree.values())
+    return isinstance(tree, jax.Array | jax.ShapeDtypeStruct)
+
+
+def _fake_init(model: nn.Module, x: jax.Array, seed: int) -> dict:
+    """Variables of ``model`` with init's structure and shapes, filled with fan-in scaled noise."""
+    shapes = jax.eval_shape(model.init, jax.random.key(0), x)
+
+    def fill(path, leaf, i):
+        name = path[-1].key
+        if name == "scale":
+            return jnp.ones(leaf.shape, leaf.dtype)
+        scale = 0.1 if name == "bias" else 1.0 / np.sqrt(np.prod(leaf.shape[:-1]))
+        return _normal(seed + i, leaf.shape, scale)
+
+    leaves = jax.tree_util.tree_leaves_with_path(shapes)
+    filled = [fill(path, leaf, i) for i, (path, leaf) in enumerate(leaves)]
+    return jax.tree.unflatten(jax.tree.structure(shapes), filled)
 
 
 def _close(a, b, tol: float = 1e-5) -> None:
@@ -56,10 +86,11 @@ def _close(a, b, tol: float = 1e-5) -> None:
 @pytest.mark.parametrize("kernel_size", [3, (3, 2)])
 def test_conv2d_params_match_nn_conv(kernel_size):
     x = _normal(0, (1, 6, 6, 3))
-    ours = Conv2D(5, kernel_size).init(jax.random.key(1), x)
     # nn.Conv reads an int kernel_size as 1-D; Conv2D reads it as square.
     pair = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
-    ref = nn.Conv(5, pair).init(jax.random.key(1), x)
+    key = jax.random.key(1, impl="rbg")
+    ours = jax.jit(Conv2D(5, kernel_size).init)(key, x)
+    ref = jax.jit(nn.Conv(5, pair).init)(key, x)
     assert jax.tree.structure(ours) == jax.tree.structure(ref)
     jax.tree.map(np.testing.assert_array_equal, ours, ref)
     assert ours["params"]["kernel"].shape == (*pair, 3, 5)
@@ -70,70 +101,97 @@ def test_conv2d_params_match_nn_conv(kernel_size):
 def test_conv2d_impls_equal_nn_conv(strides, padding):
     # Odd, non-square input and kernel, cin > 1 and a non-zero bias catch any ordering mistake.
     x = _normal(0, (2, 9, 8, 3))
-    variables = nn.Conv(5, (3, 4), strides=strides, padding=padding).init(jax.random.key(1), x)
-    variables = jax.tree.map(lambda p: p + 0.1, variables)
-    expected = nn.Conv(5, (3, 4), strides=strides, padding=padding).apply(variables, x)
-    outputs = {}
-    for impl in ("patches", "xla"):
-        conv = Conv2D(5, (3, 4), strides=strides, padding=padding, impl=impl)
-        outputs[impl] = conv.apply(variables, x)
-        assert outputs[impl].shape == expected.shape
-        _close(outputs[impl], expected)
-    _close(outputs["patches"], outputs["xla"])
+    ref = nn.Conv(5, (3, 4), strides=strides, padding=padding)
+    variables = {"params": {"kernel": _normal(1, (3, 4, 3, 5)), "bias": _normal(2, (5,))}}
+
+    @jax.jit
+    def outputs(variables, x):
+        convs = {
+            impl: Conv2D(5, (3, 4), strides=strides, padding=padding, impl=impl)
+            for impl in ("patches", "xla")
+        }
+        return ref.apply(variables, x), {k: c.apply(variables, x) for k, c in convs.items()}
+
+    expected, ours = outputs(variables, x)
+    for out in ours.values():
+        assert out.shape == expected.shape
+        _close(out, expected)
+    _close(ours["patches"], ours["xla"])
 
 
 def test_conv2d_impls_equal_gradients():
     x = _normal(0, (2, 7, 7, 2))
-    variables = Conv2D(3, 5, strides=2).init(jax.random.key(1), x)
+    variables = {"params": {"kernel": _normal(1, (5, 5, 2, 3)), "bias": _normal(2, (3,))}}
 
-    def loss(v, x, impl):
-        return jnp.sum(jnp.sin(Conv2D(3, 5, strides=2, impl=impl).apply(v, x)))
+    @jax.jit
+    def grads(variables, x):
+        def loss(v, x, impl):
+            return jnp.sum(jnp.sin(Conv2D(3, 5, strides=2, impl=impl).apply(v, x)))
 
-    grads = {impl: jax.grad(loss, argnums=(0, 1))(variables, x, impl) for impl in ("patches", "xla")}
-    jax.tree.map(_close, grads["patches"], grads["xla"])
+        return {i: jax.grad(loss, argnums=(0, 1))(variables, x, i) for i in ("patches", "xla")}
+
+    result = grads(variables, x)
+    jax.tree.map(_close, result["patches"], result["xla"])
 
 
-def test_conv2d_unbatched_input_and_bad_impl():
+def test_conv2d_unbatched_input_and_config_errors():
     x = _normal(0, (6, 6, 2))
     conv = Conv2D(4, 3)
-    variables = conv.init(jax.random.key(0), x)
-    assert conv.apply(variables, x).shape == (6, 6, 4)
+    out = jax.eval_shape(lambda x: conv.init_with_output(jax.random.key(0), x)[0], x)
+    assert out.shape == (6, 6, 4)
     with pytest.raises(ConfigError):
-        Conv2D(4, 3, impl="cudnn").init(jax.random.key(0), x)
+        jax.eval_shape(Conv2D(4, 3, impl="cudnn").init, jax.random.key(0), x)
     with pytest.raises(ConfigError):
-        Conv2D(4, 3, padding="CIRCULAR").init(jax.random.key(0), x)
+        jax.eval_shape(Conv2D(4, 3, padding="CIRCULAR").init, jax.random.key(0), x)
 
 
 # --- pooling --------------------------------------------------------------------------------
 
 
+@jax.jit
+def _pool_values_and_grads(x: jax.Array, weights: jax.Array) -> dict:
+    """Values and weighted-sum gradients of 2x2/2 pooling: ours, the dispatcher, nn.max_pool."""
+    pools = {
+        "ours": max_pool_2x2,
+        "dispatch_xla": lambda x: max_pool(x, 2, 2, impl="xla"),
+        "ref": lambda x: nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME"),
+    }
+    return {
+        k: (f(x), jax.grad(lambda x, f=f: jnp.sum(f(x) * weights))(x)) for k, f in pools.items()
+    }
+
+
 @pytest.mark.parametrize("shape", [(2, 8, 6, 3), (2, 7, 9, 3), (5, 5, 1)])
 def test_max_pool_2x2_equals_nn_max_pool(shape):
     x = _normal(0, shape)  # continuous values: no ties, so the gradients are unique
-
-    def ref(x):
-        return nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
-
-    _close(max_pool_2x2(x), ref(x), 0.0)
-    _close(max_pool(x, 2, 2, impl="xla"), ref(x), 0.0)
-    weights = _normal(1, ref(x).shape)
-    grad_ours = jax.grad(lambda x: jnp.sum(max_pool_2x2(x) * weights))(x)
-    grad_ref = jax.grad(lambda x: jnp.sum(ref(x) * weights))(x)
-    _close(grad_ours, grad_ref, 0.0)
+    out_shape = (*shape[:-3], -(-shape[-3] // 2), -(-shape[-2] // 2), shape[-1])
+    result = _pool_values_and_grads(x, _normal(1, out_shape))
+    value_ref, grad_ref = result["ref"]
+    assert value_ref.shape == out_shape
+    for name in ("ours", "dispatch_xla"):
+        value, grad = result[name]
+        _close(value, value_ref, 0.0)
+        _close(grad, grad_ref, 0.0)
 
 
 @pytest.mark.parametrize("shape", [(2, 8, 8, 2), (1, 7, 10, 2)])
 def test_max_pool_3x3_stride2_equals_nn_max_pool(shape):
     x = _normal(0, shape)
 
-    def ref(x):
-        return nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+    @jax.jit
+    def values_and_grads(x, weights):
+        def ours(x):
+            return max_pool(x, 3, 2)
 
-    _close(max_pool(x, 3, 2), ref(x), 0.0)
-    weights = _normal(1, ref(x).shape)
-    grad_ours = jax.grad(lambda x: jnp.sum(max_pool(x, 3, 2) * weights))(x)
-    grad_ref = jax.grad(lambda x: jnp.sum(ref(x) * weights))(x)
-    _close(grad_ours, grad_ref, 0.0)
+        def ref(x):
+            return nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+
+        return [(f(x), jax.grad(lambda x, f=f: jnp.sum(f(x) * weights))(x)) for f in (ours, ref)]
+
+    out_shape = (shape[0], -(-shape[1] // 2), -(-shape[2] // 2), shape[3])
+    (value, grad), (value_ref, grad_ref) = values_and_grads(x, _normal(1, out_shape))
+    _close(value, value_ref, 0.0)
+    _close(grad, grad_ref, 0.0)
     with pytest.raises(ConfigError):
         max_pool(x, 2, 2, impl="fast")
 
@@ -147,7 +205,9 @@ def test_full_model_output_shape_and_pure_params(name, shape):
     model = FULL_MODELS[name]
     x = jax.ShapeDtypeStruct(shape, jnp.float32)
     variables = jax.eval_shape(model.init, jax.random.key(0), x)
-    assert set(variables) == {"params"}
+    # Only params (no batch_stats or other mutable collections), as plain nested dicts.
+    assert type(variables) is dict and set(variables) == {"params"}
+    assert _plain_dicts(variables["params"])
     out = jax.eval_shape(model.apply, variables, x)
     assert out.shape == (shape[0], 10)
     assert out.dtype == jnp.float32
@@ -169,54 +229,56 @@ def test_num_groups():
     assert num_groups(12, 8) == 6
 
 
-def _plain_dicts(tree) -> bool:
-    if isinstance(tree, dict):
-        return type(tree) is dict and all(_plain_dicts(v) for v in tree.values())
-    return isinstance(tree, jax.Array)
+class SmallCase(NamedTuple):
+    """A small model, its stacked params for 3 trainees and jitted apply functions."""
+
+    x: jax.Array
+    stacked: dict  # 3 trainees' params, stacked: every leaf has a leading 3
+    apply: Callable  # (params, x) -> logits, conv_impl="patches"
+    apply_xla: Callable  # the same with conv_impl="xla"
 
 
-@pytest.mark.parametrize("name", sorted(SMALL_MODELS))
-def test_small_model_shapes_impls_and_pure_params(name):
-    for shape in INPUT_SHAPES:
-        x = _normal(0, shape)
-        model = SMALL_MODELS[name]("patches")
-        variables = model.init(jax.random.key(1), x)
-        assert type(variables) is dict and set(variables) == {"params"}
-        assert _plain_dicts(variables["params"])
-        logits = model.apply(variables, x)
-        assert logits.shape == (shape[0], 10)
-        # The reference implementation takes the same params and gives the same logits.
-        _close(SMALL_MODELS[name]("xla").apply(variables, x), logits, 1e-4)
-
-
-@pytest.mark.parametrize("name", sorted(SMALL_MODELS))
-def test_vmapped_forward_equals_separate_forwards(name):
-    model = SMALL_MODELS[name]("patches")
-    x = _normal(0, (4, 28, 28, 1))
-    keys = jax.random.split(jax.random.key(1), 3)
-    stacked = jax.vmap(lambda k: model.init(k, x)["params"])(keys)
-    batched = jax.jit(jax.vmap(lambda p: model.apply({"params": p}, x)))(stacked)
-    for i in range(3):
-        params = jax.tree.map(lambda leaf, i=i: leaf[i], stacked)
-        _close(batched[i], model.apply({"params": params}, x), 1e-4)
-
-
-@pytest.mark.parametrize("name", sorted(SMALL_MODELS))
-def test_bfloat16_runs(name):
-    model = SMALL_MODELS[name]("patches")
+@pytest.fixture(scope="module", params=sorted(SMALL_MODELS))
+def small(request) -> SmallCase:
+    model, model_xla = SMALL_MODELS[request.param]("patches"), SMALL_MODELS[request.param]("xla")
     x = _normal(0, (2, 32, 32, 3))
-    params = model.init(jax.random.key(1), x)["params"]
-    params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
-    logits = model.apply({"params": params}, x.astype(jnp.bfloat16))
+    trainees = [_fake_init(model, x, seed=100 * i) for i in range(3)]
+    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *trainees)["params"]
+    apply = jax.jit(lambda p, x: model.apply({"params": p}, x))
+    apply_xla = jax.jit(lambda p, x: model_xla.apply({"params": p}, x))
+    return SmallCase(x, stacked, apply, apply_xla)
+
+
+def _trainee(stacked: dict, i: int) -> dict:
+    return jax.tree.map(lambda leaf: leaf[i], stacked)
+
+
+def test_small_model_runs_and_impls_agree(small):
+    params = _trainee(small.stacked, 0)
+    logits = small.apply(params, small.x)
+    assert logits.shape == (2, 10)
+    # The reference implementation takes the same params and gives the same logits.
+    _close(small.apply_xla(params, small.x), logits, 1e-4)
+
+
+def test_vmapped_forward_equals_separate_forwards(small):
+    batched = jax.jit(jax.vmap(small.apply, in_axes=(0, None)))(small.stacked, small.x)
+    assert batched.shape == (3, 2, 10)
+    for i in range(3):
+        _close(batched[i], small.apply(_trainee(small.stacked, i), small.x), 1e-4)
+
+
+def test_bfloat16_runs(small):
+    params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), _trainee(small.stacked, 0))
+    logits = small.apply(params, small.x.astype(jnp.bfloat16))
     assert logits.dtype == jnp.bfloat16
     assert bool(jnp.all(jnp.isfinite(logits)))
 
 
-def test_model_config_errors():
-    x = _normal(0, (1, 28, 28, 1))
+@pytest.mark.parametrize(
+    "model", [ResNet(norm="batch"), MLP(activation="swish2"), LeNet5(conv_impl="fft")]
+)
+def test_model_config_errors(model):
+    x = jax.ShapeDtypeStruct((1, 28, 28, 1), jnp.float32)
     with pytest.raises(ConfigError):
-        ResNet(norm="batch").init(jax.random.key(0), x)
-    with pytest.raises(ConfigError):
-        MLP(activation="swish2").init(jax.random.key(0), x)
-    with pytest.raises(ConfigError):
-        LeNet5(conv_impl="fft").init(jax.random.key(0), x)
+        jax.eval_shape(model.init, jax.random.key(0), x)

@@ -16,8 +16,9 @@ training program) into an ``optax`` transform, and says which grid to search:
   accumulations of 20 steps), and the learning-rate-free ``prodigy``, ``dadapt_adamw``, ``dog``,
   ``mechanic`` (mechanized Adam 1e-3), ``schedule_free_sgd``, ``schedule_free_adamw``.
 
-The step-decay schedule is written here (three lines) because optax's ``exponential_decay``
-validates ``transition_steps`` in Python, which a traced grid value cannot pass.
+The step-decay and warm-up cosine schedules are written here (a few lines each) because
+optax's ``exponential_decay`` and ``warmup_cosine_decay_schedule`` check their arguments in
+Python, which traced grid values cannot pass.
 """
 
 from __future__ import annotations
@@ -68,9 +69,13 @@ class OptimizerSpec:
     description: str = ""
 
     def make_tx(self, num_steps: int) -> Callable[[Hparams], optax.GradientTransformation]:
-        """``hparams -> transform`` for a run of ``num_steps`` steps (for :func:`train`)."""
+        """``hparams -> transform`` for a run of ``num_steps`` steps (for :func:`train`).
+
+        The returned callable compares equal for equal arguments, so the training engine's
+        compiled programs are reused across calls.
+        """
         check_positive_int("num_steps", num_steps)
-        return lambda hp: self.build(hp, num_steps)
+        return _TxBuilder(self.build, num_steps)
 
     def grid(self, lrs: Sequence[float] | None = None) -> list[dict[str, float]]:
         """All configurations: the product of ``lrs`` (default ``lr_grid``) and ``extra_grid``."""
@@ -84,16 +89,29 @@ class OptimizerSpec:
         ]
 
 
+@dataclasses.dataclass(frozen=True)
+class _TxBuilder:
+    """``hparams -> build(hparams, num_steps)``, hashable and equal by value."""
+
+    build: Callable[[Hparams, int], optax.GradientTransformation]
+    num_steps: int
+
+    def __call__(self, hp: Hparams) -> optax.GradientTransformation:
+        return self.build(hp, self.num_steps)
+
+
 def stack_configs(configs: Sequence[dict[str, float]], repeat: int = 1) -> Hparams:
     """Configurations -> dict of float32 arrays, each config repeated ``repeat`` times
     (config-major: ``[c0, c0, ..., c1, c1, ...]``)."""
-    return {k: jnp.repeat(jnp.asarray([c[k] for c in configs], jnp.float32), repeat)
-            for k in configs[0]}
+    return {
+        k: jnp.repeat(jnp.asarray([c[k] for c in configs], jnp.float32), repeat) for k in configs[0]
+    }
 
 
 def _inject(opt, **fixed):
-    return lambda hp, steps: optax.inject_hyperparams(opt)(learning_rate=hp["learning_rate"],
-                                                           **fixed)
+    return lambda hp, steps: optax.inject_hyperparams(opt)(
+        learning_rate=hp["learning_rate"], **fixed
+    )
 
 
 def step_decay_schedule(init_value, interval, factor):
@@ -107,14 +125,27 @@ def _step_decay(hp, steps, warmup=False):
     if warmup:
         w = max(1, int(WARMUP_FRACTION * steps))
         schedule = lambda count: jnp.where(
-            count < w, hp["learning_rate"] * (count + 1) / w, decay(count - w))
+            count < w, hp["learning_rate"] * (count + 1) / w, decay(count - w)
+        )
     return optax.inject_hyperparams(optax.sgd)(learning_rate=schedule)
+
+
+def warmup_cosine_schedule(peak_value, warmup_steps: int, total_steps: int):
+    """Linear warm-up from 0 to ``peak_value`` over ``warmup_steps``, then cosine decay to 0 at
+    ``total_steps`` (``peak_value`` may be traced; optax's version branches on it in Python)."""
+
+    def schedule(count):
+        warm = peak_value * (count + 1) / warmup_steps
+        progress = jnp.clip((count - warmup_steps) / max(1, total_steps - warmup_steps), 0, 1)
+        cosine = 0.5 * peak_value * (1 + jnp.cos(jnp.pi * progress))
+        return jnp.where(count < warmup_steps, warm, cosine)
+
+    return schedule
 
 
 def _cosine(hp, steps):
     w = max(1, int(WARMUP_FRACTION * steps))
-    schedule = optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=hp["learning_rate"], warmup_steps=w, decay_steps=steps)
+    schedule = warmup_cosine_schedule(hp["learning_rate"], w, steps)
     return optax.inject_hyperparams(optax.sgd)(learning_rate=schedule)
 
 
@@ -124,8 +155,9 @@ PLATEAU_ACCUMULATION = 20
 def _plateau(hp, steps):
     return optax.chain(
         optax.inject_hyperparams(optax.sgd)(learning_rate=hp["learning_rate"]),
-        optax.contrib.reduce_on_plateau(factor=0.5, patience=10,
-                                        accumulation_size=PLATEAU_ACCUMULATION),
+        optax.contrib.reduce_on_plateau(
+            factor=0.5, patience=10, accumulation_size=PLATEAU_ACCUMULATION
+        ),
     )
 
 
@@ -150,50 +182,98 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
     spec.name: spec
     for spec in [
         OptimizerSpec("sgd", _inject(optax.sgd), PAPER_B_LRS, description="SGD (paper B grid)"),
-        OptimizerSpec("momentum", _inject(optax.sgd, momentum=0.9), PAPER_B_LRS,
-                      description="SGD + momentum 0.9"),
+        OptimizerSpec(
+            "momentum",
+            _inject(optax.sgd, momentum=0.9),
+            PAPER_B_LRS,
+            description="SGD + momentum 0.9",
+        ),
         OptimizerSpec("adam", _inject(optax.adam), PAPER_B_LRS, description="Adam"),
         OptimizerSpec("adagrad", _inject(optax.adagrad), PAPER_B_LRS, description="Adagrad"),
         OptimizerSpec("rmsprop", _inject(optax.rmsprop), PAPER_B_LRS, description="RMSprop"),
         OptimizerSpec(
-            "step_decay", _step_decay, STEP_DECAY_LRS,
+            "step_decay",
+            _step_decay,
+            STEP_DECAY_LRS,
             {"interval": STEP_DECAY_INTERVALS, "factor": STEP_DECAY_FACTORS},
-            description="SGD, step decay (paper A baseline)"),
+            description="SGD, step decay (paper A baseline)",
+        ),
         OptimizerSpec(
-            "step_decay_warmup", lambda hp, s: _step_decay(hp, s, warmup=True), STEP_DECAY_LRS,
+            "step_decay_warmup",
+            lambda hp, s: _step_decay(hp, s, warmup=True),
+            STEP_DECAY_LRS,
             {"interval": STEP_DECAY_INTERVALS, "factor": STEP_DECAY_FACTORS},
-            description="SGD, 5% linear warm-up then step decay"),
-        OptimizerSpec("cosine", _cosine, STEP_DECAY_LRS,
-                      description="SGD, 5% warm-up then cosine decay"),
-        OptimizerSpec("reduce_on_plateau", _plateau, STEP_DECAY_LRS, learning_rate=_plateau_lr,
-                      description="SGD + optax.contrib.reduce_on_plateau"),
-        OptimizerSpec("vsgd", lambda hp, s: optax.chain(vsgd(), optax.scale(hp["learning_rate"])),
-                      (1.0,), description="vSGD (Schaul et al. 2013), LR-free"),
-        OptimizerSpec("sgd_hd", lambda hp, s: sgd_hd(hp["learning_rate"]), PAPER_B_LRS,
-                      description="SGD with hypergradient descent (Baydin et al. 2018)"),
-        OptimizerSpec("adam_hd", lambda hp, s: adam_hd(hp["learning_rate"]), PAPER_B_LRS,
-                      description="Adam with hypergradient descent (Baydin et al. 2018)"),
-        OptimizerSpec("prodigy", lambda hp, s: optax.contrib.prodigy(hp["learning_rate"]),
-                      (1.0,), learning_rate=_state_field("estim_lr"),
-                      description="Prodigy (LR-free)"),
-        OptimizerSpec("dadapt_adamw",
-                      lambda hp, s: optax.contrib.dadapt_adamw(hp["learning_rate"]), (1.0,),
-                      learning_rate=_state_field("estim_lr"),
-                      description="D-Adaptation AdamW (LR-free)"),
-        OptimizerSpec("dog", lambda hp, s: optax.contrib.dog(hp["learning_rate"]), (1.0,),
-                      description="DoG (LR-free)"),
-        OptimizerSpec("mechanic",
-                      lambda hp, s: optax.contrib.mechanize(optax.adam(hp["learning_rate"])),
-                      (1e-3,), learning_rate=_state_field("s"),
-                      description="Mechanic around Adam (LR-free; reported LR = scale s)"),
-        OptimizerSpec("schedule_free_sgd",
-                      lambda hp, s: optax.contrib.schedule_free_sgd(hp["learning_rate"]),
-                      STEP_DECAY_LRS, eval_params=_schedule_free_eval,
-                      description="schedule-free SGD"),
-        OptimizerSpec("schedule_free_adamw",
-                      lambda hp, s: optax.contrib.schedule_free_adamw(hp["learning_rate"]),
-                      (1e-4, 1e-3, 1e-2), eval_params=_schedule_free_eval,
-                      description="schedule-free AdamW"),
+            description="SGD, 5% linear warm-up then step decay",
+        ),
+        OptimizerSpec(
+            "cosine", _cosine, STEP_DECAY_LRS, description="SGD, 5% warm-up then cosine decay"
+        ),
+        OptimizerSpec(
+            "reduce_on_plateau",
+            _plateau,
+            STEP_DECAY_LRS,
+            learning_rate=_plateau_lr,
+            description="SGD + optax.contrib.reduce_on_plateau",
+        ),
+        OptimizerSpec(
+            "vsgd",
+            lambda hp, s: optax.chain(vsgd(), optax.scale(hp["learning_rate"])),
+            (1.0,),
+            description="vSGD (Schaul et al. 2013), LR-free",
+        ),
+        OptimizerSpec(
+            "sgd_hd",
+            lambda hp, s: sgd_hd(hp["learning_rate"]),
+            PAPER_B_LRS,
+            description="SGD with hypergradient descent (Baydin et al. 2018)",
+        ),
+        OptimizerSpec(
+            "adam_hd",
+            lambda hp, s: adam_hd(hp["learning_rate"]),
+            PAPER_B_LRS,
+            description="Adam with hypergradient descent (Baydin et al. 2018)",
+        ),
+        OptimizerSpec(
+            "prodigy",
+            lambda hp, s: optax.contrib.prodigy(hp["learning_rate"]),
+            (1.0,),
+            learning_rate=_state_field("estim_lr"),
+            description="Prodigy (LR-free)",
+        ),
+        OptimizerSpec(
+            "dadapt_adamw",
+            lambda hp, s: optax.contrib.dadapt_adamw(hp["learning_rate"]),
+            (1.0,),
+            learning_rate=_state_field("estim_lr"),
+            description="D-Adaptation AdamW (LR-free)",
+        ),
+        OptimizerSpec(
+            "dog",
+            lambda hp, s: optax.contrib.dog(hp["learning_rate"]),
+            (1.0,),
+            description="DoG (LR-free)",
+        ),
+        OptimizerSpec(
+            "mechanic",
+            lambda hp, s: optax.contrib.mechanize(optax.adam(hp["learning_rate"])),
+            (1e-3,),
+            learning_rate=_state_field("s"),
+            description="Mechanic around Adam (LR-free; reported LR = scale s)",
+        ),
+        OptimizerSpec(
+            "schedule_free_sgd",
+            lambda hp, s: optax.contrib.schedule_free_sgd(hp["learning_rate"]),
+            STEP_DECAY_LRS,
+            eval_params=_schedule_free_eval,
+            description="schedule-free SGD",
+        ),
+        OptimizerSpec(
+            "schedule_free_adamw",
+            lambda hp, s: optax.contrib.schedule_free_adamw(hp["learning_rate"]),
+            (1e-4, 1e-3, 1e-2),
+            eval_params=_schedule_free_eval,
+            description="schedule-free AdamW",
+        ),
     ]
 }
 
@@ -202,7 +282,8 @@ def get_optimizer(name: str) -> OptimizerSpec:
     """The baseline ``name``; an unknown name raises and lists the known ones."""
     if name not in OPTIMIZERS:
         raise ConfigError(
-            f"optimizer={name!r} is not known: expected one of {', '.join(OPTIMIZERS)}.")
+            f"optimizer={name!r} is not known: expected one of {', '.join(OPTIMIZERS)}."
+        )
     return OPTIMIZERS[name]
 
 

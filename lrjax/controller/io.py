@@ -80,7 +80,10 @@ def save_controller(
       The directory's path.
     """
     if not isinstance(controller, Controller):
-        raise ConfigError(f"controller={controller!r} is not allowed: expected a lrjax Controller.")
+        raise ConfigError(
+            f"controller of type {type(controller).__name__} is not allowed: expected a lrjax "
+            "Controller."
+        )
     path = pathlib.Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"path={str(path)!r} is not allowed: it is a file, expected a directory.")
@@ -96,7 +99,9 @@ def save_controller(
         "format_version": FORMAT_VERSION,
         "lrjax_version": _lrjax_version(),
         "config": controller.config.to_json(),
-        "params": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in _flat(params).items()},
+        "params": {
+            k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in _flat(params).items()
+        },
         "params_sha256": hashlib.sha256(blob).hexdigest(),
     }
     path.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,6 +45,20 @@ __all__ = [
 
 Carry = tuple[tuple[jax.Array, jax.Array], ...]
 """The actor's recurrent state: one ``(c, h)`` pair per LSTM layer, each ``(*batch, units)``."""
+
+
+def _unit_column_init(scale: float) -> nn.initializers.Initializer:
+    """Orthogonal initialisation of a ``(n, 1)`` kernel: a uniformly random direction times scale.
+
+    Same distribution as ``nn.initializers.orthogonal(scale)`` for one column, without its QR
+    decomposition (slow to compile on CPU).
+    """
+
+    def init(key, shape, dtype=jnp.float32):
+        v = jax.random.normal(key, shape, dtype)
+        return scale * v / jnp.linalg.norm(v, axis=0, keepdims=True)
+
+    return init
 
 
 class LSTMActor(nn.Module):
@@ -84,7 +99,7 @@ class LSTMActor(nn.Module):
             new_carry.append(c)
         mean = nn.Dense(
             1,
-            kernel_init=nn.initializers.orthogonal(self.head_init_scale),
+            kernel_init=_unit_column_init(self.head_init_scale),
             bias_init=nn.initializers.constant(self.mean_bias_init),
             name="mean",
         )(x)[..., 0]
@@ -129,6 +144,7 @@ def reset_carry(carry: Carry, done: jax.typing.ArrayLike, config: ControllerConf
     return jax.tree.map(lambda c, z: jnp.where(done, z, c), carry, initial_carry(config))
 
 
+@functools.partial(jax.jit, static_argnums=1)
 def init_actor_params(key: jax.Array, config: ControllerConfig) -> dict[str, Any]:
     """Fresh actor params (the ``'params'`` collection) for ``config``."""
     actor = make_actor(config)
@@ -301,5 +317,7 @@ def init_controller(key: jax.Array, config: ControllerConfig | None = None) -> C
     """
     config = ControllerConfig() if config is None else config
     if not isinstance(config, ControllerConfig):
-        raise ConfigError(f"config={config!r} is not allowed: expected a ControllerConfig.")
+        raise ConfigError(
+            f"config of type {type(config).__name__} is not allowed: expected a ControllerConfig."
+        )
     return Controller(config=config, params=init_actor_params(key, config))

@@ -51,8 +51,8 @@ class ControllerState(NamedTuple):
       count: optimizer steps applied (skipped steps not counted), int32 scalar. The controller
         acts when ``count % act_every == 0``.
       skipped: steps skipped because the loss or an update was not finite, int32 scalar.
-      lr: the learning rate applied at the last applied step (``initial_lr`` before the first),
-        float32 scalar. Read it with :func:`current_lr` to log or plot it.
+      learning_rate: the learning rate applied at the last applied step (``initial_lr`` before
+        the first), float32 scalar. Read it with :func:`current_lr` to log or plot it.
       carry: the actor's LSTM state.
       normaliser: running statistics of the raw features.
       obs: the last observation the actor saw, float32 ``(obs_size,)`` (for logging).
@@ -62,7 +62,7 @@ class ControllerState(NamedTuple):
 
     count: jax.Array
     skipped: jax.Array
-    lr: jax.Array
+    learning_rate: jax.Array
     carry: Carry
     normaliser: NormaliserState
     obs: jax.Array
@@ -82,8 +82,9 @@ def scale_by_controller(
     other steps it keeps ``lr_t = lr_{t-1}``. It returns ``-lr_t * updates``, computed in float32
     (or wider) and cast back to each leaf's dtype, so bfloat16 params keep their dtype.
 
-    A step whose loss or any update is not finite is skipped: the updates are zeros, the LR, LSTM
-    state, normaliser and ``count`` stay as they were, and ``skipped`` is incremented.
+    A step whose loss or any update is not finite (as received, or after scaling: an overflow in
+    a low-precision dtype) is skipped: the updates are zeros, the LR, LSTM state, normaliser and
+    ``count`` stay as they were, and ``skipped`` is incremented.
 
     The returned ``update(updates, state, params=None, *, value, **extra_args)`` needs ``value``,
     the scalar training loss on the current minibatch, and every other input the features declare
@@ -106,8 +107,8 @@ def scale_by_controller(
     """
     if not isinstance(controller, Controller):
         raise ConfigError(
-            f"controller={controller!r} is not allowed: expected a lrjax Controller "
-            "(init_controller(key, config) or load_controller(path))."
+            f"controller of type {type(controller).__name__} is not allowed: expected a lrjax "
+            "Controller (init_controller(key, config) or load_controller(path))."
         )
     config = controller.config
     spec = config.features
@@ -132,7 +133,7 @@ def scale_by_controller(
         return ControllerState(
             count=jnp.zeros([], jnp.int32),
             skipped=jnp.zeros([], jnp.int32),
-            lr=jnp.asarray(config.initial_lr, jnp.float32),
+            learning_rate=jnp.asarray(config.initial_lr, jnp.float32),
             carry=initial_carry(config),
             normaliser=init_normaliser(spec.size),
             obs=jnp.zeros((spec.size,), jnp.float32),
@@ -160,15 +161,11 @@ def scale_by_controller(
                 f"value of shape {value.shape} is not allowed: expected the scalar mean loss of "
                 "the minibatch (take the mean of per-example losses)."
             )
-        finite = jnp.isfinite(value)
-        for leaf in jax.tree.leaves(updates):
-            finite = jnp.logical_and(finite, jnp.all(jnp.isfinite(leaf)))
-
         inputs = {k: v for k, v in extra_args.items() if v is not None}
         inputs["value"] = value
         inputs.update(
             updates=updates,
-            lr=state.lr,
+            learning_rate=state.learning_rate,
             lr_bounds=lr_bounds,
             step=state.count,
             prev_predictions=state.prev_predictions,
@@ -197,27 +194,33 @@ def scale_by_controller(
 
         obs, normaliser = observe(spec, state.normaliser, inputs)
         carry, mean, _ = actor_step(controller.params, state.carry, obs, config)
-        proposed_lr = action_to_lr(mean, state.lr, config)
+        proposed_lr = action_to_lr(mean, state.learning_rate, config)
 
+        lr = jnp.where(state.count % config.act_every == 0, proposed_lr, state.learning_rate)
+
+        def scale(u: jax.Array) -> jax.Array:
+            dtype = jnp.promote_types(u.dtype, jnp.float32)
+            return (u.astype(dtype) * (-lr).astype(dtype)).astype(u.dtype)
+
+        scaled = jax.tree.map(scale, updates)
+        # Skip the step when the loss or any update is not finite, before or after scaling (an
+        # overflow of a low-precision dtype counts too): nothing non-finite ever leaves here.
+        finite = jnp.isfinite(value)
+        for leaf in jax.tree.leaves(scaled):
+            finite = jnp.logical_and(finite, jnp.all(jnp.isfinite(leaf)))
         acts = jnp.logical_and(finite, state.count % config.act_every == 0)
         keep = functools.partial(jax.tree.map, lambda new, old: jnp.where(acts, new, old))
-        lr = jnp.where(acts, proposed_lr, state.lr)
         new_state = ControllerState(
             count=jnp.where(finite, optax.safe_increment(state.count), state.count),
             skipped=jnp.where(finite, state.skipped, optax.safe_increment(state.skipped)),
-            lr=lr,
+            learning_rate=jnp.where(acts, lr, state.learning_rate),
             carry=keep(carry, state.carry),
             normaliser=keep(normaliser, state.normaliser),
             obs=keep(obs, state.obs),
             prev_predictions=keep(new_predictions, state.prev_predictions),
         )
-
-        def scale(u: jax.Array) -> jax.Array:
-            dtype = jnp.promote_types(u.dtype, jnp.float32)
-            out = (u.astype(dtype) * (-lr).astype(dtype)).astype(u.dtype)
-            return jnp.where(finite, out, jnp.zeros_like(out))
-
-        return jax.tree.map(scale, updates), new_state
+        new_updates = jax.tree.map(lambda u: jnp.where(finite, u, jnp.zeros_like(u)), scaled)
+        return new_updates, new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -282,9 +285,9 @@ def current_lr(opt_state: Any) -> jax.Array:
       opt_state: an optimizer state holding exactly one :func:`scale_by_controller` state.
 
     Returns:
-      ``ControllerState.lr`` (batched if the state is).
+      ``ControllerState.learning_rate`` (batched if the state is).
     """
-    return controller_state(opt_state).lr
+    return controller_state(opt_state).learning_rate
 
 
 def apply_gradients(train_state: Any, grads: Any, **extra_args: Any) -> Any:

@@ -68,6 +68,21 @@ class Dataset:
         """uint8 images -> float32 inputs, according to ``self.normalization``."""
         return normalize(images, self.pixel_mean, self.pixel_std, self.normalization)
 
+    def subset(
+        self, train: int | None = None, validation: int | None = None, test: int | None = None
+    ) -> Dataset:
+        """The same dataset with each split cut to its first ``n`` examples (None: whole).
+
+        Normalisation statistics stay those of the full training split. For quick
+        experiments and tests.
+        """
+        cut = lambda split, n: split if n is None else split.take(n)
+        return self.replace(
+            train=cut(self.train, train),
+            validation=cut(self.validation, validation),
+            test=cut(self.test, test),
+        )
+
     def with_normalization(self, normalization: str) -> Dataset:
         check_choice("normalization", normalization, NORMALIZATIONS)
         return self.replace(normalization=normalization)

@@ -61,7 +61,13 @@ DATASETS: dict[str, DatasetSpec] = {
         "fashion_mnist", (28, 28, 1), 10, 60_000, 10_000, 5_000, "scale", _MNIST_FILES
     ),
     "cifar10": DatasetSpec(
-        "cifar10", (32, 32, 3), 10, 50_000, 10_000, 5_000, "mean_subtract",
+        "cifar10",
+        (32, 32, 3),
+        10,
+        50_000,
+        10_000,
+        5_000,
+        "mean_subtract",
         ("cifar-10-binary.tar.gz",),
     ),
 }

@@ -139,8 +139,9 @@ def prepare_dataset(
     for split in ("train", "test"):
         images = arrays[f"{split}_images"]
         if images.shape[1:] != spec.image_shape:
-            raise RuntimeError(f"{name} {split} images have shape {images.shape[1:]}, "
-                               f"expected {spec.image_shape}")
+            raise RuntimeError(
+                f"{name} {split} images have shape {images.shape[1:]}, expected {spec.image_shape}"
+            )
     meta = {
         "format_version": CACHE_FORMAT_VERSION,
         "name": name,
@@ -171,8 +172,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
-    prepare_dataset(args.name, raw_dir=args.raw_dir, data_dir=args.data_dir,
-                    overwrite=args.overwrite)
+    prepare_dataset(
+        args.name, raw_dir=args.raw_dir, data_dir=args.data_dir, overwrite=args.overwrite
+    )
 
 
 if __name__ == "__main__":

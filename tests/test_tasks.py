@@ -1,0 +1,124 @@
+"""Every registered task trains (its loss falls) on real data, small and fast; the 2-D problem's
+gradient disagreement; bad inputs."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from lrjax import tasks, training
+from lrjax._validation import ConfigError
+from lrjax.data import make_dataset
+from lrjax.engine import EngineConfig
+
+# Small widths keep each test to seconds on a 2-core CPU; the architecture is the registered one.
+SMALL = {
+    "mnist_cnn": dict(features=(8, 16), hidden=64),
+    "fashion_cnn": dict(),
+    "fashion_resnet": dict(blocks_per_stage=1, width=8),
+    "mlp": dict(hidden=(64,)),
+    "cifar10_cnn": dict(features=(8, 16), hidden=(32, 16)),
+    "cifar10_resnet": dict(blocks_per_stage=1, width=8),
+}
+
+
+def synthetic_cifar(n_train=512, n_test=128, seed=0):
+    """CIFAR-shaped data whose label is learnable (the brightest of 10 horizontal bands)."""
+    rng = np.random.default_rng(seed)
+
+    def make(n):
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 120, (n, 32, 32, 3))
+        for i, y in enumerate(labels):
+            images[i, 3 * y : 3 * y + 3] += 120
+        return images.astype(np.uint8), labels.astype(np.int32)
+
+    (tr_x, tr_y), (te_x, te_y) = make(n_train), make(n_test)
+    return make_dataset(
+        "cifar10",
+        tr_x,
+        tr_y,
+        te_x,
+        te_y,
+        validation_size=128,
+        normalization="mean_subtract",
+        num_classes=10,
+    )
+
+
+def fit(task, data, steps, lr, seed=0):
+    return training.train_one(
+        task,
+        optax.sgd(lr),
+        jax.random.key(seed),
+        data,
+        steps,
+        eval_examples=500,
+        engine=EngineConfig(devices=1, unroll=1),
+    )
+
+
+@pytest.mark.parametrize("name", ["mnist_cnn", "fashion_cnn", "fashion_resnet", "mlp"])
+def test_task_loss_falls_on_real_data(name, request):
+    dataset = "mnist" if name == "mnist_cnn" else "fashion_mnist"
+    data = request.getfixturevalue(dataset).subset(validation=500, test=1000)
+    task = tasks.get_task(name, batch_size=32, **SMALL[name])
+    result = fit(task, data, steps=80, lr=0.1)
+    losses = result.train_loss[0]
+    assert np.isfinite(losses).all()
+    assert losses[-10:].mean() < 0.85 * losses[:5].mean(), losses
+    # the final evaluation is on the full splits and beats chance
+    assert result.test_accuracy[0, -1] > 0.3
+
+
+@pytest.mark.parametrize("name", ["cifar10_cnn", "cifar10_resnet"])
+def test_cifar_tasks_train_on_cifar_shaped_data(name):
+    task = tasks.get_task(name, batch_size=32, **SMALL[name])
+    result = fit(task, synthetic_cifar(), steps=60, lr=0.05)
+    losses = result.train_loss[0]
+    assert losses[-10:].mean() < 0.85 * losses[:5].mean(), losses
+
+
+def test_regression_2d_problem_and_gradient_disagreement():
+    task = tasks.get_task("regression_2d")
+    data = task.load_data(jax.random.key(3))
+    again = task.load_data(jax.random.key(3))
+    np.testing.assert_array_equal(data.train_x, again.train_x)  # same key, same problem
+    assert data.train_x.shape == (1000, 2) and data.w_true.shape == (2,)
+    np.testing.assert_allclose(jnp.linalg.norm(data.w_init - data.w_true), 3.0, rtol=1e-5)
+    result = fit(task, data, steps=300, lr=0.1)
+    assert result.val_loss[0, -1] < 0.2 * task.mse(
+        task.init_from(data), data.validation_x, data.validation_y
+    )
+    # the full gradient is the mean of the per-example gradients; a minibatch one differs
+    params = task.init_from(data)
+    full = task.full_gradient(params, data)["w"]
+    per_example = jax.vmap(lambda x, y: jax.grad(task.mse)(params, x[None], y[None])["w"])(
+        data.train_x, data.train_y
+    )
+    np.testing.assert_allclose(full, per_example.mean(axis=0), rtol=1e-4, atol=1e-6)
+    d = task.gradient_disagreement(params, data, jax.random.key(0))
+    assert float(d) > 0
+    full_batch = tasks.Regression2DTask(batch_size=1000)
+    # sampling with replacement: even a full-size batch is not the full gradient, but close
+    assert float(full_batch.gradient_disagreement(params, data, jax.random.key(0))) < float(d)
+
+
+def test_unknown_task_and_bad_options():
+    with pytest.raises(ConfigError, match="task='imagenet_vit' is not known.*mnist_cnn"):
+        tasks.get_task("imagenet_vit")
+    with pytest.raises(ConfigError, match="batch_size=0"):
+        tasks.get_task("fashion_cnn", batch_size=0)
+    with pytest.raises(ConfigError, match="conv_impl='fft'"):
+        tasks.get_task("mnist_cnn", conv_impl="fft")
+    with pytest.raises(ConfigError, match="batch_size=2000 is larger than the split"):
+        tasks.get_task("regression_2d", batch_size=2000)
+    with pytest.raises(ConfigError, match="does not take these options"):
+        tasks.get_task("mlp", depth=3)
+
+
+def test_batch_size_larger_than_split(fashion_mnist):
+    task = tasks.get_task("fashion_cnn", batch_size=60_000)
+    with pytest.raises(ConfigError, match="batch_size=60000 is larger than the split"):
+        task.load_data()

@@ -1,0 +1,141 @@
+"""The training engine: a grid of LRs x seeds as one program equals the runs one by one; every
+baseline runs through the same function; chunking and sharding do not change results."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from lrjax import baselines, evaluate, tasks, training
+from lrjax._validation import ConfigError
+from lrjax.engine import EngineConfig
+
+
+@pytest.fixture(scope="module")
+def mlp_setup(fashion_mnist):
+    task = tasks.get_task("mlp", batch_size=32, hidden=(32,))
+    return task, fashion_mnist.subset(validation=300, test=300)
+
+
+def test_grid_of_5_lrs_x_3_seeds_is_one_program_equal_to_runs_one_by_one(mlp_setup):
+    task, data = mlp_setup
+    spec = baselines.get_optimizer("sgd")
+    steps, key = 40, jax.random.key(7)
+    engine = EngineConfig(chunk_size=20)
+    grid = evaluate.run_optimizer(
+        task, spec, data, key, num_seeds=3, num_steps=steps, eval_every=20, engine=engine
+    )
+    assert grid.result.train_loss.shape == (15, steps)
+    assert len(grid.configs) == 5
+    seed_keys = jax.random.split(key, 3)
+    make_tx = spec.make_tx(steps)
+    for c, config in enumerate(grid.configs):
+        for s in range(3):
+            one = training.train(
+                task,
+                make_tx,
+                seed_keys[s][None],
+                data,
+                steps,
+                hparams=baselines.stack_configs([config]),
+                eval_every=20,
+                engine=EngineConfig(chunk_size=20, devices=1),
+            )
+            i = c * 3 + s
+            np.testing.assert_allclose(
+                grid.result.train_loss[i], one.train_loss[0], rtol=2e-5, atol=1e-6
+            )
+            np.testing.assert_allclose(grid.result.learning_rate[i], config["learning_rate"])
+            np.testing.assert_allclose(grid.result.test_loss[i], one.test_loss[0], rtol=2e-5)
+    # best config selected on validation: lowest mean final validation loss
+    means = grid.per_config(grid.result.val_loss[:, -1]).mean(axis=1)
+    assert grid.best == int(np.nanargmin(np.where(np.isfinite(means), means, np.inf)))
+
+
+def test_chunking_and_unrolling_do_not_change_the_result(mlp_setup):
+    task, data = mlp_setup
+    key = jax.random.split(jax.random.key(0), 2)
+    runs = [
+        training.train(task, lambda hp: optax.adam(1e-3), key, data, 30, engine=e)
+        for e in (
+            EngineConfig(chunk_size=30, devices=1),
+            EngineConfig(chunk_size=7, unroll=7),
+            EngineConfig(chunk_size=1),
+        )
+    ]
+    for r in runs[1:]:
+        np.testing.assert_allclose(r.train_loss, runs[0].train_loss, rtol=2e-5, atol=1e-6)
+
+
+def test_same_key_same_result(mlp_setup):
+    task, data = mlp_setup
+    run = lambda k: training.train_one(task, optax.sgd(0.1), jax.random.key(k), data, 10)
+    a, b, c = run(1), run(1), run(2)
+    np.testing.assert_array_equal(a.train_loss, b.train_loss)
+    assert not np.array_equal(a.train_loss, c.train_loss)
+
+
+def test_eval_schedule_and_chunks():
+    assert training.eval_schedule(100, 30) == [30, 60, 90, 100]
+    assert training.eval_schedule(100, None) == [100]
+    assert training.chunk_lengths(25, 10, [12, 25]) == [10, 2, 10, 3]
+
+
+@pytest.mark.parametrize("name", sorted(baselines.OPTIMIZERS))
+def test_every_baseline_runs_through_the_same_training_function(name):
+    task = tasks.get_task("regression_2d")
+    data = task.load_data(jax.random.key(0))
+    spec = baselines.get_optimizer(name)
+    run = evaluate.run_optimizer(
+        task, spec, data, jax.random.key(1), num_seeds=2, num_steps=60, lrs=[spec.lr_grid[0]]
+    )
+    r = run.result
+    assert r.train_loss.shape == (2, 60)
+    assert np.isfinite(r.train_loss).all() and np.isfinite(r.test_loss).all()
+    if spec.learning_rate is not None or name not in ("vsgd", "dog"):
+        assert np.isfinite(r.learning_rate).all(), name
+    summary = run.summary()
+    assert summary["optimizer"] == name and "mean" in summary["test_loss"]
+
+
+def test_step_decay_schedule_applies_the_documented_lr():
+    spec = baselines.get_optimizer("step_decay")
+    tx = spec.make_tx(100)(
+        {
+            "learning_rate": jnp.float32(0.1),
+            "interval": jnp.float32(0.25),
+            "factor": jnp.float32(0.5),
+        }
+    )
+    params = {"w": jnp.zeros(2)}
+    state = tx.init(params)
+    lrs = []
+    for _ in range(100):
+        _, state = tx.update({"w": jnp.ones(2)}, state, params)
+        lrs.append(float(training.applied_learning_rate(state)))
+    np.testing.assert_allclose(lrs[0], 0.1)
+    np.testing.assert_allclose(lrs[24], 0.1)
+    np.testing.assert_allclose(lrs[25], 0.05)
+    np.testing.assert_allclose(lrs[99], 0.1 * 0.5**3, rtol=1e-6)
+    assert len(spec.grid()) == 16
+
+
+def test_bad_inputs(mlp_setup):
+    task, data = mlp_setup
+    with pytest.raises(ConfigError, match="optimizer='adamw2' is not known.*sgd"):
+        baselines.get_optimizer("adamw2")
+    with pytest.raises(ConfigError, match="learning_rate=0.0"):
+        baselines.get_optimizer("sgd").grid([0.0])
+    with pytest.raises(ConfigError, match="learning_rate=-0.1"):
+        baselines.get_optimizer("adam").grid([-0.1])
+    with pytest.raises(ConfigError, match="num_steps=0"):
+        training.train_one(task, optax.sgd(0.1), jax.random.key(0), data, 0)
+    with pytest.raises(ConfigError, match="num_steps=-5"):
+        baselines.get_optimizer("sgd").make_tx(-5)
+    with pytest.raises(ConfigError, match="num_seeds=0"):
+        evaluate.run_optimizer(
+            task, baselines.get_optimizer("sgd"), data, jax.random.key(0), num_seeds=0, num_steps=5
+        )
+    with pytest.raises(ConfigError, match="chunk_size=0"):
+        EngineConfig(chunk_size=0)
