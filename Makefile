@@ -25,7 +25,7 @@ demo: data
 	$(BIN)/lrjax fit --task fashion_cnn --optimizer sgd --lr 0.1 --steps 300 --eval-every 100
 
 test: data
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 lint: setup
 	$(BIN)/ruff check lrjax tests benchmarks

@@ -4,6 +4,7 @@
   lrjax data info                           show which datasets are prepared, and where
   lrjax fit --task T --optimizer O --lr X   train one trainee and report test loss/accuracy
   lrjax baselines --task T --optimizers ... run baseline optimizers over LR grids and seeds
+  lrjax train --algo ppo --task T           train an LR controller with PPO (paper A)
 
 jax is imported only after the command line is parsed, so that the engine can ask XLA for one
 host device per core first (see :func:`lrjax.engine.configure_host_devices`).
@@ -51,9 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_data(sub)
     _add_fit(sub)
-    from lrjax import cli_baselines
+    from lrjax import cli_baselines, cli_train
 
     cli_baselines.add_parser(sub)
+    cli_train.add_parser(sub)
     return parser
 
 
@@ -76,6 +78,10 @@ def _dispatch(args) -> int:
         return _data(args)
     if args.command == "fit":
         return _fit(args)
+    if args.command == "train":
+        from lrjax import cli_train
+
+        return cli_train.run(args)
     if args.command == "baselines":
         from lrjax import cli_baselines
 

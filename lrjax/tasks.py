@@ -272,16 +272,17 @@ class Regression2DTask(Task):
         return RegressionData(trx, tr_y, vax, va_y, tex, te_y, w_true, w_init)
 
     def init(self, key: jax.Array) -> Params:
-        """``{"w": zeros(2)}``; training starts from ``data.w_init`` (see :meth:`init_from`)."""
+        """``{"kernel": zeros(2)}`` (w, named like a Dense layer's weights so that the
+        final-layer features find it); training starts from ``data.w_init`` (see :meth:`init_from`)."""
         del key
-        return {"w": jnp.zeros((2,), jnp.float32)}
+        return {"kernel": jnp.zeros((2,), jnp.float32)}
 
     def init_from(self, data: RegressionData) -> Params:
-        return {"w": data.w_init}
+        return {"kernel": data.w_init}
 
     @staticmethod
     def mse(params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
-        return 0.5 * jnp.mean((x @ params["w"] - y) ** 2)
+        return 0.5 * jnp.mean((x @ params["kernel"] - y) ** 2)
 
     def loss(self, params, data, key):
         idx = sample_indices(key, self.num_train, self.batch_size)
@@ -296,7 +297,7 @@ class Regression2DTask(Task):
 
     def predictions(self, params, data, split, num_examples):
         x, _ = data.split(split)
-        return x[:num_examples] @ params["w"]
+        return x[:num_examples] @ params["kernel"]
 
     def full_gradient(self, params, data) -> Params:
         return jax.grad(self.mse)(params, data.train_x, data.train_y)

@@ -27,10 +27,10 @@ from lrjax.models.resnet import num_groups
 INPUT_SHAPES = [(2, 28, 28, 1), (2, 32, 32, 3)]
 
 # Small variants keep compile times short; full-size shapes are checked with eval_shape.
+# Cifar10CNN shares MnistCNN's body (cnn.conv_pool_body), so it is only shape-checked.
 SMALL_MODELS = {
-    "mnist_cnn": lambda impl: MnistCNN(features=(4, 8), hidden=16, conv_impl=impl),
-    "cifar10_cnn": lambda impl: Cifar10CNN(features=(4, 8), hidden=(16, 8), conv_impl=impl),
-    "lenet5": lambda impl: LeNet5(features=(3, 4), hidden=(8, 8), conv_impl=impl),
+    "mnist_cnn": lambda impl: MnistCNN(features=(4, 8), hidden=16, kernel_size=3, conv_impl=impl),
+    "lenet5": lambda impl: LeNet5(features=(3, 4), hidden=(8, 8), kernel_size=3, conv_impl=impl),
     "resnet": lambda impl: ResNet(blocks_per_stage=1, width=4, conv_impl=impl),
     "mlp": lambda impl: MLP(hidden=(16,)),
 }
@@ -49,8 +49,12 @@ FULL_MODELS = {
 # compiling threefry-based initialisers costs seconds per model on XLA:CPU.
 
 
+def _numpy_normal(seed: int, shape: tuple[int, ...], scale: float = 1.0) -> np.ndarray:
+    return (scale * np.random.default_rng(seed).standard_normal(shape)).astype(np.float32)
+
+
 def _normal(seed: int, shape: tuple[int, ...], scale: float = 1.0) -> jax.Array:
-    return jnp.asarray(scale * np.random.default_rng(seed).standard_normal(shape), jnp.float32)
+    return jnp.asarray(_numpy_normal(seed, shape, scale))
 
 
 def _plain_dicts(tree) -> bool:
@@ -60,20 +64,43 @@ def _plain_dicts(tree) -> bool:
     return isinstance(tree, jax.Array | jax.ShapeDtypeStruct)
 
 
-def _fake_init(model: nn.Module, x: jax.Array, seed: int) -> dict:
-    """Variables of ``model`` with init's structure and shapes, filled with fan-in scaled noise."""
-    shapes = jax.eval_shape(model.init, jax.random.key(0), x)
+def _fake_stacked_params(model: nn.Module, x: jax.Array, n: int) -> dict:
+    """Params of ``n`` trainees of ``model``, stacked (leading axis ``n``), as numpy arrays.
+
+    They have init's structure and shapes, filled with fan-in scaled noise: no device work, so
+    nothing to compile (which also means no eager op-by-op compiles when slicing them).
+    """
+    shapes = jax.eval_shape(model.init, jax.random.key(0), x)["params"]
 
     def fill(path, leaf, i):
         name = path[-1].key
         if name == "scale":
-            return jnp.ones(leaf.shape, leaf.dtype)
+            return np.ones((n, *leaf.shape), np.float32)
         scale = 0.1 if name == "bias" else 1.0 / np.sqrt(np.prod(leaf.shape[:-1]))
-        return _normal(seed + i, leaf.shape, scale)
+        return _numpy_normal(i, (n, *leaf.shape), scale)
 
     leaves = jax.tree_util.tree_leaves_with_path(shapes)
     filled = [fill(path, leaf, i) for i, (path, leaf) in enumerate(leaves)]
     return jax.tree.unflatten(jax.tree.structure(shapes), filled)
+
+
+# The tests check values, not speed: on CPU, compile without LLVM optimisation (about 3x faster
+# compiles; the models' patch convolutions are slow to optimise).
+_FAST_COMPILE = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
+
+
+def _jit(fun: Callable) -> Callable:
+    """``jax.jit(fun)``, compiled with :data:`_FAST_COMPILE` once per argument signature."""
+    jitted, compiled = jax.jit(fun), {}
+
+    def call(*args):
+        leaves, treedef = jax.tree.flatten(args)
+        key = (treedef, tuple((leaf.shape, leaf.dtype) for leaf in leaves))
+        if key not in compiled:
+            compiled[key] = jitted.lower(*args).compile(compiler_options=_FAST_COMPILE)
+        return compiled[key](*args)
+
+    return call
 
 
 def _close(a, b, tol: float = 1e-5) -> None:
@@ -89,8 +116,8 @@ def test_conv2d_params_match_nn_conv(kernel_size):
     # nn.Conv reads an int kernel_size as 1-D; Conv2D reads it as square.
     pair = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
     key = jax.random.key(1, impl="rbg")
-    ours = jax.jit(Conv2D(5, kernel_size).init)(key, x)
-    ref = jax.jit(nn.Conv(5, pair).init)(key, x)
+    ours = _jit(Conv2D(5, kernel_size).init)(key, x)
+    ref = _jit(nn.Conv(5, pair).init)(key, x)
     assert jax.tree.structure(ours) == jax.tree.structure(ref)
     jax.tree.map(np.testing.assert_array_equal, ours, ref)
     assert ours["params"]["kernel"].shape == (*pair, 3, 5)
@@ -104,7 +131,7 @@ def test_conv2d_impls_equal_nn_conv(strides, padding):
     ref = nn.Conv(5, (3, 4), strides=strides, padding=padding)
     variables = {"params": {"kernel": _normal(1, (3, 4, 3, 5)), "bias": _normal(2, (5,))}}
 
-    @jax.jit
+    @_jit
     def outputs(variables, x):
         convs = {
             impl: Conv2D(5, (3, 4), strides=strides, padding=padding, impl=impl)
@@ -123,7 +150,7 @@ def test_conv2d_impls_equal_gradients():
     x = _normal(0, (2, 7, 7, 2))
     variables = {"params": {"kernel": _normal(1, (5, 5, 2, 3)), "bias": _normal(2, (3,))}}
 
-    @jax.jit
+    @_jit
     def grads(variables, x):
         def loss(v, x, impl):
             return jnp.sum(jnp.sin(Conv2D(3, 5, strides=2, impl=impl).apply(v, x)))
@@ -148,7 +175,7 @@ def test_conv2d_unbatched_input_and_config_errors():
 # --- pooling --------------------------------------------------------------------------------
 
 
-@jax.jit
+@_jit
 def _pool_values_and_grads(x: jax.Array, weights: jax.Array) -> dict:
     """Values and weighted-sum gradients of 2x2/2 pooling: ours, the dispatcher, nn.max_pool."""
     pools = {
@@ -178,7 +205,7 @@ def test_max_pool_2x2_equals_nn_max_pool(shape):
 def test_max_pool_3x3_stride2_equals_nn_max_pool(shape):
     x = _normal(0, shape)
 
-    @jax.jit
+    @_jit
     def values_and_grads(x, weights):
         def ours(x):
             return max_pool(x, 3, 2)
@@ -232,21 +259,27 @@ def test_num_groups():
 class SmallCase(NamedTuple):
     """A small model, its stacked params for 3 trainees and jitted apply functions."""
 
-    x: jax.Array
+    x: np.ndarray
     stacked: dict  # 3 trainees' params, stacked: every leaf has a leading 3
     apply: Callable  # (params, x) -> logits, conv_impl="patches"
     apply_xla: Callable  # the same with conv_impl="xla"
+    apply_vmapped: Callable  # (stacked params, x) -> (3, N, classes), conv_impl="patches"
 
 
 @pytest.fixture(scope="module", params=sorted(SMALL_MODELS))
 def small(request) -> SmallCase:
     model, model_xla = SMALL_MODELS[request.param]("patches"), SMALL_MODELS[request.param]("xla")
-    x = _normal(0, (2, 32, 32, 3))
-    trainees = [_fake_init(model, x, seed=100 * i) for i in range(3)]
-    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *trainees)["params"]
-    apply = jax.jit(lambda p, x: model.apply({"params": p}, x))
-    apply_xla = jax.jit(lambda p, x: model_xla.apply({"params": p}, x))
-    return SmallCase(x, stacked, apply, apply_xla)
+    x = _numpy_normal(0, (2, 32, 32, 3))
+    stacked = _fake_stacked_params(model, x, 3)
+
+    def apply(params, x):
+        return model.apply({"params": params}, x)
+
+    def apply_xla(params, x):
+        return model_xla.apply({"params": params}, x)
+
+    vmapped = jax.vmap(apply, in_axes=(0, None))
+    return SmallCase(x, stacked, _jit(apply), _jit(apply_xla), _jit(vmapped))
 
 
 def _trainee(stacked: dict, i: int) -> dict:
@@ -262,7 +295,7 @@ def test_small_model_runs_and_impls_agree(small):
 
 
 def test_vmapped_forward_equals_separate_forwards(small):
-    batched = jax.jit(jax.vmap(small.apply, in_axes=(0, None)))(small.stacked, small.x)
+    batched = small.apply_vmapped(small.stacked, small.x)
     assert batched.shape == (3, 2, 10)
     for i in range(3):
         _close(batched[i], small.apply(_trainee(small.stacked, i), small.x), 1e-4)
@@ -272,7 +305,7 @@ def test_bfloat16_runs(small):
     params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), _trainee(small.stacked, 0))
     logits = small.apply(params, small.x.astype(jnp.bfloat16))
     assert logits.dtype == jnp.bfloat16
-    assert bool(jnp.all(jnp.isfinite(logits)))
+    assert np.isfinite(np.asarray(logits, np.float32)).all()
 
 
 @pytest.mark.parametrize(

@@ -93,8 +93,8 @@ def test_regression_2d_problem_and_gradient_disagreement():
     )
     # the full gradient is the mean of the per-example gradients; a minibatch one differs
     params = task.init_from(data)
-    full = task.full_gradient(params, data)["w"]
-    per_example = jax.vmap(lambda x, y: jax.grad(task.mse)(params, x[None], y[None])["w"])(
+    full = task.full_gradient(params, data)["kernel"]
+    per_example = jax.vmap(lambda x, y: jax.grad(task.mse)(params, x[None], y[None])["kernel"])(
         data.train_x, data.train_y
     )
     np.testing.assert_allclose(full, per_example.mean(axis=0), rtol=1e-4, atol=1e-6)

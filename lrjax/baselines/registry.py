@@ -174,6 +174,12 @@ def _state_field(name):
     return read
 
 
+def _mechanic_scale(opt_state):
+    """Mechanic's learned multiplier of the base optimizer's step: ``sum(s)``."""
+    found = optax.tree_utils.tree_get_all_with_path(opt_state, "s")
+    return jnp.sum(found[0][1]).astype(jnp.float32)
+
+
 def _schedule_free_eval(opt_state, params):
     return optax.contrib.schedule_free_eval_params(opt_state, params)
 
@@ -257,14 +263,15 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
             "mechanic",
             lambda hp, s: optax.contrib.mechanize(optax.adam(hp["learning_rate"])),
             (1e-3,),
-            learning_rate=_state_field("s"),
-            description="Mechanic around Adam (LR-free; reported LR = scale s)",
+            learning_rate=_mechanic_scale,
+            description="Mechanic around Adam (LR-free; reported LR = its learned scale sum(s))",
         ),
         OptimizerSpec(
             "schedule_free_sgd",
             lambda hp, s: optax.contrib.schedule_free_sgd(hp["learning_rate"]),
             STEP_DECAY_LRS,
             eval_params=_schedule_free_eval,
+            learning_rate=_state_field("max_lr"),
             description="schedule-free SGD",
         ),
         OptimizerSpec(
@@ -272,6 +279,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
             lambda hp, s: optax.contrib.schedule_free_adamw(hp["learning_rate"]),
             (1e-4, 1e-3, 1e-2),
             eval_params=_schedule_free_eval,
+            learning_rate=_state_field("max_lr"),
             description="schedule-free AdamW",
         ),
     ]

@@ -165,7 +165,7 @@ def scale_by_controller(
         inputs["value"] = value
         inputs.update(
             updates=updates,
-            learning_rate=state.learning_rate,
+            lr=state.learning_rate,
             lr_bounds=lr_bounds,
             step=state.count,
             prev_predictions=state.prev_predictions,

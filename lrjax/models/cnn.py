@@ -10,8 +10,8 @@ All take float32 NHWC input that is already normalised, return logits, and are p
 their ``params`` (no dropout, no batch statistics), so a train step can be vmapped over many
 trainees. ``conv_impl`` selects :class:`~lrjax.models.layers.Conv2D`'s implementation and the
 matching pooling (``"patches"``: CPU-friendly reshape pooling; ``"xla"``: ``nn.max_pool``); the
-parameters are the same for both. Widths are attributes so tests and benchmarks can use small
-variants.
+parameters are the same for both. Widths and the kernel size are attributes so tests and
+benchmarks can use small variants; the defaults are the papers' networks.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ class MnistCNN(nn.Module):
     num_classes: int = 10
     features: Sequence[int] = (32, 64)
     hidden: int = 1024
+    kernel_size: int = 5
     conv_impl: str = "patches"
 
     @nn.compact
@@ -82,6 +83,7 @@ class MnistCNN(nn.Module):
             hidden=(self.hidden,),
             num_classes=self.num_classes,
             conv_impl=self.conv_impl,
+            kernel_size=self.kernel_size,
         )
 
 
@@ -103,6 +105,7 @@ class Cifar10CNN(nn.Module):
     num_classes: int = 10
     features: Sequence[int] = (64, 64)
     hidden: Sequence[int] = (384, 192)
+    kernel_size: int = 5
     conv_impl: str = "patches"
 
     @nn.compact
@@ -114,6 +117,7 @@ class Cifar10CNN(nn.Module):
             hidden=tuple(self.hidden),
             num_classes=self.num_classes,
             conv_impl=self.conv_impl,
+            kernel_size=self.kernel_size,
         )
 
 
@@ -130,6 +134,7 @@ class LeNet5(nn.Module):
     num_classes: int = 10
     features: Sequence[int] = (6, 16)
     hidden: Sequence[int] = (120, 84)
+    kernel_size: int = 5
     conv_impl: str = "patches"
 
     @nn.compact
@@ -142,4 +147,5 @@ class LeNet5(nn.Module):
             hidden=tuple(self.hidden),
             num_classes=self.num_classes,
             conv_impl=self.conv_impl,
+            kernel_size=self.kernel_size,
         )

@@ -1,0 +1,1 @@
+"""Reinforcement-learning algorithms that train learning-rate controllers."""

@@ -1,0 +1,316 @@
+"""Paper A: train a learning-rate controller with PPO, many trainee episodes in one program.
+
+``make_train(env, config)`` returns pure functions in the PureJaxRL manner (Lu et al. 2022):
+
+- ``init(key, data) -> RunnerState``;
+- ``update(runner, data) -> (runner, metrics)``: one PPO iteration: a rollout of
+  ``rollout_length`` environment steps in ``num_envs`` trainee episodes (``vmap`` over
+  environments, ``lax.scan`` over time), generalised advantage estimation, then
+  ``update_epochs`` epochs over ``num_minibatches`` minibatches of whole environment sequences
+  (the actor is an LSTM, so its log-probabilities are recomputed along each sequence from the
+  rollout's first carry, resetting the carry at episode starts);
+- ``train(key, data) -> (runner, metrics)``: ``init`` and ``num_updates`` updates in one
+  ``lax.scan``, i.e. the whole training as one compiled program;
+  ``jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, data)`` trains one controller per key.
+
+The host-side driver :func:`run` executes the same ``update`` in chunks, and between chunks
+shows progress, appends metrics to a JSONL file and saves orbax checkpoints from which it
+resumes bit-identically.
+
+Loss (Schulman et al. 2017, eq. 9): ``L = L^CLIP + vf_coef * L^VF - ent_coef * H[pi]``.
+Observations are normalised by the environment's feature normaliser (chi); rewards are scaled by
+the running std of the discounted return (:class:`~lrjax.algos.ppo_math.RewardScaler`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from lrjax._validation import (
+    ConfigError,
+    check_in_range,
+    check_non_negative,
+    check_positive,
+    check_positive_int,
+)
+from lrjax.algos import ppo_math
+from lrjax.controller import (
+    Controller,
+    ValueCritic,
+    actor_step,
+    gaussian_entropy,
+    gaussian_log_prob,
+    init_actor_params,
+    initial_carry,
+    reset_carry,
+    sample_action,
+)
+from lrjax.env import TraineeEnv
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    """PPO settings. Paper A gives none; these are PureJaxRL's continuous-control defaults
+    scaled to trainee episodes (expensive environment steps, short horizons).
+
+    Attributes:
+      num_envs: trainee episodes run in parallel (vmapped). Default 8.
+      num_updates: PPO iterations. Default 50.
+      rollout_length: environment steps per rollout (None: the episode horizon, so each rollout
+        is one episode per environment).
+      update_epochs: passes over each rollout. Default 4.
+      num_minibatches: minibatches per epoch, split over environments (whole sequences, as the
+        actor is recurrent); must divide ``num_envs``. Default 2.
+      gamma: discount. Default 0.99.
+      gae_lambda: GAE lambda. Default 0.95.
+      clip_eps: PPO ratio clip. Default 0.2.
+      vf_coef: value-loss weight. Default 0.5.
+      ent_coef: entropy bonus weight. Default 0.0 (the state-independent log-std already
+        explores; a bonus keeps it from shrinking).
+      learning_rate: Adam step size of actor and critic. Default 3e-4.
+      max_grad_norm: global gradient-norm clip. Default 0.5.
+      normalize_rewards: scale rewards by the running std of returns. Default True.
+      critic_hidden: hidden sizes of V(s). Default (64, 64).
+    """
+
+    num_envs: int = 8
+    num_updates: int = 50
+    rollout_length: int | None = None
+    update_epochs: int = 4
+    num_minibatches: int = 2
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    vf_coef: float = 0.5
+    ent_coef: float = 0.0
+    learning_rate: float = 3e-4
+    max_grad_norm: float = 0.5
+    normalize_rewards: bool = True
+    critic_hidden: tuple[int, ...] = (64, 64)
+
+    def __post_init__(self):
+        for f in ("num_envs", "num_updates", "update_epochs", "num_minibatches"):
+            check_positive_int(f, getattr(self, f))
+        if self.rollout_length is not None:
+            check_positive_int("rollout_length", self.rollout_length)
+        if self.num_envs % self.num_minibatches:
+            raise ConfigError(
+                f"num_minibatches={self.num_minibatches} is not allowed: it must "
+                f"divide num_envs={self.num_envs}."
+            )
+        check_in_range("gamma", self.gamma, 0.0, 1.0)
+        check_in_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
+        check_positive("clip_eps", self.clip_eps)
+        check_non_negative("vf_coef", self.vf_coef)
+        check_non_negative("ent_coef", self.ent_coef)
+        check_positive("learning_rate", self.learning_rate)
+        check_positive("max_grad_norm", self.max_grad_norm)
+
+
+@struct.dataclass
+class RunnerState:
+    """Everything PPO training carries from one update to the next."""
+
+    params: dict[str, Any]  # {"actor": ..., "critic": ...}
+    opt_state: Any
+    env_state: Any  # [num_envs] EnvState
+    obs: jax.Array  # [num_envs, obs_size]
+    carry: Any  # actor LSTM carry, batched [num_envs, ...]
+    done: jax.Array  # [num_envs] whether the previous step ended an episode
+    reward_scaler: ppo_math.RewardScaler
+    key: jax.Array
+    update: jax.Array
+
+
+class Transition(NamedTuple):
+    obs: jax.Array
+    reset: jax.Array  # carry was reset before this step (episode start)
+    action: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+    reward: jax.Array  # scaled
+    done: jax.Array
+    info: dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class PPO:
+    """The pure functions of PPO training for one environment and config (see module doc)."""
+
+    env: TraineeEnv
+    config: PPOConfig
+
+    @property
+    def controller_config(self):
+        return self.env.config.controller
+
+    @property
+    def rollout_length(self) -> int:
+        return self.config.rollout_length or self.env.config.horizon
+
+    def _critic(self) -> ValueCritic:
+        return ValueCritic(hidden=self.config.critic_hidden)
+
+    def _tx(self) -> optax.GradientTransformation:
+        return optax.chain(
+            optax.clip_by_global_norm(self.config.max_grad_norm),
+            optax.adam(self.config.learning_rate, eps=1e-5),
+        )
+
+    # -- init -------------------------------------------------------------------------------
+
+    def init(self, key: jax.Array, data: Any) -> RunnerState:
+        cfg, ccfg = self.config, self.controller_config
+        k_actor, k_critic, k_env, key = jax.random.split(key, 4)
+        params = {
+            "actor": init_actor_params(k_actor, ccfg),
+            "critic": self._critic().init(k_critic, jnp.zeros((ccfg.obs_size,)))["params"],
+        }
+        obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(
+            jax.random.split(k_env, cfg.num_envs), data
+        )
+        return RunnerState(
+            params=params,
+            opt_state=self._tx().init(params),
+            env_state=env_state,
+            obs=obs,
+            carry=initial_carry(ccfg, (cfg.num_envs,)),
+            done=jnp.zeros((cfg.num_envs,), bool),
+            reward_scaler=ppo_math.RewardScaler.init(cfg.num_envs),
+            key=key,
+            update=jnp.zeros((), jnp.int32),
+        )
+
+    # -- rollout ----------------------------------------------------------------------------
+
+    def _env_step(self, runner: RunnerState, data: Any):
+        cfg, ccfg = self.config, self.controller_config
+        key, k_act, k_env = jax.random.split(runner.key, 3)
+        carry = reset_carry(runner.carry, runner.done, ccfg)
+        carry, mean, log_std = actor_step(runner.params["actor"], carry, runner.obs, ccfg)
+        action = sample_action(k_act, mean, log_std)
+        log_prob = gaussian_log_prob(action, mean, log_std)
+        value = self._critic().apply({"params": runner.params["critic"]}, runner.obs)
+        obs, env_state, reward, done, info = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(
+            jax.random.split(k_env, cfg.num_envs), runner.env_state, action, data
+        )
+        scaler, scaled = runner.reward_scaler, reward
+        if cfg.normalize_rewards:
+            scaler, scaled = scaler.update(reward, done, cfg.gamma)
+        info = dict(info, raw_reward=reward)
+        transition = Transition(
+            runner.obs, runner.done, action, log_prob, value, scaled, done, info
+        )
+        runner = runner.replace(
+            env_state=env_state, obs=obs, carry=carry, done=done, reward_scaler=scaler, key=key
+        )
+        return runner, transition
+
+    # -- loss -------------------------------------------------------------------------------
+
+    def _sequence_log_probs(self, actor_params, first_carry, obs, resets):
+        """Re-run the LSTM along ``[T, B, ...]`` sequences from ``first_carry``."""
+        ccfg = self.controller_config
+
+        def step(carry, xs):
+            o, r = xs
+            carry = reset_carry(carry, r, ccfg)
+            carry, mean, log_std = actor_step(actor_params, carry, o, ccfg)
+            return carry, (mean, log_std)
+
+        _, (mean, log_std) = jax.lax.scan(step, first_carry, (obs, resets))
+        return mean, log_std
+
+    def loss(self, params, first_carry, batch: Transition, advantages, returns):
+        """PPO loss on a minibatch of whole sequences (time-major ``[T, B]``)."""
+        cfg = self.config
+        mean, log_std = self._sequence_log_probs(
+            params["actor"], first_carry, batch.obs, batch.reset
+        )
+        log_prob = gaussian_log_prob(batch.action, mean, log_std)
+        adv = ppo_math.normalize_advantages(advantages)
+        policy_loss, aux = ppo_math.clipped_surrogate_loss(
+            log_prob, batch.log_prob, adv, cfg.clip_eps
+        )
+        values = self._critic().apply({"params": params["critic"]}, batch.obs)
+        v_loss = ppo_math.value_loss(values, batch.value, returns, cfg.clip_eps)
+        entropy = jnp.mean(gaussian_entropy(log_std))
+        total = policy_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
+        return total, {"policy_loss": policy_loss, "value_loss": v_loss, "entropy": entropy, **aux}
+
+    # -- one PPO iteration ------------------------------------------------------------------
+
+    def update(self, runner: RunnerState, data: Any) -> tuple[RunnerState, dict[str, jax.Array]]:
+        cfg = self.config
+        first_carry = reset_carry(runner.carry, runner.done, self.controller_config)
+        runner, traj = jax.lax.scan(
+            lambda r, _: self._env_step(r, data), runner, None, length=self.rollout_length
+        )
+        last_value = self._critic().apply({"params": runner.params["critic"]}, runner.obs)
+        advantages, returns = ppo_math.gae(
+            traj.reward, traj.value, traj.done, last_value, cfg.gamma, cfg.gae_lambda
+        )
+        tx = self._tx()
+        grad_fn = jax.value_and_grad(self.loss, has_aux=True)
+
+        def minibatch_step(state, idx):
+            params, opt_state = state
+            take = lambda x: jnp.take(x, idx, axis=1)
+            batch = jax.tree.map(take, traj)
+            carry0 = jax.tree.map(lambda c: jnp.take(c, idx, axis=0), first_carry)
+            (_, stats), grads = grad_fn(params, carry0, batch, take(advantages), take(returns))
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), stats
+
+        def epoch(state, key):
+            batches = ppo_math.minibatch_indices(key, cfg.num_envs, cfg.num_minibatches)
+            return jax.lax.scan(minibatch_step, state, batches)
+
+        key, k_epochs = jax.random.split(runner.key)
+        (params, opt_state), stats = jax.lax.scan(
+            epoch, (runner.params, runner.opt_state), jax.random.split(k_epochs, cfg.update_epochs)
+        )
+        runner = runner.replace(
+            params=params, opt_state=opt_state, key=key, update=runner.update + 1
+        )
+        return runner, _metrics(traj, stats)
+
+    def train(self, key: jax.Array, data: Any) -> tuple[RunnerState, dict[str, jax.Array]]:
+        """The whole training, ``init`` and ``num_updates`` updates, as one program."""
+        runner = self.init(key, data)
+        return jax.lax.scan(
+            lambda r, _: self.update(r, data), runner, None, length=self.config.num_updates
+        )
+
+    def controller(self, runner: RunnerState) -> Controller:
+        """The trained controller (usable as ``scale_by_controller(...)``, savable)."""
+        return Controller(config=self.controller_config, params=runner.params["actor"])
+
+
+def _metrics(traj: Transition, stats: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    done = traj.done.astype(jnp.float32)
+    episodes = jnp.maximum(done.sum(), 1.0)
+    finished = lambda x: jnp.where(done.sum() > 0, (x * done).sum() / episodes, jnp.nan)
+    lr = traj.info["lr"]
+    return {
+        "episode_return": finished(traj.info["episode_return"]),
+        "final_val_loss": finished(traj.info["final_val_loss"]),
+        "diverged_fraction": (traj.info["diverged"] * done).sum() / episodes,
+        "episodes": done.sum(),
+        "mean_reward": traj.info["raw_reward"].mean(),
+        "lr_min": lr.min(),
+        "lr_max": lr.max(),
+        "lr_mean": lr.mean(),
+        **{k: v.mean() for k, v in stats.items()},
+    }
+
+
+def make_train(env: TraineeEnv, config: PPOConfig = PPOConfig()):
+    """``train(key, data) -> (runner, metrics)`` (PureJaxRL's entry point; see :class:`PPO`)."""
+    return PPO(env, config).train

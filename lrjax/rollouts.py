@@ -1,0 +1,89 @@
+"""Evaluation episodes: a controller (deterministic) or a constant learning rate, run on a
+:class:`~lrjax.env.TraineeEnv` for several episodes at once (vmapped), recorded per step."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lrjax._validation import check_positive_int
+from lrjax.controller import Controller, actor_step, initial_carry
+from lrjax.env import TraineeEnv
+
+
+@dataclasses.dataclass(frozen=True)
+class Episodes:
+    """Per-step records of ``E`` evaluation episodes of ``H = horizon`` environment steps.
+
+    Steps after an episode ended early (divergence) are NaN. ``final_val_loss`` is the
+    validation-minibatch loss at each episode's end (``inf`` if it diverged).
+    """
+
+    lr: np.ndarray  # [E, H]
+    val_loss: np.ndarray  # [E, H]
+    reward: np.ndarray  # [E, H]
+    diverged: np.ndarray  # [E]
+    final_val_loss: np.ndarray  # [E]
+
+    @property
+    def returns(self) -> np.ndarray:
+        return np.nansum(self.reward, axis=1)
+
+
+def run_episodes(
+    env: TraineeEnv, policy: Controller | float, key: jax.Array, data: Any, num_episodes: int
+) -> Episodes:
+    """Run ``num_episodes`` episodes (keys split from ``key``) with ``policy``: a
+    :class:`~lrjax.controller.Controller` acting on its mean action, or a constant LR."""
+    check_positive_int("num_episodes", num_episodes)
+    keys = jax.random.split(key, num_episodes)
+    if isinstance(policy, Controller):
+        fn = jax.jit(jax.vmap(_controller_episode, in_axes=(None, None, 0, None)), static_argnums=0)
+        out = fn(env, policy.params, keys, data)
+    else:
+        fn = jax.jit(jax.vmap(_constant_episode, in_axes=(None, None, 0, None)), static_argnums=0)
+        out = fn(env, jnp.float32(policy), keys, data)
+    lr, val_loss, reward, done, diverged_step = (np.asarray(x) for x in out)
+    ended = np.cumsum(done, axis=1) - done > 0  # steps after the episode's (first) end
+    mask = lambda x: np.where(ended, np.nan, x)
+    diverged = (diverged_step & ~ended).any(axis=1)
+    last = np.where(diverged, np.inf, val_loss[:, -1])
+    return Episodes(
+        lr=mask(lr),
+        val_loss=mask(val_loss),
+        reward=mask(reward),
+        diverged=diverged,
+        final_val_loss=last,
+    )
+
+
+def _controller_episode(env, actor_params, key, data):
+    config = env.config.controller
+    k_reset, k_steps = jax.random.split(key)
+    obs, state = env.reset(k_reset, data)
+
+    def step(c, k):
+        obs, state, carry = c
+        carry, mean, _ = actor_step(actor_params, carry, obs, config)
+        obs, state, reward, done, info = env.step(k, state, mean, data)
+        return (obs, state, carry), (info["lr"], info["val_loss"], reward, done, info["diverged"])
+
+    init = (obs, state, initial_carry(config))
+    _, out = jax.lax.scan(step, init, jax.random.split(k_steps, env.config.horizon))
+    return out
+
+
+def _constant_episode(env, lr, key, data):
+    k_reset, k_steps = jax.random.split(key)
+    _, state = env.reset(k_reset, data)
+
+    def step(state, k):
+        _, state, reward, done, info = env.step_lr(k, state, lr, data)
+        return state, (info["lr"], info["val_loss"], reward, done, info["diverged"])
+
+    _, out = jax.lax.scan(step, state, jax.random.split(k_steps, env.config.horizon))
+    return out
