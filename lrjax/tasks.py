@@ -272,8 +272,8 @@ class Regression2DTask(Task):
         return RegressionData(trx, tr_y, vax, va_y, tex, te_y, w_true, w_init)
 
     def init(self, key: jax.Array) -> Params:
-        """``{"kernel": zeros(2)}`` (w, named like a Dense layer's weights so that the
-        final-layer features find it); training starts from ``data.w_init`` (see :meth:`init_from`)."""
+        """``{"kernel": zeros(2)}``: w, named like a Dense layer's weights so that the
+        final-layer features find it. Training starts from ``data.w_init`` (:meth:`init_from`)."""
         del key
         return {"kernel": jnp.zeros((2,), jnp.float32)}
 
