@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Offline: prepare from the raw files in $(RAW_DIR) if they are there; else tfds downloads.
 raw_arg = $(if $(wildcard $(RAW_DIR)/$(1)),--raw-dir $(RAW_DIR)/$(1),)
 
-.PHONY: setup data demo test lint bench
+.PHONY: setup data demo test lint
 
 setup: $(VENV)/.installed
 
@@ -17,12 +17,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e ".[dev,prepare]"
 	touch $@
 
-data: setup
-	$(BIN)/lrjax data prepare fashion_mnist $(call raw_arg,fashion_mnist)
-	$(BIN)/lrjax data prepare mnist $(call raw_arg,mnist)
+data: data-fashion_mnist data-mnist
 
-demo: data
-	$(BIN)/lrjax fit --task fashion_cnn --optimizer sgd --lr 0.1 --steps 300 --eval-every 100
+data-%: setup
+	$(BIN)/lrjax data prepare $* $(call raw_arg,$*)
+
+demo: data-fashion_mnist
+	$(BIN)/lrjax train --algo ppo --task fashion_cnn --updates 8 --num-envs 8 --horizon 10 --steps-per-action 10 --eval-episodes 4
 
 test: data
 	$(BIN)/python -m pytest -q -n 2

@@ -108,26 +108,36 @@ def run(args) -> int:
     return 0
 
 
+def _stat(stat) -> str:
+    """``mean +- std``, or ``n/a`` for a metric the task does not have (regression accuracy)."""
+    if stat["mean"] != stat["mean"]:  # NaN
+        return "n/a"
+    return f"{stat['mean']:.4f} +- {stat['std']:.4f}"
+
+
+def _config(s) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in s["best_config"].items())
+
+
 def _row(s) -> str:
-    cfg = ", ".join(f"{k}={v:g}" for k, v in s["best_config"].items())
     return (
-        f"{s['optimizer']:>20s}  test loss {s['test_loss']['mean']:.4f} +- "
-        f"{s['test_loss']['std']:.4f}  acc {s['test_accuracy']['mean']:.4f} +- "
-        f"{s['test_accuracy']['std']:.4f}  [{cfg}]  {s['seconds']:.0f} s"
+        f"{s['optimizer']:>20s}  test loss {_stat(s['test_loss'])}  "
+        f"acc {_stat(s['test_accuracy'])}  [{_config(s)}]  {s['seconds']:.0f} s"
     )
 
 
 def format_table(rows) -> str:
+    """A markdown table: optimizer, best config, test loss and accuracy (mean +- std)."""
+    width = max(40, *(len(_config(s)) for s in rows))
     header = (
-        f"| {'optimizer':20s} | {'best config':40s} | {'test loss':17s} | {'test accuracy':17s} |"
+        f"| {'optimizer':20s} | {'best config':{width}s} | {'test loss':17s} | "
+        f"{'test accuracy':17s} |"
     )
-    lines = [header, "|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|"]
+    lines = [header, "|" + "|".join("-" * len(c) for c in header.split("|")[1:-1]) + "|"]
     for s in rows:
-        cfg = ", ".join(f"{k}={v:g}" for k, v in s["best_config"].items())
         lines.append(
-            f"| {s['optimizer']:20s} | {cfg:40s} | "
-            f"{s['test_loss']['mean']:.4f} +- {s['test_loss']['std']:.4f} | "
-            f"{s['test_accuracy']['mean']:.4f} +- {s['test_accuracy']['std']:.4f} |"
+            f"| {s['optimizer']:20s} | {_config(s):{width}s} | "
+            f"{_stat(s['test_loss']):17s} | {_stat(s['test_accuracy']):17s} |"
         )
     return "\n".join(lines)
 

@@ -5,7 +5,10 @@ Why knobs at all (measured on the project's 2-core CPU, see ``../shared/DESIGN.m
 ``BENCHMARKS.md``): XLA:CPU runs convolutions inside a rolled ``while`` loop several times slower
 than the same step called from Python (jax issue 12868), so on CPU a conv trainee runs short,
 fully unrolled scan chunks; a dense trainee (MLP, 2-D regression) is the opposite case and wants
-long rolled scans. XLA:CPU also uses about one core per program, so the vmapped trainees are
+long rolled scans. Vmapped convolutions become grouped convolutions, also slow on XLA:CPU, so there
+the trainees of a conv task run one after another (``lax.map``), each with plain convolutions;
+measured on the Fashion-MNIST LeNet step, 4 trainees took 156 ms vmapped and 78 ms mapped, 27 ms
+for one plain step. XLA:CPU also uses about one core per program, so the trainees are
 split over host devices with ``shard_map`` (set
 ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before jax starts:
 :func:`configure_host_devices`). On GPU/TPU long rolled scans and wide vmaps are fast.
@@ -14,15 +17,17 @@ split over host devices with ``shard_map`` (set
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Callable
 
 import jax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from lrjax._validation import check_positive_int
+from lrjax._validation import check_choice, check_positive_int
 
 TRAINEE_AXIS = "trainees"
+BATCHINGS = ("vmap", "map")
 
 
 def configure_host_devices(count: int | None = None) -> None:
@@ -47,17 +52,22 @@ class EngineConfig:
       unroll: ``lax.scan`` unroll factor inside a chunk (``chunk_size`` = fully unrolled).
       devices: number of devices the trainees are sharded over (1 = a single program on one
         device). The trainee count is padded up to a multiple of it.
+      batching: how the trainees on one device are batched: ``"vmap"`` (batched operations)
+        or ``"map"`` (``lax.map``: one trainee after another, each with un-batched operations).
     """
 
     chunk_size: int | None = None
     unroll: int | None = None
     devices: int | None = None
+    batching: str | None = None
 
     def __post_init__(self):
         for f in ("chunk_size", "unroll", "devices"):
             value = getattr(self, f)
             if value is not None:
                 check_positive_int(f, value)
+        if self.batching is not None:
+            check_choice("batching", self.batching, BATCHINGS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +75,7 @@ class ResolvedEngine:
     chunk_size: int
     unroll: int
     devices: tuple[jax.Device, ...]
+    batching: str
 
     @property
     def num_devices(self) -> int:
@@ -82,23 +93,30 @@ def resolve(
     """Concrete knobs for a run of ``num_steps`` steps of a (conv or dense) trainee.
 
     Defaults:
-      - CPU, conv trainee: chunks of 10 fully unrolled steps, trainees over all host devices.
-      - CPU, dense trainee: rolled chunks of 500 steps (unroll 4), over all host devices.
+      - CPU, conv trainee: chunks of 10 fully unrolled steps, trainees mapped one after another
+        on each device, over all host devices.
+      - CPU, dense trainee: rolled chunks of 500 steps (unroll 4), vmapped, over all host
+        devices.
       - GPU/TPU: rolled chunks of 1,000 steps, over all local devices.
     Never more devices than trainees.
     """
     backend = backend or jax.default_backend()
     if backend == "cpu" and uses_conv:
-        chunk, unroll = 10, None
+        chunk, unroll, batching = 10, None, "map"
     elif backend == "cpu":
-        chunk, unroll = 500, 4
+        chunk, unroll, batching = 500, 4, "vmap"
     else:
-        chunk, unroll = 1000, 1
+        chunk, unroll, batching = 1000, 1, "vmap"
     chunk = min(config.chunk_size or chunk, num_steps)
     unroll = config.unroll or unroll or chunk
     local = jax.local_devices(backend=backend)
     n_dev = min(config.devices or len(local), len(local), num_trainees or len(local))
-    return ResolvedEngine(chunk_size=chunk, unroll=min(unroll, chunk), devices=tuple(local[:n_dev]))
+    return ResolvedEngine(
+        chunk_size=chunk,
+        unroll=min(unroll, chunk),
+        devices=tuple(local[:n_dev]),
+        batching=config.batching or batching,
+    )
 
 
 def shard_trainees(fn: Callable, engine: ResolvedEngine, num_batched_args: int) -> Callable:
@@ -111,7 +129,10 @@ def shard_trainees(fn: Callable, engine: ResolvedEngine, num_batched_args: int) 
 
     def run(*args):
         n_rest = len(args) - num_batched_args
-        batched = jax.vmap(fn, in_axes=(0,) * num_batched_args + (None,) * n_rest)
+        if engine.batching == "vmap":
+            batched = jax.vmap(fn, in_axes=(0,) * num_batched_args + (None,) * n_rest)
+        else:
+            batched = functools.partial(_map_trainees, fn, num_batched_args)
         if engine.num_devices == 1:
             return batched(*args)
         in_specs = (PartitionSpec(TRAINEE_AXIS),) * num_batched_args + (PartitionSpec(),) * n_rest
@@ -124,6 +145,15 @@ def shard_trainees(fn: Callable, engine: ResolvedEngine, num_batched_args: int) 
         )(*args)
 
     return run
+
+
+def _map_trainees(fn, num_batched_args, *args):
+    """``vmap``'s semantics with ``lax.map``: trainees one after another, un-batched ops."""
+    batched, rest = args[:num_batched_args], args[num_batched_args:]
+    if jax.tree.leaves(batched)[0].shape[0] == 1:  # one trainee here: no loop around it
+        out = fn(*jax.tree.map(lambda x: x[0], batched), *rest)
+        return jax.tree.map(lambda x: x[None], out)
+    return jax.lax.map(lambda b: fn(*b, *rest), tuple(batched))
 
 
 def trainee_mesh(engine: ResolvedEngine) -> jax.sharding.Mesh:

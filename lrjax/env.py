@@ -310,9 +310,11 @@ class TraineeEnv:
             initial_val_loss=state.initial_val_loss,
             episode_return=episode_return,
         )
-        reset_obs, reset_state = self.reset(k_reset, data)
-        state_out = jax.tree.map(lambda r, n: jnp.where(done, r, n), reset_state, new)
-        obs_out = jnp.where(done, reset_obs, obs)
+        # A real branch where the environments run one after another (lax.map); under vmap
+        # JAX turns it into a select that computes both sides, as gymnax's auto-reset does.
+        obs_out, state_out = jax.lax.cond(
+            done, lambda: self.reset(k_reset, data), lambda: (obs, new)
+        )
         zero = jnp.zeros((), jnp.float32)
         info = {
             "lr": lr,

@@ -1,7 +1,8 @@
 """Train a task with any optax transform: one pure step, scanned in chunks, vmapped over trainees.
 
 :func:`train` runs ``N`` trainees (seeds x hyperparameters) for ``num_steps`` steps as one
-compiled program per chunk length: ``jit(shard_map(vmap(scan(step))))``. Hyperparameters such
+compiled program per chunk length: ``jit(shard_map(vmap(scan(step))))`` (on CPU, conv trainees
+use ``lax.map`` in place of ``vmap``: see :mod:`lrjax.engine`). Hyperparameters such
 as the learning rate are traced arrays (``make_tx(hparams)`` is called inside the traced
 function), so a whole grid x seeds shares one executable and nothing recompiles when a value
 changes. Between chunks the host shows a progress bar and evaluates at the chosen steps; inside

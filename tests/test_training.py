@@ -68,6 +68,26 @@ def test_chunking_and_unrolling_do_not_change_the_result(mlp_setup):
         np.testing.assert_allclose(r.train_loss, runs[0].train_loss, rtol=2e-5, atol=1e-6)
 
 
+def test_map_and_vmap_batching_give_the_same_trainees(mlp_setup):
+    task, data = mlp_setup
+    keys = jax.random.split(jax.random.key(4), 4)
+    runs = [
+        training.train(
+            task,
+            lambda hp: optax.sgd(0.1),
+            keys,
+            data,
+            12,
+            engine=EngineConfig(chunk_size=6, batching=b, devices=d),
+        )
+        for b, d in (("vmap", 1), ("map", 1), ("map", 2))
+    ]
+    for r in runs[1:]:
+        np.testing.assert_allclose(r.train_loss, runs[0].train_loss, rtol=2e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="batching='pmap'"):
+        EngineConfig(batching="pmap")
+
+
 def test_same_key_same_result(mlp_setup):
     task, data = mlp_setup
     run = lambda k: training.train_one(task, optax.sgd(0.1), jax.random.key(k), data, 10)

@@ -34,6 +34,7 @@ from flax import struct
 
 from lrjax._validation import (
     ConfigError,
+    check_choice,
     check_in_range,
     check_non_negative,
     check_positive,
@@ -77,6 +78,8 @@ class PPOConfig:
       max_grad_norm: global gradient-norm clip. Default 0.5.
       normalize_rewards: scale rewards by the running std of returns. Default True.
       critic_hidden: hidden sizes of V(s). Default (64, 64).
+      env_batching: how the environments are batched, ``"vmap"`` or ``"map"`` (one after
+        another); None: ``"map"`` on CPU for conv trainees, else ``"vmap"``.
     """
 
     num_envs: int = 8
@@ -93,8 +96,11 @@ class PPOConfig:
     max_grad_norm: float = 0.5
     normalize_rewards: bool = True
     critic_hidden: tuple[int, ...] = (64, 64)
+    env_batching: str | None = None
 
     def __post_init__(self):
+        if self.env_batching is not None:
+            check_choice("env_batching", self.env_batching, ("vmap", "map"))
         for f in ("num_envs", "num_updates", "update_epochs", "num_minibatches"):
             check_positive_int(f, getattr(self, f))
         if self.rollout_length is not None:
@@ -162,6 +168,25 @@ class PPO:
             optax.clip_by_global_norm(self.config.max_grad_norm),
             optax.adam(self.config.learning_rate, eps=1e-5),
         )
+
+    def _over_envs(self, fn):
+        """``fn`` over the environments (all arguments batched but the last, the data).
+
+        ``vmap`` in general; on CPU a conv trainee's environments run one after another
+        (``lax.map``), because vmapped convolutions are grouped convolutions there, which
+        XLA:CPU runs several times slower (see :mod:`lrjax.engine`).
+        """
+        engine = self.config.env_batching or (
+            "map" if jax.default_backend() == "cpu" and self.env.task.uses_conv else "vmap"
+        )
+
+        def run(*args):
+            *batched, data = args
+            if engine == "vmap":
+                return jax.vmap(fn, in_axes=(0,) * len(batched) + (None,))(*batched, data)
+            return jax.lax.map(lambda b: fn(*b, data), tuple(batched))
+
+        return run
 
     # -- init -------------------------------------------------------------------------------
 
