@@ -23,7 +23,8 @@ data-%: setup
 	$(BIN)/lrjax data prepare $* $(call raw_arg,$*)
 
 demo: data-fashion_mnist
-	$(BIN)/lrjax train --algo ppo --task fashion_cnn --updates 8 --num-envs 8 --horizon 10 --steps-per-action 10 --eval-episodes 4
+	$(BIN)/lrjax train --algo ppo --task fashion_cnn --updates 4 --num-envs 4 --horizon 10 \
+		--steps-per-action 5 --batch-size 32 --eval-episodes 2
 
 test: data
 	$(BIN)/python -m pytest -q -n 2

@@ -6,9 +6,8 @@ Why knobs at all (measured on the project's 2-core CPU, see ``../shared/DESIGN.m
 than the same step called from Python (jax issue 12868), so on CPU a conv trainee runs short,
 fully unrolled scan chunks; a dense trainee (MLP, 2-D regression) is the opposite case and wants
 long rolled scans. Vmapped convolutions become grouped convolutions, also slow on XLA:CPU, so there
-the trainees of a conv task run one after another (``lax.map``), each with plain convolutions;
-measured on the Fashion-MNIST LeNet step, 4 trainees took 156 ms vmapped and 78 ms mapped, 27 ms
-for one plain step. XLA:CPU also uses about one core per program, so the trainees are
+the trainees of a conv task run one after another (``lax.map``), each with plain convolutions
+(``BENCHMARKS.md``). XLA:CPU also uses about one core per program, so the trainees are
 split over host devices with ``shard_map`` (set
 ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before jax starts:
 :func:`configure_host_devices`). On GPU/TPU long rolled scans and wide vmaps are fast.
