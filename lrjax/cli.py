@@ -138,14 +138,14 @@ def _fit(args) -> int:
         progress=f"{args.task} {args.optimizer} lr={args.lr:g}",
     )
     elapsed = time.perf_counter() - start
+    acc = lambda x: "" if x != x else f"  accuracy {x:.4f}"  # NaN: the task has no accuracy
     for i, step in enumerate(result.eval_steps):
         print(
             f"step {step:6d}  train loss {result.train_loss[0, step - 1]:.4f}  "
-            f"val loss {result.val_loss[0, i]:.4f}  val acc {result.val_accuracy[0, i]:.4f}"
+            f"val loss {result.val_loss[0, i]:.4f}{acc(result.val_accuracy[0, i])}"
         )
     print(
-        f"final test loss {result.test_loss[0, -1]:.4f}  "
-        f"test accuracy {result.test_accuracy[0, -1]:.4f}  "
+        f"final test loss {result.test_loss[0, -1]:.4f}{acc(result.test_accuracy[0, -1])}  "
         f"({args.steps} steps in {elapsed:.1f} s incl. compilation)"
     )
     return 0

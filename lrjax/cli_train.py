@@ -122,10 +122,16 @@ def run(args) -> int:
         "learned": {
             "final_val_loss_mean": float(np.mean(learned.final_val_loss)),
             "final_val_loss_std": float(np.std(learned.final_val_loss)),
+            "test_loss_mean": float(np.mean(learned.test_loss)),
+            "test_accuracy_mean": float(np.mean(learned.test_accuracy)),
             "diverged": int(learned.diverged.sum()),
         },
         "constant_lr": {f"{lr:g}": float(np.mean(e.final_val_loss)) for lr, e in constants.items()},
         "best_constant_lr": best_lr,
+        "best_constant": {
+            "test_loss_mean": float(np.mean(best.test_loss)),
+            "test_accuracy_mean": float(np.mean(best.test_accuracy)),
+        },
     }
     (out / "evaluation.json").write_text(json.dumps(summary, indent=1))
     plot_evaluation(learned, best, best_lr, out / "evaluation.png", args.task)
@@ -145,6 +151,17 @@ def run(args) -> int:
             f"  constant LR {lr:<8.3g} {np.mean(e.final_val_loss):.4f} +- "
             f"{np.std(e.final_val_loss):.4f}{mark}"
         )
+
+    def test(e):
+        acc = np.mean(e.test_accuracy)
+        return f"test loss {np.mean(e.test_loss):.4f}" + (
+            "" if acc != acc else f", test accuracy {acc:.4f}"
+        )
+
+    print(
+        f"final trainees on the test split: learned controller: {test(learned)}; "
+        f"best constant LR: {test(best)}"
+    )
     print(
         f"controller:  {out / 'controller'}\nmetrics:     {out / 'metrics.jsonl'}\n"
         f"checkpoints: {out / 'checkpoints'}\nplots:       {out / 'evaluation.png'}, "

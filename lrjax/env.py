@@ -250,7 +250,15 @@ class TraineeEnv:
         )
         return obs, state
 
-    def step(self, key: jax.Array, state: EnvState, action: jax.Array, data: Any):
+    def step(
+        self,
+        key: jax.Array,
+        state: EnvState,
+        action: jax.Array,
+        data: Any,
+        *,
+        auto_reset: bool = True,
+    ):
         """Apply the action's LR for k trainee steps; observe, reward, auto-reset when done.
 
         Returns:
@@ -259,10 +267,15 @@ class TraineeEnv:
           ``episode_return`` and ``final_val_loss`` (zeros while ``done`` is False).
         """
         lr = action_to_lr(action, state.lr, self.config.controller)
-        return self.step_lr(key, state, lr, data)
+        return self.step_lr(key, state, lr, data, auto_reset=auto_reset)
 
-    def step_lr(self, key: jax.Array, state: EnvState, lr: jax.Array, data: Any):
-        """:meth:`step` with the learning rate given directly (constant-LR baselines)."""
+    def step_lr(
+        self, key: jax.Array, state: EnvState, lr: jax.Array, data: Any, *, auto_reset: bool = True
+    ):
+        """:meth:`step` with the learning rate given directly (constant-LR baselines).
+
+        ``auto_reset=False`` returns the state after the step even when the episode ended (for
+        evaluation, which wants the final trainee)."""
         cfg = self.config
         k_val, k_reset = jax.random.split(key)
         lr = jnp.asarray(lr, jnp.float32)

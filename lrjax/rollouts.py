@@ -1,5 +1,6 @@
 """Evaluation episodes: a controller (deterministic) or a constant learning rate, run on a
-:class:`~lrjax.env.TraineeEnv` for several episodes at once (vmapped), recorded per step."""
+:class:`~lrjax.env.TraineeEnv` for several episodes at once (vmapped), recorded per step, and
+the final trainees' test loss and accuracy (whole test split)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ class Episodes:
     reward: np.ndarray  # [E, H]
     diverged: np.ndarray  # [E]
     final_val_loss: np.ndarray  # [E]
+    test_loss: np.ndarray  # [E] of the final trainee on the whole test split
+    test_accuracy: np.ndarray  # [E]
 
     @property
     def returns(self) -> np.ndarray:
@@ -47,7 +50,10 @@ def run_episodes(
     else:
         fn = jax.jit(jax.vmap(_constant_episode, in_axes=(None, None, 0, None)), static_argnums=0)
         out = fn(env, jnp.float32(policy), keys, data)
-    lr, val_loss, reward, done, diverged_step = (np.asarray(x) for x in out)
+    (lr, val_loss, reward, done, diverged_step), test = out
+    lr, val_loss, reward, done, diverged_step = (
+        np.asarray(x) for x in (lr, val_loss, reward, done, diverged_step)
+    )
     ended = np.cumsum(done, axis=1) - done > 0  # steps after the episode's (first) end
     mask = lambda x: np.where(ended, np.nan, x)
     diverged = (diverged_step & ~ended).any(axis=1)
@@ -58,6 +64,8 @@ def run_episodes(
         reward=mask(reward),
         diverged=diverged,
         final_val_loss=last,
+        test_loss=np.where(diverged, np.inf, np.asarray(test["loss"])),
+        test_accuracy=np.where(diverged, np.nan, np.asarray(test["accuracy"])),
     )
 
 
@@ -69,12 +77,12 @@ def _controller_episode(env, actor_params, key, data):
     def step(c, k):
         obs, state, carry = c
         carry, mean, _ = actor_step(actor_params, carry, obs, config)
-        obs, state, reward, done, info = env.step(k, state, mean, data)
+        obs, state, reward, done, info = env.step(k, state, mean, data, auto_reset=False)
         return (obs, state, carry), (info["lr"], info["val_loss"], reward, done, info["diverged"])
 
     init = (obs, state, initial_carry(config))
-    _, out = jax.lax.scan(step, init, jax.random.split(k_steps, env.config.horizon))
-    return out
+    (_, state, _), out = jax.lax.scan(step, init, jax.random.split(k_steps, env.config.horizon))
+    return out, env.task.metrics(state.trainee.params, data, "test")
 
 
 def _constant_episode(env, lr, key, data):
@@ -82,8 +90,8 @@ def _constant_episode(env, lr, key, data):
     _, state = env.reset(k_reset, data)
 
     def step(state, k):
-        _, state, reward, done, info = env.step_lr(k, state, lr, data)
+        _, state, reward, done, info = env.step_lr(k, state, lr, data, auto_reset=False)
         return state, (info["lr"], info["val_loss"], reward, done, info["diverged"])
 
-    _, out = jax.lax.scan(step, state, jax.random.split(k_steps, env.config.horizon))
-    return out
+    state, out = jax.lax.scan(step, state, jax.random.split(k_steps, env.config.horizon))
+    return out, env.task.metrics(state.trainee.params, data, "test")

@@ -64,11 +64,13 @@ def test_train_ppo_writes_controller_metrics_and_plots(tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "learned controller" in printed and "best constant" in printed
+    assert "final trainees on the test split: learned controller: test loss" in printed
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
     controller = load_controller(out / "controller")
     assert controller.config.action_mode == "scale"
     summary = json.loads((out / "evaluation.json").read_text())
     assert summary["eval_episodes"] == 2 and "best_constant_lr" in summary
+    assert summary["learned"]["test_loss_mean"] > 0
     for png in ("evaluation.png", "training.png"):
         assert (out / png).stat().st_size > 10_000
 
