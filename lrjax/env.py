@@ -325,9 +325,12 @@ class TraineeEnv:
         )
         # A real branch where the environments run one after another (lax.map); under vmap
         # JAX turns it into a select that computes both sides, as gymnax's auto-reset does.
-        obs_out, state_out = jax.lax.cond(
-            done, lambda: self.reset(k_reset, data), lambda: (obs, new)
-        )
+        if auto_reset:
+            obs_out, state_out = jax.lax.cond(
+                done, lambda: self.reset(k_reset, data), lambda: (obs, new)
+            )
+        else:
+            obs_out, state_out = obs, new
         zero = jnp.zeros((), jnp.float32)
         info = {
             "lr": lr,

@@ -165,3 +165,14 @@ def test_bad_configs(problem):
         EnvConfig(initial_lr_range=(1e-6, 1e-2))
     with pytest.raises(ConfigError, match="steps_per_action=0"):
         EnvConfig(steps_per_action=0)
+
+
+def test_evaluation_episodes_report_the_final_trainee(problem):
+    task, data = problem
+    env = make_env(task, horizon=4)
+    slow = run_episodes(env, 0.001, jax.random.key(6), data, 2)
+    good = run_episodes(env, 0.3, jax.random.key(6), data, 2)
+    assert np.isfinite(good.test_loss).all() and not good.diverged.any()
+    # the test loss is that of the trained trainee, not of a fresh (auto-reset) one
+    assert good.test_loss.mean() < 0.5 * slow.test_loss.mean()
+    np.testing.assert_allclose(good.lr, 0.3, rtol=1e-6)
