@@ -5,17 +5,21 @@
 
 Prints, for the task:
   (1) RL overhead: PPO training time / time of the same trainee steps with a fixed LR, both
-      vmapped over the same N episodes (lrjax.training.train, CPU/GPU defaults);
+      batched over the same N episodes (lrjax.training.train with its backend defaults; its
+      one-off init and final evaluation excluded, see fixed_lr_seconds);
   (2) trainee steps per second of PPO for each N;
-  (3) with --host-loop: the speedup over a host-driven loop (a jitted trainee step and a jitted
-      controller step called from Python every step, episodes one after another);
-  (4) compile time of one PPO update.
-Timings exclude compilation (each is measured on a second call); seconds are wall-clock.
+  (3) with --host-loop: the speedup over a host-driven loop (jitted controller step, trainee
+      steps and observation called from Python, episodes one after another);
+  (4) compile time of the PPO program (--updates updates);
+  with --breakdown: one action's cost in pieces (trainee steps, reward/observation evaluation).
+Timings exclude compilation (PPO is compiled ahead of time, the others run once first);
+seconds are wall-clock.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -38,9 +42,8 @@ from lrjax.controller import (  # noqa: E402
     init_actor_params,
     initial_carry,
 )
-from lrjax.engine import EngineConfig  # noqa: E402
 from lrjax.env import EnvConfig, TraineeEnv  # noqa: E402
-from lrjax.features import FeatureSpec, init_normaliser, observe  # noqa: E402
+from lrjax.features import FeatureSpec  # noqa: E402
 
 
 def timed(fn, *args):
@@ -67,7 +70,10 @@ def main():
     p.add_argument("--horizon", type=int, default=10)
     p.add_argument("--steps-per-action", type=int, default=10)
     p.add_argument("--updates", type=int, default=2)
+    p.add_argument("--val-batch-size", type=int, default=EnvConfig.val_batch_size)
+    p.add_argument("--probe-size", type=int, default=EnvConfig.probe_size)
     p.add_argument("--host-loop", action="store_true")
+    p.add_argument("--breakdown", action="store_true")
     args = p.parse_args()
     task = tasks.get_task(args.task)
     data = (
@@ -83,15 +89,22 @@ def main():
     env = TraineeEnv(
         task,
         EnvConfig(
-            controller=controller, horizon=args.horizon, steps_per_action=args.steps_per_action
+            controller=controller,
+            horizon=args.horizon,
+            steps_per_action=args.steps_per_action,
+            val_batch_size=args.val_batch_size,
+            probe_size=args.probe_size,
         ),
     )
     per_episode = args.horizon * args.steps_per_action
     print(
         f"{args.task}: backend {jax.default_backend()}, {jax.local_device_count()} device(s), "
         f"jax {jax.__version__}; {args.updates} PPO updates x {args.horizon} actions x "
-        f"{args.steps_per_action} trainee steps per episode"
+        f"{args.steps_per_action} trainee steps per episode; validation minibatch "
+        f"{args.val_batch_size}, probe {args.probe_size}; episodes batched by {env.batching!r}"
     )
+    if args.breakdown:
+        breakdown(env, data)
     print(
         f"{'N':>5s} {'compile s':>10s} {'PPO st/s':>10s} {'fixed-LR st/s':>14s} "
         f"{'RL overhead':>12s}"
@@ -110,64 +123,123 @@ def main():
         start = time.perf_counter()
         compiled = chunk.lower(runner, data).compile()
         compile_s = time.perf_counter() - start
-        compiled(runner, data)  # warm
         _, ppo_s = timed(compiled, runner, data)
         steps = n * per_episode * args.updates
         keys = jax.random.split(jax.random.key(1), n)
-        kw = dict(eval_examples=100, engine=EngineConfig(chunk_size=per_episode))
-        training.train(task, _FixedSGD(), keys, data, per_episode * args.updates, **kw)
-        start = time.perf_counter()
-        training.train(task, _FixedSGD(), keys, data, per_episode * args.updates, **kw)
-        fixed_s = time.perf_counter() - start
+        fixed_s = fixed_lr_seconds(task, keys, data, per_episode * args.updates)
         print(
             f"{n:5d} {compile_s:10.1f} {steps / ppo_s:10.1f} {steps / fixed_s:14.1f} "
             f"{ppo_s / fixed_s:11.2f}x",
             flush=True,
         )
     if args.host_loop:
-        host = host_loop_rate(task, data, controller, per_episode, episodes=2)
+        host = host_loop_rate(env, data, episodes=2)
         print(
-            f"host-driven loop (jitted trainee step + jitted controller step per step, "
-            f"episodes one after another): {host:.1f} trainee st/s; compare the PPO column"
+            f"host-driven loop (episodes one after another; per action a jitted controller "
+            f"step, {args.steps_per_action} jitted trainee steps and the jitted observation, "
+            f"each called from Python): {host:.1f} trainee st/s; compare the PPO column"
         )
 
 
-def host_loop_rate(task, data, controller, steps, episodes):
-    """Trainee steps/s when Python drives every step: observe, act, train."""
-    tx_of = lambda lr: optax.with_extra_args_support(optax.sgd(lr))
-    step = jax.jit(lambda s, d, lr: training.train_step(task, tx_of(lr), s, d))
+def fixed_lr_seconds(task, keys, data, num_steps):
+    """Seconds the training engine (``lrjax.training.train``, backend defaults) takes for
+    ``num_steps`` steps of each trainee at a fixed LR, measured as a marginal cost:
+    (time of m * num_steps - time of num_steps) / (m - 1), so one-off costs (init, the final
+    full evaluation) drop out; m grows until the difference spans about 2 s."""
+
+    def seconds(steps):
+        start = time.perf_counter()
+        training.train(task, _FixedSGD(), keys, data, steps)
+        return time.perf_counter() - start
+
+    seconds(num_steps)  # compile
+    once = seconds(num_steps)
+    m = min(max(2, math.ceil(2.0 / once) + 1), 50)
+    seconds(m * num_steps)  # compile the longer run's chunking
+    return (seconds(m * num_steps) - seconds(num_steps)) / (m - 1)
+
+
+def best_of(fn, *args, reps=5):
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(reps):
+        _, t = timed(fn, *args)
+        times.append(t)
+    return min(times)
+
+
+def breakdown(env, data):
+    """One action of one episode, in pieces: the k trainee steps, and the evaluation that
+    gives the reward and observation, with the convolution the environment evaluates with and
+    with the one training uses."""
+    k = env.config.steps_per_action
+    _, state = jax.jit(env.reset)(jax.random.key(0), data)
+    tx = env.optimizer(jnp.float32(0.01))
+    steps = jax.jit(
+        lambda s, d: jax.lax.scan(
+            lambda s, _: training.train_step(env.task, tx, s, d), s, length=k, unroll=env._unroll()
+        )[0]
+    )
+    cfg = env.config
+
+    def evaluate(task):
+        fn = lambda p, d, key: task.validation_probe(p, d, key, cfg.val_batch_size, cfg.probe_size)
+        return best_of(jax.jit(fn), state.trainee.params, data, jax.random.key(1))
+
+    t_steps = best_of(steps, state.trainee, data)
+    t_eval = evaluate(env.eval_task)
+    line = (
+        f"one action, one episode: {k} trainee steps {1e3 * t_steps:.2f} ms; evaluation "
+        f"(validation minibatch + probe) {1e3 * t_eval:.2f} ms = {t_eval / t_steps:.1%} of them"
+    )
+    if env.eval_task is not env.task:
+        t_train_impl = evaluate(env.task)
+        line += (
+            f" (with the training convolution instead: {1e3 * t_train_impl:.1f} ms, "
+            f"{t_train_impl / t_eval:.2f}x the time)"
+        )
+    print(line)
+
+
+def host_loop_rate(env, data, episodes):
+    """Trainee steps/s when Python drives the episode: every action a jitted controller step,
+    then k jitted trainee steps, then the environment's own observation/reward computation
+    (``env.conclude_step``), each dispatched from Python; episodes one after another."""
+    controller = env.config.controller
     params = init_actor_params(jax.random.key(0), controller)
+    reset = jax.jit(lambda key, d: env.reset(key, d))
+    train_step = jax.jit(lambda s, d, lr: training.train_step(env.task, env.optimizer(lr), s, d))
 
     @jax.jit
-    def act(carry, norm, loss, lr, trainee_params):
-        inputs = {
-            "value": loss,
-            "val_loss": loss,
-            "predictions": jnp.zeros(4),
-            "prev_predictions": jnp.zeros(4),
-            "params": trainee_params,
-            "lr": lr,
-            "lr_bounds": (controller.lr_min, controller.lr_max),
-            "step": 1,
-        }
-        obs, norm = observe(controller.features, norm, inputs)
+    def act(carry, obs, lr):
         carry, mean, _ = actor_step(params, carry, obs, controller)
-        return carry, norm, action_to_lr(mean, lr, controller)
+        return carry, action_to_lr(mean, lr, controller)
+
+    conclude = jax.jit(
+        lambda key, s, trainee, lr, loss, d: env.conclude_step(
+            key, s, trainee, lr, loss, d, auto_reset=False
+        )
+    )
 
     def episode(key):
-        state = training.init_state(task, tx_of(jnp.float32(0.01)), key, data)
-        carry, norm = initial_carry(controller), init_normaliser(controller.obs_size)
-        lr, loss = jnp.float32(0.01), jnp.float32(1.0)
-        for _ in range(steps):
-            carry, norm, lr = act(carry, norm, loss, lr, state.params)
-            state, (loss, _) = step(state, data, lr)
+        k_reset, key = jax.random.split(key)
+        obs, state = reset(k_reset, data)
+        carry = initial_carry(controller)
+        for _ in range(env.config.horizon):
+            carry, lr = act(carry, obs, state.lr)
+            trainee = state.trainee
+            for _ in range(env.config.steps_per_action):
+                trainee, (loss, _) = train_step(trainee, data, lr)
+            key, k_step = jax.random.split(key)
+            obs, state, *_ = conclude(k_step, state, trainee, lr, loss, data)
         return jax.block_until_ready(state)
 
     episode(jax.random.key(0))  # compile
     start = time.perf_counter()
     for e in range(episodes):
         episode(jax.random.key(e + 1))
-    return episodes * steps / (time.perf_counter() - start)
+    steps = episodes * env.config.horizon * env.config.steps_per_action
+    return steps / (time.perf_counter() - start)
 
 
 if __name__ == "__main__":

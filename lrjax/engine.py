@@ -42,6 +42,29 @@ def configure_host_devices(count: int | None = None) -> None:
     os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
+def default_batching(uses_conv: bool, backend: str | None = None) -> str:
+    """How trainees (or RL episodes) that share a device are batched by default: ``"map"``
+    (one after another) for conv trainees on CPU, whose vmapped convolutions become grouped
+    convolutions that XLA:CPU runs slowly; ``"vmap"`` everywhere else."""
+    backend = backend or jax.default_backend()
+    return "map" if backend == "cpu" and uses_conv else "vmap"
+
+
+def batch_over(fn: Callable, batching: str, num_batched_args: int) -> Callable:
+    """``fn`` over the leading axis of its first ``num_batched_args`` arguments (later arguments
+    are shared), by ``jax.vmap`` or, for ``batching="map"``, by ``lax.map`` with ``vmap``'s
+    semantics: outputs stacked along a new leading axis either way."""
+    check_choice("batching", batching, BATCHINGS)
+    if batching == "map":
+        return functools.partial(_map_trainees, fn, num_batched_args)
+
+    def run(*args):
+        n_rest = len(args) - num_batched_args
+        return jax.vmap(fn, in_axes=(0,) * num_batched_args + (None,) * n_rest)(*args)
+
+    return run
+
+
 @dataclasses.dataclass(frozen=True)
 class EngineConfig:
     """Execution knobs; ``None`` picks the backend-aware default (see :func:`resolve`).
@@ -101,11 +124,12 @@ def resolve(
     """
     backend = backend or jax.default_backend()
     if backend == "cpu" and uses_conv:
-        chunk, unroll, batching = 10, None, "map"
+        chunk, unroll = 10, None
     elif backend == "cpu":
-        chunk, unroll, batching = 500, 4, "vmap"
+        chunk, unroll = 500, 4
     else:
-        chunk, unroll, batching = 1000, 1, "vmap"
+        chunk, unroll = 1000, 1
+    batching = default_batching(uses_conv, backend)
     chunk = min(config.chunk_size or chunk, num_steps)
     unroll = config.unroll or unroll or chunk
     local = jax.local_devices(backend=backend)
@@ -126,18 +150,26 @@ def shard_trainees(fn: Callable, engine: ResolvedEngine, num_batched_args: int) 
     the device count (:func:`pad_trainees`).
     """
 
+    return shard_over(fn, engine.batching, engine.devices, num_batched_args)
+
+
+def shard_over(
+    fn: Callable, batching: str, devices: tuple[jax.Device, ...], num_batched_args: int
+) -> Callable:
+    """:func:`batch_over` on each of ``devices``, the batch split evenly over them with
+    ``shard_map`` (a single device: no ``shard_map``). The batch size must be a multiple of
+    the device count."""
+    batched = batch_over(fn, batching, num_batched_args)
+    if len(devices) == 1:
+        return batched
+    mesh = _mesh(devices)
+
     def run(*args):
         n_rest = len(args) - num_batched_args
-        if engine.batching == "vmap":
-            batched = jax.vmap(fn, in_axes=(0,) * num_batched_args + (None,) * n_rest)
-        else:
-            batched = functools.partial(_map_trainees, fn, num_batched_args)
-        if engine.num_devices == 1:
-            return batched(*args)
         in_specs = (PartitionSpec(TRAINEE_AXIS),) * num_batched_args + (PartitionSpec(),) * n_rest
         return jax.shard_map(
             batched,
-            mesh=trainee_mesh(engine),
+            mesh=mesh,
             in_specs=in_specs,
             out_specs=PartitionSpec(TRAINEE_AXIS),
             check_vma=False,
@@ -156,9 +188,11 @@ def _map_trainees(fn, num_batched_args, *args):
 
 
 def trainee_mesh(engine: ResolvedEngine) -> jax.sharding.Mesh:
-    return jax.sharding.Mesh(
-        engine.devices, (TRAINEE_AXIS,), axis_types=(jax.sharding.AxisType.Auto,)
-    )
+    return _mesh(engine.devices)
+
+
+def _mesh(devices: tuple[jax.Device, ...]) -> jax.sharding.Mesh:
+    return jax.sharding.Mesh(devices, (TRAINEE_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def trainee_sharding(engine: ResolvedEngine) -> NamedSharding | None:

@@ -36,8 +36,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from lrjax import engine, training
 from lrjax import features as features_lib
-from lrjax import training
 from lrjax._validation import (
     ConfigError,
     check_choice,
@@ -46,7 +46,6 @@ from lrjax._validation import (
     check_positive_int,
 )
 from lrjax.controller import ControllerConfig, action_to_lr
-from lrjax.data import sample_indices
 from lrjax.tasks import Task, init_params
 
 REWARDS = ("val_loss", "loss_decrement", "final")
@@ -66,13 +65,25 @@ class EnvConfig:
       horizon: environment steps per episode (an episode = ``horizon * k`` trainee steps).
         Default 20.
       reward: ``"val_loss"`` (paper A), ``"loss_decrement"`` (paper B) or ``"final"``.
-      val_batch_size: validation examples drawn for the reward and ``val_loss`` feature each step.
+      val_batch_size: validation examples drawn for the reward and ``val_loss`` feature each
+        step. Default 128: an estimate cheap next to the k trainee steps it follows (5.5% of
+        their time on the MNIST CNN with k = 10, ``BENCHMARKS.md``) whose noise PPO's
+        advantage estimate averages out.
       probe_size: fixed validation examples whose predictions feed the prediction features.
+        Default 32 (320 class probabilities for the variance features).
       initial_lr_range: the episode's first LR is log-uniform in this range (within the
         controller's bounds). Default (1e-3, 1e-1).
       divergence_factor: a validation loss above this times the initial one counts as diverged.
       unroll: unroll of the k-step inner scan (None: fully unrolled on CPU for conv trainees,
         where XLA runs convolutions in rolled loops slowly, else 1).
+      batching: how episodes run side by side (:meth:`TraineeEnv.over_episodes`): ``"vmap"``
+        or ``"map"`` (one after another). None: ``"map"`` on CPU for conv trainees, whose
+        vmapped convolutions are grouped convolutions there, else ``"vmap"``
+        (:func:`lrjax.engine.default_batching`).
+      devices: at most this many devices share the episodes (``shard_map``; the most that
+        divides the number of episodes is used). None: all host devices when episodes are
+        mapped on CPU (XLA:CPU runs one program on about one core; see
+        :func:`lrjax.engine.configure_host_devices`), else 1.
     """
 
     controller: ControllerConfig = dataclasses.field(
@@ -82,11 +93,13 @@ class EnvConfig:
     steps_per_action: int = 10
     horizon: int = 20
     reward: str = "val_loss"
-    val_batch_size: int = 256
-    probe_size: int = 64
+    val_batch_size: int = 128
+    probe_size: int = 32
     initial_lr_range: tuple[float, float] = (1e-3, 1e-1)
     divergence_factor: float = 5.0
     unroll: int | None = None
+    batching: str | None = None
+    devices: int | None = None
 
     def __post_init__(self):
         if not isinstance(self.controller, ControllerConfig):
@@ -116,6 +129,10 @@ class EnvConfig:
             )
         if self.unroll is not None:
             check_positive_int("unroll", self.unroll)
+        if self.batching is not None:
+            check_choice("batching", self.batching, engine.BATCHINGS)
+        if self.devices is not None:
+            check_positive_int("devices", self.devices)
 
 
 @struct.dataclass
@@ -165,7 +182,8 @@ class TraineeEnv:
 
     # -- pieces ---------------------------------------------------------------------------
 
-    def _tx(self, lr: jax.Array) -> optax.GradientTransformationExtraArgs:
+    def optimizer(self, lr: jax.Array) -> optax.GradientTransformationExtraArgs:
+        """The controlled optimizer at learning rate ``lr`` (a traced array)."""
         opt = self.config.optimizer
         if opt == "sgd":
             tx = optax.sgd(lr)
@@ -175,28 +193,53 @@ class TraineeEnv:
             tx = optax.adam(lr)
         return optax.with_extra_args_support(tx)
 
+    @property
+    def batching(self) -> str:
+        """``"vmap"`` or ``"map"``: how :meth:`over_episodes` runs episodes side by side."""
+        return self.config.batching or engine.default_batching(self.task.uses_conv)
+
+    def over_episodes(self, fn, num_batched_args: int):
+        """``fn`` over episodes: batched over the leading axis of its first
+        ``num_batched_args`` arguments (keys, states, actions), sharing the rest (the data),
+        by :attr:`batching`, and split over devices (``EnvConfig.devices``). PPO's rollouts
+        and the evaluation episodes go through here."""
+
+        def run(*args):
+            num_episodes = jax.tree.leaves(args[:num_batched_args])[0].shape[0]
+            devices = self._devices(num_episodes)
+            return engine.shard_over(fn, self.batching, devices, num_batched_args)(*args)
+
+        return run
+
+    def _devices(self, num_episodes: int) -> tuple[jax.Device, ...]:
+        local = jax.local_devices()
+        most = self.config.devices or (len(local) if self.batching == "map" else 1)
+        count = max(d for d in range(1, min(most, len(local)) + 1) if num_episodes % d == 0)
+        return tuple(local[:count])
+
+    @property
+    def eval_task(self) -> Task:
+        """The task as used for forward-only evaluation (reward, probe, test metrics).
+
+        When episodes run one after another (``batching="map"``) nothing is vmapped, so the
+        stock XLA convolution is not turned into a grouped one; forward-only, it is faster on
+        XLA:CPU than the image-patches convolution that training uses there (3.2x on the MNIST
+        CNN's validation minibatch and probe; ``BENCHMARKS.md``). Same parameters, same outputs.
+        """
+        return self.task.with_conv_impl("xla") if self.batching == "map" else self.task
+
     def _unroll(self) -> int:
         if self.config.unroll is not None:
             return self.config.unroll
         cpu_conv = jax.default_backend() == "cpu" and self.task.uses_conv
         return self.config.steps_per_action if cpu_conv else 1
 
-    def _val_loss(self, params, data, key) -> jax.Array:
-        """Mean loss on a fixed-size validation minibatch (cheap estimate of L_val)."""
-        if hasattr(data, "validation"):  # image datasets
-            n = data.validation.size
-            idx = sample_indices(key, n, min(self.config.val_batch_size, n))
-            images = jnp.take(data.validation.images, idx, axis=0)
-            labels = jnp.take(data.validation.labels, idx, axis=0)
-            return self.task.batch_loss(params, data, images, labels)
-        x, y = data.split("validation")
-        idx = sample_indices(key, x.shape[0], min(self.config.val_batch_size, x.shape[0]))
-        return self.task.mse(params, x[idx], y[idx])
-
-    def _probe(self, params, data) -> jax.Array:
-        return jnp.asarray(
-            self.task.predictions(params, data, "validation", self.config.probe_size), jnp.float32
+    def _evaluate(self, params, data, key) -> tuple[jax.Array, jax.Array]:
+        """``(L_val estimate on a validation minibatch, predictions on the probe batch)``."""
+        val_loss, predictions = self.eval_task.validation_probe(
+            params, data, key, self.config.val_batch_size, self.config.probe_size
         )
+        return val_loss, jnp.asarray(predictions, jnp.float32)
 
     def _observe(
         self, params, lr, train_loss, val_loss, predictions, prev_predictions, step, normaliser
@@ -223,10 +266,9 @@ class TraineeEnv:
         lo, hi = self.config.initial_lr_range
         lr = jnp.exp(jax.random.uniform(k_lr, (), minval=math.log(lo), maxval=math.log(hi)))
         params = init_params(self.task, k_init, data)
-        tx = self._tx(lr)
+        tx = self.optimizer(lr)
         trainee = training.TraineeState(params, tx.init(params), k_run, jnp.zeros((), jnp.int32))
-        val_loss = self._val_loss(params, data, k_val)
-        predictions = self._probe(params, data)
+        val_loss, predictions = self._evaluate(params, data, k_val)
         normaliser = features_lib.init_normaliser(self.obs_size)
         obs, normaliser = self._observe(
             params,
@@ -276,17 +318,32 @@ class TraineeEnv:
 
         ``auto_reset=False`` returns the state after the step even when the episode ended (for
         evaluation, which wants the final trainee)."""
-        cfg = self.config
-        k_val, k_reset = jax.random.split(key)
         lr = jnp.asarray(lr, jnp.float32)
-        tx = self._tx(lr)
+        tx = self.optimizer(lr)
         step = lambda s, _: training.train_step(self.task, tx, s, data)
         trainee, (losses, _) = jax.lax.scan(
-            step, state.trainee, length=cfg.steps_per_action, unroll=self._unroll()
+            step, state.trainee, length=self.config.steps_per_action, unroll=self._unroll()
         )
-        train_loss = losses[-1]
-        val_loss = self._val_loss(trainee.params, data, k_val)
-        predictions = self._probe(trainee.params, data)
+        return self.conclude_step(key, state, trainee, lr, losses[-1], data, auto_reset=auto_reset)
+
+    def conclude_step(
+        self,
+        key: jax.Array,
+        state: EnvState,
+        trainee: training.TraineeState,
+        lr: jax.Array,
+        train_loss: jax.Array,
+        data: Any,
+        *,
+        auto_reset: bool = True,
+    ):
+        """The second half of :meth:`step_lr`, once the trainee has taken its k steps at
+        ``lr`` (ending with minibatch loss ``train_loss``): observe, reward, detect divergence,
+        auto-reset. Public so that a host-driven loop (``benchmarks/ppo_throughput.py``) can
+        run the trainee steps itself and still compute exactly what the environment does."""
+        cfg = self.config
+        k_val, k_reset = jax.random.split(key)
+        val_loss, predictions = self._evaluate(trainee.params, data, k_val)
         t = state.t + 1
         obs, normaliser = self._observe(
             trainee.params,

@@ -1,10 +1,12 @@
 """Evaluation episodes: a controller (deterministic) or a constant learning rate, run on a
-:class:`~lrjax.env.TraineeEnv` for several episodes at once (vmapped), recorded per step, and
-the final trainees' test loss and accuracy (whole test split)."""
+:class:`~lrjax.env.TraineeEnv` for several episodes at once, recorded per step, and
+the final trainees' test loss and accuracy (whole test split). Episodes run side by side as the
+environment batches them (:meth:`~lrjax.env.TraineeEnv.over_episodes`)."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -45,11 +47,9 @@ def run_episodes(
     check_positive_int("num_episodes", num_episodes)
     keys = jax.random.split(key, num_episodes)
     if isinstance(policy, Controller):
-        fn = jax.jit(jax.vmap(_controller_episode, in_axes=(None, None, 0, None)), static_argnums=0)
-        out = fn(env, policy.params, keys, data)
+        out = _run(env, _controller_episode, keys, policy.params, data)
     else:
-        fn = jax.jit(jax.vmap(_constant_episode, in_axes=(None, None, 0, None)), static_argnums=0)
-        out = fn(env, jnp.float32(policy), keys, data)
+        out = _run(env, _constant_episode, keys, jnp.float32(policy), data)
     (lr, val_loss, reward, done, diverged_step), test = out
     lr, val_loss, reward, done, diverged_step = (
         np.asarray(x) for x in (lr, val_loss, reward, done, diverged_step)
@@ -69,7 +69,13 @@ def run_episodes(
     )
 
 
-def _controller_episode(env, actor_params, key, data):
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _run(env, episode, keys, policy_params, data):
+    """``episode`` for each key, side by side as the environment batches its episodes."""
+    return env.over_episodes(functools.partial(episode, env), 1)(keys, policy_params, data)
+
+
+def _controller_episode(env, key, actor_params, data):
     config = env.config.controller
     k_reset, k_steps = jax.random.split(key)
     obs, state = env.reset(k_reset, data)
@@ -82,10 +88,10 @@ def _controller_episode(env, actor_params, key, data):
 
     init = (obs, state, initial_carry(config))
     (_, state, _), out = jax.lax.scan(step, init, jax.random.split(k_steps, env.config.horizon))
-    return out, env.task.metrics(state.trainee.params, data, "test")
+    return out, env.eval_task.metrics(state.trainee.params, data, "test")
 
 
-def _constant_episode(env, lr, key, data):
+def _constant_episode(env, key, lr, data):
     k_reset, k_steps = jax.random.split(key)
     _, state = env.reset(k_reset, data)
 
@@ -94,4 +100,4 @@ def _constant_episode(env, lr, key, data):
         return state, (info["lr"], info["val_loss"], reward, done, info["diverged"])
 
     state, out = jax.lax.scan(step, state, jax.random.split(k_steps, env.config.horizon))
-    return out, env.task.metrics(state.trainee.params, data, "test")
+    return out, env.eval_task.metrics(state.trainee.params, data, "test")

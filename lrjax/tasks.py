@@ -71,6 +71,12 @@ class Task:
     def load_data(self, key: jax.Array | None = None, **kwargs) -> Any:
         raise NotImplementedError
 
+    def with_conv_impl(self, impl: str) -> Task:
+        """The same task computing its convolutions with ``impl`` (same parameters, same
+        outputs); a task without convolutions returns itself."""
+        check_choice("conv_impl", impl, CONV_IMPLS)
+        return self
+
     def init(self, key: jax.Array) -> Params:
         raise NotImplementedError
 
@@ -86,6 +92,15 @@ class Task:
 
     def predictions(self, params: Params, data: Any, split: str, num_examples: int) -> jax.Array:
         """Model outputs (class probabilities or regression values) on the first examples."""
+        raise NotImplementedError
+
+    def validation_probe(
+        self, params: Params, data: Any, key: jax.Array, batch_size: int, probe_size: int
+    ) -> tuple[jax.Array, jax.Array]:
+        """What an RL environment observes after each action, in one call:
+        ``(val_loss, predictions)``: the mean loss on a validation minibatch of ``batch_size``
+        drawn with ``key`` (a cheap estimate of L_val) and the outputs on the first
+        ``probe_size`` validation examples (a fixed probe batch)."""
         raise NotImplementedError
 
 
@@ -114,6 +129,12 @@ class ImageClassificationTask(Task):
     @property
     def uses_conv(self) -> bool:
         return hasattr(self.model, "conv_impl")
+
+    def with_conv_impl(self, impl: str) -> Task:
+        check_choice("conv_impl", impl, CONV_IMPLS)
+        if not self.uses_conv or self.model.conv_impl == impl:
+            return self
+        return dataclasses.replace(self, model=self.model.clone(conv_impl=impl))
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -174,6 +195,18 @@ class ImageClassificationTask(Task):
     def predictions(self, params, data, split, num_examples):
         s = data.split(split)
         return jax.nn.softmax(self.logits(params, data, s.images[:num_examples]))
+
+    def validation_probe(self, params, data, key, batch_size, probe_size):
+        """One forward pass over the probe examples and the minibatch together (one larger
+        matmul per layer is cheaper than two calls, most of all on CPU)."""
+        val = data.validation
+        batch_size, probe_size = min(batch_size, val.size), min(probe_size, val.size)
+        idx = sample_indices(key, val.size, batch_size)
+        images = jnp.concatenate([val.images[:probe_size], jnp.take(val.images, idx, axis=0)])
+        logits = self.logits(params, data, images)
+        labels = jnp.take(val.labels, idx, axis=0)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits[probe_size:], labels)
+        return loss.mean(), jax.nn.softmax(logits[:probe_size])
 
 
 @struct.dataclass
@@ -298,6 +331,13 @@ class Regression2DTask(Task):
     def predictions(self, params, data, split, num_examples):
         x, _ = data.split(split)
         return x[:num_examples] @ params["kernel"]
+
+    def validation_probe(self, params, data, key, batch_size, probe_size):
+        x, y = data.split("validation")
+        idx = sample_indices(key, x.shape[0], min(batch_size, x.shape[0]))
+        return self.mse(params, x[idx], y[idx]), self.predictions(
+            params, data, "validation", probe_size
+        )
 
     def full_gradient(self, params, data) -> Params:
         return jax.grad(self.mse)(params, data.train_x, data.train_y)

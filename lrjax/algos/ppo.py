@@ -5,7 +5,8 @@
 - ``init(key, data) -> RunnerState``;
 - ``update(runner, data) -> (runner, metrics)``: one PPO iteration: a rollout of
   ``rollout_length`` environment steps in ``num_envs`` trainee episodes (``vmap`` over
-  environments, ``lax.scan`` over time), generalised advantage estimation, then
+  environments, or ``lax.map`` for conv trainees on CPU: ``EnvConfig.batching``; ``lax.scan``
+  over time), generalised advantage estimation, then
   ``update_epochs`` epochs over ``num_minibatches`` minibatches of whole environment sequences
   (the actor is an LSTM, so its log-probabilities are recomputed along each sequence from the
   rollout's first carry, resetting the carry at episode starts);
@@ -34,7 +35,6 @@ from flax import struct
 
 from lrjax._validation import (
     ConfigError,
-    check_choice,
     check_in_range,
     check_non_negative,
     check_positive,
@@ -78,8 +78,9 @@ class PPOConfig:
       max_grad_norm: global gradient-norm clip. Default 0.5.
       normalize_rewards: scale rewards by the running std of returns. Default True.
       critic_hidden: hidden sizes of V(s). Default (64, 64).
-      env_batching: how the environments are batched, ``"vmap"`` or ``"map"`` (one after
-        another); None: ``"map"`` on CPU for conv trainees, else ``"vmap"``.
+
+    How the environments run side by side (vmapped, or one after another for conv trainees on
+    CPU) is the environment's ``EnvConfig.batching``.
     """
 
     num_envs: int = 8
@@ -96,11 +97,8 @@ class PPOConfig:
     max_grad_norm: float = 0.5
     normalize_rewards: bool = True
     critic_hidden: tuple[int, ...] = (64, 64)
-    env_batching: str | None = None
 
     def __post_init__(self):
-        if self.env_batching is not None:
-            check_choice("env_batching", self.env_batching, ("vmap", "map"))
         for f in ("num_envs", "num_updates", "update_epochs", "num_minibatches"):
             check_positive_int(f, getattr(self, f))
         if self.rollout_length is not None:
@@ -169,25 +167,6 @@ class PPO:
             optax.adam(self.config.learning_rate, eps=1e-5),
         )
 
-    def _over_envs(self, fn):
-        """``fn`` over the environments (all arguments batched but the last, the data).
-
-        ``vmap`` in general; on CPU a conv trainee's environments run one after another
-        (``lax.map``), because vmapped convolutions are grouped convolutions there, which
-        XLA:CPU runs several times slower (see :mod:`lrjax.engine`).
-        """
-        engine = self.config.env_batching or (
-            "map" if jax.default_backend() == "cpu" and self.env.task.uses_conv else "vmap"
-        )
-
-        def run(*args):
-            *batched, data = args
-            if engine == "vmap":
-                return jax.vmap(fn, in_axes=(0,) * len(batched) + (None,))(*batched, data)
-            return jax.lax.map(lambda b: fn(*b, data), tuple(batched))
-
-        return run
-
     # -- init -------------------------------------------------------------------------------
 
     def init(self, key: jax.Array, data: Any) -> RunnerState:
@@ -197,7 +176,7 @@ class PPO:
             "actor": init_actor_params(k_actor, ccfg),
             "critic": self._critic().init(k_critic, jnp.zeros((ccfg.obs_size,)))["params"],
         }
-        obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(
+        obs, env_state = self.env.over_episodes(self.env.reset, 1)(
             jax.random.split(k_env, cfg.num_envs), data
         )
         return RunnerState(
@@ -222,7 +201,7 @@ class PPO:
         action = sample_action(k_act, mean, log_std)
         log_prob = gaussian_log_prob(action, mean, log_std)
         value = self._critic().apply({"params": runner.params["critic"]}, runner.obs)
-        obs, env_state, reward, done, info = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(
+        obs, env_state, reward, done, info = self.env.over_episodes(self.env.step, 3)(
             jax.random.split(k_env, cfg.num_envs), runner.env_state, action, data
         )
         scaler, scaled = runner.reward_scaler, reward
