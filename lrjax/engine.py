@@ -50,6 +50,17 @@ def default_batching(uses_conv: bool, backend: str | None = None) -> str:
     return "map" if backend == "cpu" and uses_conv else "vmap"
 
 
+def evaluation_task(task, batching: str):
+    """The task as used for forward-only evaluation of trainees batched by ``batching``.
+
+    When trainees run one after another (``"map"``) nothing is vmapped, so XLA's own
+    convolution is not turned into a grouped one; forward-only, it is faster on XLA:CPU than
+    the image-patches convolution training uses there (3.2x on the MNIST CNN's validation
+    minibatch and probe; ``BENCHMARKS.md``). Same parameters, same outputs.
+    """
+    return task.with_conv_impl("xla") if batching == "map" else task
+
+
 def batch_over(fn: Callable, batching: str, num_batched_args: int) -> Callable:
     """``fn`` over the leading axis of its first ``num_batched_args`` arguments (later arguments
     are shared), by ``jax.vmap`` or, for ``batching="map"``, by ``lax.map`` with ``vmap``'s

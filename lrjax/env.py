@@ -219,14 +219,9 @@ class TraineeEnv:
 
     @property
     def eval_task(self) -> Task:
-        """The task as used for forward-only evaluation (reward, probe, test metrics).
-
-        When episodes run one after another (``batching="map"``) nothing is vmapped, so the
-        stock XLA convolution is not turned into a grouped one; forward-only, it is faster on
-        XLA:CPU than the image-patches convolution that training uses there (3.2x on the MNIST
-        CNN's validation minibatch and probe; ``BENCHMARKS.md``). Same parameters, same outputs.
-        """
-        return self.task.with_conv_impl("xla") if self.batching == "map" else self.task
+        """The task as used for forward-only evaluation (reward, probe, test metrics):
+        :func:`lrjax.engine.evaluation_task` for this environment's batching."""
+        return engine.evaluation_task(self.task, self.batching)
 
     def _unroll(self) -> int:
         if self.config.unroll is not None:

@@ -297,9 +297,7 @@ class _Runner:
 
     def evaluate(self, max_examples: int | None):
         if max_examples not in self._evals:
-            # Trainees mapped one after another: nothing is vmapped, so evaluate with XLA's own
-            # convolution, faster forward-only on CPU than training's patches (env.eval_task).
-            task = self.task.with_conv_impl("xla") if self.eng.batching == "map" else self.task
+            task = engine_lib.evaluation_task(self.task, self.eng.batching)
 
             def run(state, hp, data):
                 params = self.eval_params(state.opt_state, state.params)
