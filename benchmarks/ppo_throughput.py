@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lrjax.engine import configure_host_devices  # noqa: E402
 
 configure_host_devices()
@@ -71,12 +68,10 @@ def main():
     p.add_argument("--breakdown", action="store_true")
     args = p.parse_args()
     task = tasks.get_task(args.task)
-    data = (
-        task.load_data(jax.random.key(0))
-        if args.task == "regression_2d"
-        else task.load_data().subset(validation=1000, test=100)
-    )
-    controller = ControllerConfig.paper_a()
+    data = task.load_data(jax.random.key(0))
+    if hasattr(data, "subset"):
+        data = data.subset(validation=1000, test=100)
+    controller = ControllerConfig.paper_a(steps_per_action=args.steps_per_action)
     if args.task == "regression_2d":
         controller = controller.replace(
             features=FeatureSpec(features=("train_loss", "val_loss", "log_lr"))
@@ -86,7 +81,6 @@ def main():
         EnvConfig(
             controller=controller,
             horizon=args.horizon,
-            steps_per_action=args.steps_per_action,
             val_batch_size=args.val_batch_size,
             probe_size=args.probe_size,
         ),
@@ -96,7 +90,8 @@ def main():
         f"{args.task}: backend {jax.default_backend()}, {jax.local_device_count()} device(s), "
         f"jax {jax.__version__}; {args.updates} PPO updates x {args.horizon} actions x "
         f"{args.steps_per_action} trainee steps per episode; validation minibatch "
-        f"{args.val_batch_size}, probe {args.probe_size}; episodes batched by {env.batching!r}"
+        f"{args.val_batch_size}, probe {args.probe_size}; "
+        f"episodes batched by {env.engine().batching!r}"
     )
     if args.breakdown:
         breakdown(env, data)
@@ -109,11 +104,7 @@ def main():
             env, PPOConfig(num_envs=n, num_updates=args.updates, num_minibatches=1 if n == 1 else 2)
         )
         init = jax.jit(ppo.init)
-        chunk = jax.jit(
-            lambda r, d, ppo=ppo: jax.lax.scan(
-                lambda c, _: ppo.update(c, d), r, None, length=args.updates
-            )
-        )
+        chunk = jax.jit(lambda r, d, ppo=ppo: ppo.run_updates(r, d, args.updates))
         runner = init(jax.random.key(0), data)
         start = time.perf_counter()
         compiled = chunk.lower(runner, data).compile()
@@ -172,14 +163,17 @@ def breakdown(env, data):
     tx = env.optimizer(jnp.float32(0.01))
     steps = jax.jit(
         lambda s, d: jax.lax.scan(
-            lambda s, _: training.train_step(env.task, tx, s, d), s, length=k, unroll=env._unroll()
+            lambda s, _: training.train_step(env.train_task, tx, s, d),
+            s,
+            length=k,
+            unroll=env.engine().unroll,
         )[0]
     )
     cfg = env.config
 
     def evaluate(task):
-        fn = lambda p, d, key: task.validation_probe(p, d, key, cfg.val_batch_size, cfg.probe_size)
-        return best_of(jax.jit(fn), state.trainee.params, data, jax.random.key(1))
+        fn = lambda p, d: task.validation_probe(p, d, cfg.val_batch_size, cfg.probe_size)
+        return best_of(jax.jit(fn), state.trainee.params, data)
 
     t_steps = best_of(steps, state.trainee, data)
     t_eval = evaluate(env.eval_task)
@@ -187,8 +181,8 @@ def breakdown(env, data):
         f"one action, one episode: {k} trainee steps {1e3 * t_steps:.2f} ms; evaluation "
         f"(validation minibatch + probe) {1e3 * t_eval:.2f} ms = {t_eval / t_steps:.1%} of them"
     )
-    if env.eval_task is not env.task:
-        t_train_impl = evaluate(env.task)
+    if env.eval_task != env.train_task:
+        t_train_impl = evaluate(env.train_task)
         line += (
             f" (with the training convolution instead: {1e3 * t_train_impl:.1f} ms, "
             f"{t_train_impl / t_eval:.2f}x the time)"
@@ -203,7 +197,9 @@ def host_loop_rate(env, data, episodes):
     controller = env.config.controller
     params = init_actor_params(jax.random.key(0), controller)
     reset = jax.jit(lambda key, d: env.reset(key, d))
-    train_step = jax.jit(lambda s, d, lr: training.train_step(env.task, env.optimizer(lr), s, d))
+    train_step = jax.jit(
+        lambda s, d, lr: training.train_step(env.train_task, env.optimizer(lr), s, d)
+    )
 
     @jax.jit
     def act(carry, obs, lr):

@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lrjax.engine import configure_host_devices  # noqa: E402
 
 configure_host_devices()

@@ -3,40 +3,41 @@
 The public heart is :func:`scale_by_controller`: an optax transform whose learning rate comes from
 a Flax LSTM actor observing the training (see :mod:`lrjax.controller` and :mod:`lrjax.features`).
 Trainees live in :mod:`lrjax.tasks`, the training engine in :mod:`lrjax.training`, baselines in
-:mod:`lrjax.baselines`, datasets in :mod:`lrjax.data`.
+:mod:`lrjax.baselines`, datasets in :mod:`lrjax.data`, RL algorithms in :mod:`lrjax.algos`.
+
+The names below are imported on first use (PEP 562), so ``import lrjax`` (and ``lrjax --help``)
+does not start jax.
 """
+
+import importlib
 
 __version__ = "0.1.0"
 
-from lrjax.controller import (
-    Controller,
-    ControllerConfig,
-    ControllerState,
-    apply_gradients,
-    controlled_sgd,
-    controller_state,
-    current_lr,
-    init_controller,
-    load_controller,
-    save_controller,
-    scale_by_controller,
-)
-from lrjax.features import Feature, FeatureSpec, grads_and_feature_inputs
+_EXPORTS = {
+    "Controller": "lrjax.controller",
+    "ControllerConfig": "lrjax.controller",
+    "ControllerState": "lrjax.controller",
+    "apply_gradients": "lrjax.controller",
+    "controlled_sgd": "lrjax.controller",
+    "controller_state": "lrjax.controller",
+    "current_lr": "lrjax.controller",
+    "init_controller": "lrjax.controller",
+    "load_controller": "lrjax.controller",
+    "save_controller": "lrjax.controller",
+    "scale_by_controller": "lrjax.controller",
+    "Feature": "lrjax.features",
+    "FeatureSpec": "lrjax.features",
+    "grads_and_feature_inputs": "lrjax.features",
+}
 
-__all__ = [
-    "Controller",
-    "ControllerConfig",
-    "ControllerState",
-    "Feature",
-    "FeatureSpec",
-    "__version__",
-    "apply_gradients",
-    "controlled_sgd",
-    "controller_state",
-    "current_lr",
-    "grads_and_feature_inputs",
-    "init_controller",
-    "load_controller",
-    "save_controller",
-    "scale_by_controller",
-]
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'lrjax' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,31 +1,45 @@
-"""Backend-aware execution knobs: how many trainee steps one compiled call runs, how much of the
-scan is unrolled, and over how many devices the vmapped trainees are sharded.
+"""The execution policy, in one place: how many trainees (or RL episodes) run side by side and how.
 
-Why knobs at all (measured on the project's 2-core CPU, see ``../shared/DESIGN.md`` and
-``BENCHMARKS.md``): XLA:CPU runs convolutions inside a rolled ``while`` loop several times slower
-than the same step called from Python (jax issue 12868), so on CPU a conv trainee runs short,
-fully unrolled scan chunks; a dense trainee (MLP, 2-D regression) is the opposite case and wants
-long rolled scans. Vmapped convolutions become grouped convolutions, also slow on XLA:CPU, so there
-the trainees of a conv task run one after another (``lax.map``), each with plain convolutions
-(``BENCHMARKS.md``). XLA:CPU also uses about one core per program, so the trainees are
-split over host devices with ``shard_map`` (set
-``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before jax starts:
-:func:`configure_host_devices`). On GPU/TPU long rolled scans and wide vmaps are fast.
+Every batched computation in lrjax (the training engine's trainees, an environment's episodes,
+evaluation seeds) asks this module how to run: :class:`EngineConfig` holds the knobs (``None``
+picks a backend-aware default), :func:`resolve` turns them into a :class:`Engine` for one
+workload, and :meth:`Engine.over_items` runs a per-item function over a leading batch axis.
+
+Why knobs at all (measured on the project's 2-core CPU, ``BENCHMARKS.md``):
+
+* XLA:CPU runs convolutions inside a rolled ``while`` loop several times slower than the same
+  step called from Python (jax issue 12868), so on CPU a conv trainee runs short, fully unrolled
+  scan chunks; a dense trainee (MLP, 2-D regression) is the opposite case and wants long rolled
+  scans.
+* Vmapped convolutions become grouped convolutions, slow on XLA:CPU, so there the trainees of a
+  conv task run one after another (``lax.map``), training with image-patches convolutions and
+  evaluating (forward only, nothing vmapped) with XLA's own, which is 3.2x faster there.
+* XLA:CPU uses about one core per program, so items are split over host devices with
+  ``shard_map`` (``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before jax starts:
+  :func:`configure_host_devices`).
+* On GPU/TPU long rolled scans, wide vmaps and XLA's convolutions are fast.
+
+One device rule: ``min(devices, local devices, items)`` devices, the item count padded up to a
+multiple of it by repeating the last item, whose results are dropped. ``devices`` defaults to
+all local devices, except for vmapped RL episodes (``shard_vmapped=False``), which stay on one
+device: users vmap whole trainings again (``vmap(ppo.train)``), and a vmapped ``shard_map``
+inside a scan did not finish on XLA:CPU (jax 0.10.2, a PPO test left waiting for 6 minutes).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
 from lrjax._validation import check_choice, check_positive_int
+from lrjax.models.layers import CONV_IMPLS
 
-TRAINEE_AXIS = "trainees"
+ITEM_AXIS = "items"
 BATCHINGS = ("vmap", "map")
 
 
@@ -42,57 +56,29 @@ def configure_host_devices(count: int | None = None) -> None:
     os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
-def default_batching(uses_conv: bool, backend: str | None = None) -> str:
-    """How trainees (or RL episodes) that share a device are batched by default: ``"map"``
-    (one after another) for conv trainees on CPU, whose vmapped convolutions become grouped
-    convolutions that XLA:CPU runs slowly; ``"vmap"`` everywhere else."""
-    backend = backend or jax.default_backend()
-    return "map" if backend == "cpu" and uses_conv else "vmap"
-
-
-def evaluation_task(task, batching: str):
-    """The task as used for forward-only evaluation of trainees batched by ``batching``.
-
-    When trainees run one after another (``"map"``) nothing is vmapped, so XLA's own
-    convolution is not turned into a grouped one; forward-only, it is faster on XLA:CPU than
-    the image-patches convolution training uses there (3.2x on the MNIST CNN's validation
-    minibatch and probe; ``BENCHMARKS.md``). Same parameters, same outputs.
-    """
-    return task.with_conv_impl("xla") if batching == "map" else task
-
-
-def batch_over(fn: Callable, batching: str, num_batched_args: int) -> Callable:
-    """``fn`` over the leading axis of its first ``num_batched_args`` arguments (later arguments
-    are shared), by ``jax.vmap`` or, for ``batching="map"``, by ``lax.map`` with ``vmap``'s
-    semantics: outputs stacked along a new leading axis either way."""
-    check_choice("batching", batching, BATCHINGS)
-    if batching == "map":
-        return functools.partial(_map_trainees, fn, num_batched_args)
-
-    def run(*args):
-        n_rest = len(args) - num_batched_args
-        return jax.vmap(fn, in_axes=(0,) * num_batched_args + (None,) * n_rest)(*args)
-
-    return run
-
-
 @dataclasses.dataclass(frozen=True)
 class EngineConfig:
     """Execution knobs; ``None`` picks the backend-aware default (see :func:`resolve`).
 
     Attributes:
-      chunk_size: trainee steps per compiled call; the host shows progress between chunks.
-      unroll: ``lax.scan`` unroll factor inside a chunk (``chunk_size`` = fully unrolled).
-      devices: number of devices the trainees are sharded over (1 = a single program on one
-        device). The trainee count is padded up to a multiple of it.
-      batching: how the trainees on one device are batched: ``"vmap"`` (batched operations)
-        or ``"map"`` (``lax.map``: one trainee after another, each with un-batched operations).
+      chunk_size: trainee steps per compiled call of the training engine; the host shows
+        progress between chunks.
+      unroll: ``lax.scan`` unroll factor of a trainee's steps (``chunk_size`` or k = fully
+        unrolled).
+      devices: at most this many devices share the items (``shard_map``).
+      batching: how the items on one device run: ``"vmap"`` (batched operations) or ``"map"``
+        (``lax.map``: one after another, each with un-batched operations).
+      conv_impl: how conv trainees compute convolutions when training: ``"patches"`` (image
+        patches + matmul, flat cost under vmap on CPU) or ``"xla"`` (XLA's own).
+      eval_conv_impl: the same for forward-only evaluation (rewards, probes, test metrics).
     """
 
     chunk_size: int | None = None
     unroll: int | None = None
     devices: int | None = None
     batching: str | None = None
+    conv_impl: str | None = None
+    eval_conv_impl: str | None = None
 
     def __post_init__(self):
         for f in ("chunk_size", "unroll", "devices"):
@@ -101,126 +87,157 @@ class EngineConfig:
                 check_positive_int(f, value)
         if self.batching is not None:
             check_choice("batching", self.batching, BATCHINGS)
+        for f in ("conv_impl", "eval_conv_impl"):
+            if getattr(self, f) is not None:
+                check_choice(f, getattr(self, f), CONV_IMPLS)
 
 
 @dataclasses.dataclass(frozen=True)
-class ResolvedEngine:
+class Engine:
+    """Concrete knobs for one workload (hashable: a static argument of ``jax.jit``).
+
+    Attributes:
+      chunk_size: steps per compiled call.
+      unroll: scan unroll factor (at most ``chunk_size``).
+      devices: the devices the items are split over.
+      batching: ``"vmap"`` or ``"map"``.
+      conv_impl: convolution implementation for training.
+      eval_conv_impl: convolution implementation for forward-only evaluation.
+    """
+
     chunk_size: int
     unroll: int
     devices: tuple[jax.Device, ...]
     batching: str
+    conv_impl: str
+    eval_conv_impl: str
 
     @property
     def num_devices(self) -> int:
         return len(self.devices)
 
+    def padded(self, count: int) -> int:
+        """``count`` rounded up to a multiple of the device count."""
+        return -(-count // self.num_devices) * self.num_devices
+
+    def train_task(self, task):
+        """``task`` with this engine's training convolution."""
+        return task.with_conv_impl(self.conv_impl)
+
+    def eval_task(self, task):
+        """``task`` with this engine's evaluation convolution (same params, same outputs)."""
+        return task.with_conv_impl(self.eval_conv_impl)
+
+    def over_items(self, fn: Callable, num_batched_args: int) -> Callable:
+        """``fn`` over the leading axis of its first ``num_batched_args`` arguments (the rest
+        are shared), with ``vmap``'s semantics (outputs stacked on a new leading axis), run as
+        this engine says: batched by :attr:`batching` on each device, the items split over
+        :attr:`devices` (padded to a multiple of their count; the padding is dropped)."""
+        batched = _batch_over(fn, self.batching, num_batched_args)
+        if self.num_devices == 1:
+            return batched
+        mesh = self.mesh()
+
+        def run(*args):
+            items, rest = args[:num_batched_args], args[num_batched_args:]
+            count = jax.tree.leaves(items)[0].shape[0]
+            items = pad_items(items, count, self.padded(count))
+            specs = (PartitionSpec(ITEM_AXIS),) * num_batched_args + (PartitionSpec(),) * len(rest)
+            out = jax.shard_map(
+                batched,
+                mesh=mesh,
+                in_specs=specs,
+                out_specs=PartitionSpec(ITEM_AXIS),
+                check_vma=False,
+            )(*items, *rest)
+            return jax.tree.map(lambda x: x[:count], out)
+
+        return run
+
+    def mesh(self) -> jax.sharding.Mesh:
+        return jax.sharding.Mesh(
+            self.devices, (ITEM_AXIS,), axis_types=(jax.sharding.AxisType.Auto,)
+        )
+
+    def item_sharding(self) -> NamedSharding | None:
+        """Sharding of arrays with a leading item axis (None on a single device)."""
+        if self.num_devices == 1:
+            return None
+        return NamedSharding(self.mesh(), PartitionSpec(ITEM_AXIS))
+
+    def replicated(self) -> NamedSharding | None:
+        if self.num_devices == 1:
+            return None
+        return NamedSharding(self.mesh(), PartitionSpec())
+
 
 def resolve(
-    config: EngineConfig,
+    config: EngineConfig | None,
     *,
     uses_conv: bool,
     num_steps: int,
-    num_trainees: int | None = None,
+    num_items: int | None = None,
     backend: str | None = None,
-) -> ResolvedEngine:
-    """Concrete knobs for a run of ``num_steps`` steps of a (conv or dense) trainee.
+    shard_vmapped: bool = True,
+) -> Engine:
+    """Concrete knobs for items running ``num_steps`` steps of a (conv or dense) trainee.
 
     Defaults:
-      - CPU, conv trainee: chunks of 10 fully unrolled steps, trainees mapped one after another
-        on each device, over all host devices.
-      - CPU, dense trainee: rolled chunks of 500 steps (unroll 4), vmapped, over all host
-        devices.
-      - GPU/TPU: rolled chunks of 1,000 steps, over all local devices.
-    Never more devices than trainees.
+      - CPU, conv trainee: chunks of 10 fully unrolled steps; items mapped one after another
+        on each device; patches convolutions to train, XLA's to evaluate.
+      - CPU, dense trainee: rolled chunks of 500 steps (unroll 4), vmapped.
+      - GPU/TPU: rolled chunks of 1,000 steps, vmapped, XLA's convolutions.
+      - Devices: all local devices of the backend (only one for vmapped items when
+        ``shard_vmapped`` is False), never more than items.
     """
+    config = config or EngineConfig()
     backend = backend or jax.default_backend()
-    if backend == "cpu" and uses_conv:
+    cpu = backend == "cpu"
+    if cpu and uses_conv:
         chunk, unroll = 10, None
-    elif backend == "cpu":
+    elif cpu:
         chunk, unroll = 500, 4
     else:
         chunk, unroll = 1000, 1
-    batching = default_batching(uses_conv, backend)
+    batching = config.batching or ("map" if cpu and uses_conv else "vmap")
     chunk = min(config.chunk_size or chunk, num_steps)
-    unroll = config.unroll or unroll or chunk
+    unroll = min(config.unroll or unroll or chunk, chunk)
+    conv_impl = config.conv_impl or ("patches" if cpu else "xla")
+    eval_conv = config.eval_conv_impl or ("xla" if batching == "map" or not cpu else "patches")
     local = jax.local_devices(backend=backend)
-    n_dev = min(config.devices or len(local), len(local), num_trainees or len(local))
-    return ResolvedEngine(
+    default = len(local) if batching == "map" or shard_vmapped else 1
+    count = min(config.devices or default, len(local), num_items or len(local))
+    return Engine(
         chunk_size=chunk,
-        unroll=min(unroll, chunk),
-        devices=tuple(local[:n_dev]),
-        batching=config.batching or batching,
+        unroll=unroll,
+        devices=tuple(local[:count]),
+        batching=batching,
+        conv_impl=conv_impl,
+        eval_conv_impl=eval_conv,
     )
 
 
-def shard_trainees(fn: Callable, engine: ResolvedEngine, num_batched_args: int) -> Callable:
-    """``vmap(fn)`` over the leading (trainee) axis of its first ``num_batched_args`` arguments,
-    sharded over ``engine.devices`` with ``shard_map``; later arguments are replicated.
-
-    Every output has the trainee axis first. The caller pads the trainee count to a multiple of
-    the device count (:func:`pad_trainees`).
-    """
-
-    return shard_over(fn, engine.batching, engine.devices, num_batched_args)
-
-
-def shard_over(
-    fn: Callable, batching: str, devices: tuple[jax.Device, ...], num_batched_args: int
-) -> Callable:
-    """:func:`batch_over` on each of ``devices``, the batch split evenly over them with
-    ``shard_map`` (a single device: no ``shard_map``). The batch size must be a multiple of
-    the device count."""
-    batched = batch_over(fn, batching, num_batched_args)
-    if len(devices) == 1:
-        return batched
-    mesh = _mesh(devices)
+def _batch_over(fn: Callable, batching: str, num_batched_args: int) -> Callable:
+    check_choice("batching", batching, BATCHINGS)
 
     def run(*args):
-        n_rest = len(args) - num_batched_args
-        in_specs = (PartitionSpec(TRAINEE_AXIS),) * num_batched_args + (PartitionSpec(),) * n_rest
-        return jax.shard_map(
-            batched,
-            mesh=mesh,
-            in_specs=in_specs,
-            out_specs=PartitionSpec(TRAINEE_AXIS),
-            check_vma=False,
-        )(*args)
+        items, rest = args[:num_batched_args], args[num_batched_args:]
+        if batching == "vmap":
+            axes = (0,) * num_batched_args + (None,) * len(rest)
+            return jax.vmap(fn, in_axes=axes)(*items, *rest)
+        if jax.tree.leaves(items)[0].shape[0] == 1:  # one item here: no loop around it
+            out = fn(*jax.tree.map(lambda x: x[0], items), *rest)
+            return jax.tree.map(lambda x: x[None], out)
+        return jax.lax.map(lambda b: fn(*b, *rest), tuple(items))
 
     return run
 
 
-def _map_trainees(fn, num_batched_args, *args):
-    """``vmap``'s semantics with ``lax.map``: trainees one after another, un-batched ops."""
-    batched, rest = args[:num_batched_args], args[num_batched_args:]
-    if jax.tree.leaves(batched)[0].shape[0] == 1:  # one trainee here: no loop around it
-        out = fn(*jax.tree.map(lambda x: x[0], batched), *rest)
-        return jax.tree.map(lambda x: x[None], out)
-    return jax.lax.map(lambda b: fn(*b, *rest), tuple(batched))
-
-
-def trainee_mesh(engine: ResolvedEngine) -> jax.sharding.Mesh:
-    return _mesh(engine.devices)
-
-
-def _mesh(devices: tuple[jax.Device, ...]) -> jax.sharding.Mesh:
-    return jax.sharding.Mesh(devices, (TRAINEE_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
-
-
-def trainee_sharding(engine: ResolvedEngine) -> NamedSharding | None:
-    """Sharding of arrays with a leading trainee axis (None on a single device)."""
-    if engine.num_devices == 1:
-        return None
-    return NamedSharding(trainee_mesh(engine), PartitionSpec(TRAINEE_AXIS))
-
-
-def pad_trainees(tree, count: int, multiple: int):
-    """Pad the leading axis of every leaf from ``count`` to a multiple of ``multiple`` by
-    repeating the last trainee (its results are dropped afterwards)."""
-    padded = -(-count // multiple) * multiple
+def pad_items(tree, count: int, padded: int):
+    """Pad the leading axis of every leaf from ``count`` to ``padded`` by repeating the last
+    item."""
     if padded == count:
         return tree
-    import jax.numpy as jnp
-
     return jax.tree.map(
         lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], padded - count, axis=0)]), tree
     )

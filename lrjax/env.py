@@ -1,28 +1,37 @@
-"""The trainee as a reinforcement-learning environment, gymnax style.
+"""The trainee as a reinforcement-learning environment, gymnax style: the MDP only.
 
-An episode is one training run of a task; one environment step applies the controller's
-learning rate for ``steps_per_action`` (k) optimizer steps of the trainee, then observes it
+An episode is one training run of a task. An environment step applies the controller's learning
+rate for k = ``controller.steps_per_action`` optimizer steps of the trainee, then observes it
 through the state function chi (:mod:`lrjax.features`) and pays a reward:
 
-- ``"val_loss"`` (paper A): ``r_t = -L_val(w_{t+1})`` on a fixed-size validation minibatch;
+- ``"val_loss"`` (paper A): ``r_t = -L_val(w_{t+1})``;
 - ``"loss_decrement"`` (paper B): ``r_t = L_val(w_t) - L_val(w_{t+1})`` (paper B uses the
-  training minibatch; a validation minibatch makes the reward independent of the batch that
+  training minibatch; the validation batch makes the reward independent of the batch that
   moved the weights);
 - ``"final"`` (paper A's RQ3 ablation): 0 except ``-L_val`` at the episode's last step.
+
+``L_val`` is the loss on the first ``val_batch_size`` validation examples, the same examples at
+every step (a low-noise reward); the prediction features use the first ``probe_size`` of them.
+
+The environment observes the trainee exactly as :func:`lrjax.controller.scale_by_controller`
+does in a user's loop, so a controller trained here acts the same way when deployed: at an
+action the inputs are the loss on the minibatch the next optimizer step trains on (``value``),
+the validation loss and probe predictions at the current params, the params, the previous LR
+and the number of optimizer steps so far; the optimizer is ``chain(base, scale(-lr))``, which is
+``chain(base, scale_by_controller(c))`` with the LR the controller chose.
 
 The environment is pure: ``reset(key, data) -> (obs, state)`` and
 ``step(key, state, action, data) -> (obs, state, reward, done, info)``, with the task's data as
 gymnax's "params" (so vmapping over problems is free). Episodes auto-reset: when ``done``, the
 returned observation and state are those of a fresh episode, as in gymnax's wrappers.
 
-Episode variety comes from the key: trainee initialisation, minibatch order and the initial
-learning rate (log-uniform in ``initial_lr_range``).
+Episode variety comes from the key: trainee initialisation, minibatch order and, with
+``initial_lr_spread > 1``, the initial learning rate.
 
 A trainee diverges when its validation loss is not finite or exceeds ``divergence_factor`` times
 its initial validation loss. Its episode ends with reward ``-divergence_factor * L_0 * (steps
 left + 1)``, the worst the remaining per-step rewards could add up to, so ending an episode by
-diverging never pays; ``info["diverged"]`` flags it. Other episodes in a vmapped batch continue
-untouched.
+diverging never pays; ``info["diverged"]`` flags it. Other episodes in a batch continue.
 """
 
 from __future__ import annotations
@@ -36,70 +45,59 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from lrjax import engine, training
+from lrjax import engine as engine_lib
 from lrjax import features as features_lib
-from lrjax._validation import (
-    ConfigError,
-    check_choice,
-    check_less,
-    check_positive,
-    check_positive_int,
-)
+from lrjax import training
+from lrjax._validation import ConfigError, check_choice, check_positive, check_positive_int
 from lrjax.controller import ControllerConfig, action_to_lr
-from lrjax.tasks import Task, init_params
+from lrjax.tasks import Task
 
 REWARDS = ("val_loss", "loss_decrement", "final")
 OPTIMIZERS = ("sgd", "momentum", "adam")
 
+ENV_INPUTS = tuple(i for i in features_lib.INPUTS if i != "updates")
+"""The feature inputs the environment provides: all but ``updates`` (its optimizer's direction
+is not observed), and ``last_layer`` from the task's declared output layer."""
+
 
 @dataclasses.dataclass(frozen=True)
 class EnvConfig:
-    """How a trainee becomes an environment. Defaults follow paper A where it says, and are
-    chosen to be cheap enough for a 2-core CPU where it does not.
+    """The MDP. Defaults follow paper A where it says, and are chosen to be cheap enough for a
+    2-core CPU where it does not.
 
     Attributes:
-      controller: features, action mode and LR bounds (default: paper A's features, scale mode,
-        alpha 1.05, LR in [1e-5, 1e-1]).
-      optimizer: the controlled optimizer, ``"sgd"``, ``"momentum"`` (0.9) or ``"adam"``.
-      steps_per_action: k, trainee optimizer steps per environment step. Default 10.
+      controller: features, action map, LR bounds, initial LR and k (``steps_per_action``): what
+        the trained controller will carry. Default: :meth:`ControllerConfig.paper_a` (paper A's
+        features, scale actions with alpha 1.05, LR in [1e-5, 1e-1], k = 10).
+      optimizer: the controlled optimizer, ``"sgd"``, ``"momentum"`` (0.9) or ``"adam"``; the
+        controller's LR scales its direction (deploy as ``chain(base, scale_by_controller)``).
       horizon: environment steps per episode (an episode = ``horizon * k`` trainee steps).
         Default 20.
       reward: ``"val_loss"`` (paper A), ``"loss_decrement"`` (paper B) or ``"final"``.
-      val_batch_size: validation examples drawn for the reward and ``val_loss`` feature each
-        step. Default 128: an estimate cheap next to the k trainee steps it follows (5.5% of
-        their time on the MNIST CNN with k = 10, ``BENCHMARKS.md``) whose noise PPO's
-        advantage estimate averages out.
-      probe_size: fixed validation examples whose predictions feed the prediction features.
+      val_batch_size: validation examples of the reward and ``val_loss`` feature (the first ones
+        of the split, the same at every step). Default 128: cheap next to the k trainee steps
+        it follows (5.5% of their time on the MNIST CNN with k = 10, ``BENCHMARKS.md``).
+      probe_size: the first validation examples whose predictions feed the prediction features.
         Default 32 (320 class probabilities for the variance features).
-      initial_lr_range: the episode's first LR is log-uniform in this range (within the
-        controller's bounds). Default (1e-3, 1e-1).
+      initial_lr_spread: an episode's first LR is ``controller.initial_lr`` times a log-uniform
+        factor in ``[1 / spread, spread]`` (clipped to the controller's bounds). Default 1: every
+        episode starts at the initial LR the controller carries when deployed.
       divergence_factor: a validation loss above this times the initial one counts as diverged.
-      unroll: unroll of the k-step inner scan (None: fully unrolled on CPU for conv trainees,
-        where XLA runs convolutions in rolled loops slowly, else 1).
-      batching: how episodes run side by side (:meth:`TraineeEnv.over_episodes`): ``"vmap"``
-        or ``"map"`` (one after another). None: ``"map"`` on CPU for conv trainees, whose
-        vmapped convolutions are grouped convolutions there, else ``"vmap"``
-        (:func:`lrjax.engine.default_batching`).
-      devices: at most this many devices share the episodes (``shard_map``; the most that
-        divides the number of episodes is used). None: all host devices when episodes are
-        mapped on CPU (XLA:CPU runs one program on about one core; see
-        :func:`lrjax.engine.configure_host_devices`), else 1.
+      engine: how episodes run side by side and how the k steps are unrolled
+        (:mod:`lrjax.engine`; defaults suit the backend).
     """
 
     controller: ControllerConfig = dataclasses.field(
         default_factory=lambda: ControllerConfig.paper_a()
     )
     optimizer: str = "sgd"
-    steps_per_action: int = 10
     horizon: int = 20
     reward: str = "val_loss"
     val_batch_size: int = 128
     probe_size: int = 32
-    initial_lr_range: tuple[float, float] = (1e-3, 1e-1)
+    initial_lr_spread: float = 1.0
     divergence_factor: float = 5.0
-    unroll: int | None = None
-    batching: str | None = None
-    devices: int | None = None
+    engine: engine_lib.EngineConfig = engine_lib.EngineConfig()
 
     def __post_init__(self):
         if not isinstance(self.controller, ControllerConfig):
@@ -107,19 +105,15 @@ class EnvConfig:
                 f"controller={self.controller!r} is not allowed: expected a ControllerConfig."
             )
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_positive_int("steps_per_action", self.steps_per_action)
         check_positive_int("horizon", self.horizon)
         check_choice("reward", self.reward, REWARDS)
         check_positive_int("val_batch_size", self.val_batch_size)
         check_positive_int("probe_size", self.probe_size)
-        lo, hi = self.initial_lr_range
-        check_positive("initial_lr_range[0]", lo)
-        check_less("initial_lr_range[0]", lo, "initial_lr_range[1]", hi)
-        c = self.controller
-        if lo < c.lr_min or hi > c.lr_max:
+        check_positive("initial_lr_spread", self.initial_lr_spread)
+        if self.initial_lr_spread < 1:
             raise ConfigError(
-                f"initial_lr_range={self.initial_lr_range!r} is not allowed: "
-                f"expected within the controller's [{c.lr_min}, {c.lr_max}]."
+                f"initial_lr_spread={self.initial_lr_spread!r} is not allowed: expected a "
+                "number >= 1 (1: every episode starts at the controller's initial_lr)."
             )
         check_positive("divergence_factor", self.divergence_factor)
         if self.divergence_factor <= 1:
@@ -127,12 +121,13 @@ class EnvConfig:
                 f"divergence_factor={self.divergence_factor!r} is not allowed: "
                 "expected a number > 1."
             )
-        if self.unroll is not None:
-            check_positive_int("unroll", self.unroll)
-        if self.batching is not None:
-            check_choice("batching", self.batching, engine.BATCHINGS)
-        if self.devices is not None:
-            check_positive_int("devices", self.devices)
+        if not isinstance(self.engine, engine_lib.EngineConfig):
+            raise ConfigError(f"engine={self.engine!r} is not allowed: expected an EngineConfig.")
+
+    @property
+    def steps_per_action(self) -> int:
+        """k, read from the controller config (its one home)."""
+        return self.controller.steps_per_action
 
 
 @struct.dataclass
@@ -140,25 +135,13 @@ class EnvState:
     """One episode in progress."""
 
     trainee: training.TraineeState
-    lr: jax.Array
+    lr: jax.Array  # the LR applied at the last step (the initial LR before the first)
     t: jax.Array  # environment steps taken in this episode
     normaliser: features_lib.NormaliserState
     predictions: jax.Array  # on the probe examples, at the last observation
     val_loss: jax.Array  # at the last observation
     initial_val_loss: jax.Array
     episode_return: jax.Array
-
-
-AVAILABLE_INPUTS = (
-    "value",
-    "val_loss",
-    "predictions",
-    "prev_predictions",
-    "params",
-    "lr",
-    "lr_bounds",
-    "step",
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +155,7 @@ class TraineeEnv:
     def __post_init__(self):
         features_lib.check_inputs(
             self.config.controller.features,
-            AVAILABLE_INPUTS,
+            (*ENV_INPUTS, "last_layer"),
             hint="the environment provides these inputs",
         )
 
@@ -180,100 +163,97 @@ class TraineeEnv:
     def obs_size(self) -> int:
         return self.config.controller.obs_size
 
-    # -- pieces ---------------------------------------------------------------------------
+    # -- execution --------------------------------------------------------------------------
 
-    def optimizer(self, lr: jax.Array) -> optax.GradientTransformationExtraArgs:
-        """The controlled optimizer at learning rate ``lr`` (a traced array)."""
-        opt = self.config.optimizer
-        if opt == "sgd":
-            tx = optax.sgd(lr)
-        elif opt == "momentum":
-            tx = optax.sgd(lr, momentum=0.9)
-        else:
-            tx = optax.adam(lr)
-        return optax.with_extra_args_support(tx)
-
-    @property
-    def batching(self) -> str:
-        """``"vmap"`` or ``"map"``: how :meth:`over_episodes` runs episodes side by side."""
-        return self.config.batching or engine.default_batching(self.task.uses_conv)
+    def engine(self, num_episodes: int | None = None) -> engine_lib.Engine:
+        """The execution policy for ``num_episodes`` episodes side by side (k-step unroll,
+        batching, devices, convolutions)."""
+        return engine_lib.resolve(
+            self.config.engine,
+            uses_conv=self.task.uses_conv,
+            num_steps=self.config.steps_per_action,
+            num_items=num_episodes,
+            shard_vmapped=False,
+        )
 
     def over_episodes(self, fn, num_batched_args: int):
         """``fn`` over episodes: batched over the leading axis of its first
-        ``num_batched_args`` arguments (keys, states, actions), sharing the rest (the data),
-        by :attr:`batching`, and split over devices (``EnvConfig.devices``). PPO's rollouts
-        and the evaluation episodes go through here."""
+        ``num_batched_args`` arguments (keys, states, actions), sharing the rest (the data), as
+        the engine says. PPO's rollouts and the evaluation episodes go through here."""
 
         def run(*args):
             num_episodes = jax.tree.leaves(args[:num_batched_args])[0].shape[0]
-            devices = self._devices(num_episodes)
-            return engine.shard_over(fn, self.batching, devices, num_batched_args)(*args)
+            return self.engine(num_episodes).over_items(fn, num_batched_args)(*args)
 
         return run
 
-    def _devices(self, num_episodes: int) -> tuple[jax.Device, ...]:
-        local = jax.local_devices()
-        most = self.config.devices or (len(local) if self.batching == "map" else 1)
-        count = max(d for d in range(1, min(most, len(local)) + 1) if num_episodes % d == 0)
-        return tuple(local[:count])
+    @property
+    def train_task(self) -> Task:
+        """The task as used for the trainee's optimizer steps."""
+        return self.engine().train_task(self.task)
 
     @property
     def eval_task(self) -> Task:
-        """The task as used for forward-only evaluation (reward, probe, test metrics):
-        :func:`lrjax.engine.evaluation_task` for this environment's batching."""
-        return engine.evaluation_task(self.task, self.batching)
+        """The task as used for forward-only evaluation (observation, reward, test metrics)."""
+        return self.engine().eval_task(self.task)
 
-    def _unroll(self) -> int:
-        if self.config.unroll is not None:
-            return self.config.unroll
-        cpu_conv = jax.default_backend() == "cpu" and self.task.uses_conv
-        return self.config.steps_per_action if cpu_conv else 1
+    def optimizer(self, lr: jax.Array) -> optax.GradientTransformationExtraArgs:
+        """The controlled optimizer at learning rate ``lr`` (a traced array):
+        ``chain(base, scale(-lr))``."""
+        base = {
+            "sgd": optax.identity(),
+            "momentum": optax.trace(decay=0.9),
+            "adam": optax.scale_by_adam(),
+        }[self.config.optimizer]
+        return optax.with_extra_args_support(optax.chain(base, optax.scale(-lr)))
 
-    def _evaluate(self, params, data, key) -> tuple[jax.Array, jax.Array]:
-        """``(L_val estimate on a validation minibatch, predictions on the probe batch)``."""
-        val_loss, predictions = self.eval_task.validation_probe(
-            params, data, key, self.config.val_batch_size, self.config.probe_size
+    # -- observation ------------------------------------------------------------------------
+
+    def _measure(self, trainee: training.TraineeState, data) -> tuple[jax.Array, ...]:
+        """``(value, val_loss, predictions)`` at the trainee's params: the loss on the
+        minibatch its next step trains on, the validation loss, the probe predictions."""
+        task, cfg = self.eval_task, self.config
+        value = task.loss(trainee.params, data, training.minibatch_key(trainee))
+        val_loss, predictions = task.validation_probe(
+            trainee.params, data, cfg.val_batch_size, cfg.probe_size
         )
-        return val_loss, jnp.asarray(predictions, jnp.float32)
+        return value, val_loss, jnp.asarray(predictions, jnp.float32)
 
-    def _observe(
-        self, params, lr, train_loss, val_loss, predictions, prev_predictions, step, normaliser
-    ):
-        """chi: the feature inputs the environment provides -> normalised observation."""
+    def _observe(self, trainee, lr, value, val_loss, predictions, prev_predictions, normaliser):
+        """chi: the inputs the environment provides -> normalised observation."""
         c = self.config.controller
         inputs = {
-            "value": train_loss,
+            "value": value,
             "val_loss": val_loss,
             "predictions": predictions,
             "prev_predictions": prev_predictions,
-            "params": params,
+            "params": trainee.params,
+            "last_layer": self.task.output_weights(trainee.params),
             "lr": lr,
             "lr_bounds": (c.lr_min, c.lr_max),
-            "step": step,
+            "step": trainee.step,
         }
         return features_lib.observe(c.features, normaliser, inputs)
 
-    # -- gymnax API -----------------------------------------------------------------------
+    # -- gymnax API -------------------------------------------------------------------------
 
     def reset(self, key: jax.Array, data: Any) -> tuple[jax.Array, EnvState]:
-        """A fresh episode: new trainee init, data order and initial LR from ``key``."""
-        k_init, k_run, k_lr, k_val = jax.random.split(key, 4)
-        lo, hi = self.config.initial_lr_range
-        lr = jnp.exp(jax.random.uniform(k_lr, (), minval=math.log(lo), maxval=math.log(hi)))
-        params = init_params(self.task, k_init, data)
-        tx = self.optimizer(lr)
-        trainee = training.TraineeState(params, tx.init(params), k_run, jnp.zeros((), jnp.int32))
-        val_loss, predictions = self._evaluate(params, data, k_val)
-        normaliser = features_lib.init_normaliser(self.obs_size)
+        """A fresh episode: new trainee init and data order (and initial LR) from ``key``."""
+        k_init, k_lr = jax.random.split(key)
+        c = self.config.controller
+        log_spread = math.log(self.config.initial_lr_spread)
+        factor = jnp.exp(jax.random.uniform(k_lr, (), minval=-log_spread, maxval=log_spread))
+        lr = jnp.clip(jnp.float32(c.initial_lr) * factor, c.lr_min, c.lr_max)
+        trainee = training.init_trainee(self.train_task, self.optimizer(lr), k_init, data)
+        value, val_loss, predictions = self._measure(trainee, data)
         obs, normaliser = self._observe(
-            params,
+            trainee,
             lr,
-            val_loss,
+            value,
             val_loss,
             predictions,
             predictions,
-            jnp.zeros((), jnp.int32),
-            normaliser,
+            features_lib.init_normaliser(self.obs_size),
         )
         state = EnvState(
             trainee=trainee,
@@ -287,15 +267,7 @@ class TraineeEnv:
         )
         return obs, state
 
-    def step(
-        self,
-        key: jax.Array,
-        state: EnvState,
-        action: jax.Array,
-        data: Any,
-        *,
-        auto_reset: bool = True,
-    ):
+    def step(self, key, state: EnvState, action, data, *, auto_reset: bool = True):
         """Apply the action's LR for k trainee steps; observe, reward, auto-reset when done.
 
         Returns:
@@ -306,51 +278,33 @@ class TraineeEnv:
         lr = action_to_lr(action, state.lr, self.config.controller)
         return self.step_lr(key, state, lr, data, auto_reset=auto_reset)
 
-    def step_lr(
-        self, key: jax.Array, state: EnvState, lr: jax.Array, data: Any, *, auto_reset: bool = True
-    ):
+    def step_lr(self, key, state: EnvState, lr, data, *, auto_reset: bool = True):
         """:meth:`step` with the learning rate given directly (constant-LR baselines).
 
         ``auto_reset=False`` returns the state after the step even when the episode ended (for
         evaluation, which wants the final trainee)."""
         lr = jnp.asarray(lr, jnp.float32)
         tx = self.optimizer(lr)
-        step = lambda s, _: training.train_step(self.task, tx, s, data)
+        step = lambda s, _: training.train_step(self.train_task, tx, s, data)
+        k = self.config.steps_per_action
         trainee, (losses, _) = jax.lax.scan(
-            step, state.trainee, length=self.config.steps_per_action, unroll=self._unroll()
+            step, state.trainee, length=k, unroll=self.engine().unroll
         )
         return self.conclude_step(key, state, trainee, lr, losses[-1], data, auto_reset=auto_reset)
 
     def conclude_step(
-        self,
-        key: jax.Array,
-        state: EnvState,
-        trainee: training.TraineeState,
-        lr: jax.Array,
-        train_loss: jax.Array,
-        data: Any,
-        *,
-        auto_reset: bool = True,
+        self, key, state: EnvState, trainee, lr, train_loss, data, *, auto_reset: bool = True
     ):
         """The second half of :meth:`step_lr`, once the trainee has taken its k steps at
-        ``lr`` (ending with minibatch loss ``train_loss``): observe, reward, detect divergence,
+        ``lr`` (the last on minibatch loss ``train_loss``): observe, reward, detect divergence,
         auto-reset. Public so that a host-driven loop (``benchmarks/ppo_throughput.py``) can
         run the trainee steps itself and still compute exactly what the environment does."""
         cfg = self.config
-        k_val, k_reset = jax.random.split(key)
-        val_loss, predictions = self._evaluate(trainee.params, data, k_val)
-        t = state.t + 1
+        value, val_loss, predictions = self._measure(trainee, data)
         obs, normaliser = self._observe(
-            trainee.params,
-            lr,
-            train_loss,
-            val_loss,
-            predictions,
-            state.predictions,
-            t,
-            state.normaliser,
+            trainee, lr, value, val_loss, predictions, state.predictions, state.normaliser
         )
-
+        t = state.t + 1
         limit = cfg.divergence_factor * state.initial_val_loss
         diverged = ~jnp.isfinite(val_loss) | (val_loss > limit) | ~jnp.isfinite(train_loss)
         last = t >= cfg.horizon
@@ -364,7 +318,6 @@ class TraineeEnv:
         reward = jnp.where(diverged, penalty, reward).astype(jnp.float32)
         done = last | diverged
         episode_return = state.episode_return + reward
-
         new = EnvState(
             trainee=trainee,
             lr=lr,
@@ -378,11 +331,7 @@ class TraineeEnv:
         # A real branch where the environments run one after another (lax.map); under vmap
         # JAX turns it into a select that computes both sides, as gymnax's auto-reset does.
         if auto_reset:
-            obs_out, state_out = jax.lax.cond(
-                done, lambda: self.reset(k_reset, data), lambda: (obs, new)
-            )
-        else:
-            obs_out, state_out = obs, new
+            obs, new = jax.lax.cond(done, lambda: self.reset(key, data), lambda: (obs, new))
         zero = jnp.zeros((), jnp.float32)
         info = {
             "lr": lr,
@@ -392,4 +341,4 @@ class TraineeEnv:
             "episode_return": jnp.where(done, episode_return, zero),
             "final_val_loss": jnp.where(done, val_loss, zero),
         }
-        return obs_out, state_out, reward, done, info
+        return obs, new, reward, done, info

@@ -1,5 +1,5 @@
-"""Evaluation episodes: a controller (deterministic) or a constant learning rate, run on a
-:class:`~lrjax.env.TraineeEnv` for several episodes at once, recorded per step, and
+"""Evaluation episodes: a controller (deterministic), a constant learning rate or any LR schedule,
+run on a :class:`~lrjax.env.TraineeEnv` for several episodes at once, recorded per step, and
 the final trainees' test loss and accuracy (whole test split). Episodes run side by side as the
 environment batches them (:meth:`~lrjax.env.TraineeEnv.over_episodes`)."""
 
@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrjax._validation import check_positive_int
+from lrjax._validation import ConfigError, check_positive_int
 from lrjax.controller import Controller, actor_step, initial_carry
 from lrjax.env import TraineeEnv
 
@@ -34,9 +34,9 @@ class Episodes:
     test_loss: np.ndarray  # [E] of the final trainee on the whole test split
     test_accuracy: np.ndarray  # [E]
 
-    @property
-    def returns(self) -> np.ndarray:
-        return np.nansum(self.reward, axis=1)
+    def select(self, index) -> Episodes:
+        """The episodes ``index`` (an int array or slice)."""
+        return Episodes(**{f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self)})
 
 
 def run_episodes(
@@ -44,12 +44,36 @@ def run_episodes(
 ) -> Episodes:
     """Run ``num_episodes`` episodes (keys split from ``key``) with ``policy``: a
     :class:`~lrjax.controller.Controller` acting on its mean action, or a constant LR."""
-    check_positive_int("num_episodes", num_episodes)
-    keys = jax.random.split(key, num_episodes)
     if isinstance(policy, Controller):
-        out = _run(env, _controller_episode, keys, policy.params, data)
-    else:
-        out = _run(env, _constant_episode, keys, jnp.float32(policy), data)
+        check_positive_int("num_episodes", num_episodes)
+        keys = jax.random.split(key, num_episodes)
+        return _episodes(_run(env, _controller_episode, 1, keys, policy.params, data))
+    schedule = np.full((1, env.config.horizon), float(policy), np.float32)
+    return run_schedules(env, schedule, key, data, num_episodes)[0]
+
+
+def run_schedules(
+    env: TraineeEnv, schedules: np.ndarray, key: jax.Array, data: Any, num_episodes: int
+) -> list[Episodes]:
+    """Run every LR schedule (``schedules[c, t]``: the LR of action t) on the same
+    ``num_episodes`` episodes (the keys of :func:`run_episodes`: common random numbers), all
+    ``C x E`` episodes side by side in one program."""
+    check_positive_int("num_episodes", num_episodes)
+    schedules = np.asarray(schedules, np.float32)
+    if schedules.ndim != 2 or schedules.shape[1] != env.config.horizon:
+        raise ConfigError(
+            f"schedules of shape {schedules.shape} is not allowed: expected (schedules, "
+            f"horizon={env.config.horizon})."
+        )
+    count = schedules.shape[0]
+    keys = jnp.tile(jax.random.split(key, num_episodes), count)
+    per_episode = jnp.repeat(jnp.asarray(schedules), num_episodes, axis=0)
+    out = _run(env, _schedule_episode, 2, keys, per_episode, data)
+    flat = _episodes(out)
+    return [flat.select(slice(c * num_episodes, (c + 1) * num_episodes)) for c in range(count)]
+
+
+def _episodes(out) -> Episodes:
     (lr, val_loss, reward, done, diverged_step), test = out
     lr, val_loss, reward, done, diverged_step = (
         np.asarray(x) for x in (lr, val_loss, reward, done, diverged_step)
@@ -69,10 +93,11 @@ def run_episodes(
     )
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _run(env, episode, keys, policy_params, data):
-    """``episode`` for each key, side by side as the environment batches its episodes."""
-    return env.over_episodes(functools.partial(episode, env), 1)(keys, policy_params, data)
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _run(env, episode, num_batched, keys, policy, data):
+    """``episode`` for each key (and each policy, if ``num_batched`` is 2), side by side as the
+    environment batches its episodes."""
+    return env.over_episodes(functools.partial(episode, env), num_batched)(keys, policy, data)
 
 
 def _controller_episode(env, key, actor_params, data):
@@ -91,13 +116,15 @@ def _controller_episode(env, key, actor_params, data):
     return out, env.eval_task.metrics(state.trainee.params, data, "test")
 
 
-def _constant_episode(env, key, lr, data):
+def _schedule_episode(env, key, schedule, data):
     k_reset, k_steps = jax.random.split(key)
     _, state = env.reset(k_reset, data)
 
-    def step(state, k):
+    def step(state, xs):
+        k, lr = xs
         _, state, reward, done, info = env.step_lr(k, state, lr, data, auto_reset=False)
         return state, (info["lr"], info["val_loss"], reward, done, info["diverged"])
 
-    state, out = jax.lax.scan(step, state, jax.random.split(k_steps, env.config.horizon))
+    steps = (jax.random.split(k_steps, env.config.horizon), schedule)
+    state, out = jax.lax.scan(step, state, steps)
     return out, env.eval_task.metrics(state.trainee.params, data, "test")

@@ -42,33 +42,36 @@ from lrjax._validation import (
 )
 from lrjax.data import Dataset, load_dataset, sample_indices
 from lrjax.data.arrays import check_batch_size
+from lrjax.models.layers import CONV_IMPLS
 
 Params = Any
 Metrics = dict[str, jax.Array]
 
-CONV_IMPLS = ("patches", "xla")
-
-
-def default_conv_impl(backend: str | None = None) -> str:
-    """``"patches"`` (image patches + matmul) on CPU, where vmapped grouped convolutions are
-    slow; XLA's native convolution elsewhere (fast on GPU/TPU, also under vmap)."""
-    backend = backend or jax.default_backend()
-    return "patches" if backend == "cpu" else "xla"
-
 
 class Task:
     """Interface of a trainee. Subclasses are frozen dataclasses (hashable: usable as static
-    arguments of ``jax.jit``)."""
+    arguments of ``jax.jit``).
+
+    Every task has the same API, so no caller special-cases one: ``load_data(key, **kw)`` gives
+    the data pytree (real datasets ignore the key, random problems are drawn from it),
+    ``init(key, data)`` the initial params, and :attr:`output_layer` names the output layer's
+    weights (paper A's final-layer features observe them).
+    """
 
     name: str
     batch_size: int
+    output_layer: str
 
     @property
     def uses_conv(self) -> bool:
         """Whether the model has convolutions (the engine picks CPU knobs by this)."""
         return False
 
-    def load_data(self, key: jax.Array | None = None, **kwargs) -> Any:
+    def load_data(
+        self, key: jax.Array | None = None, *, data_dir: str | None = None, **kwargs
+    ) -> Any:
+        """The task's data pytree. ``key`` draws a random problem (ignored by real datasets);
+        ``data_dir`` and ``kwargs`` locate a real dataset (ignored by random problems)."""
         raise NotImplementedError
 
     def with_conv_impl(self, impl: str) -> Task:
@@ -77,8 +80,16 @@ class Task:
         check_choice("conv_impl", impl, CONV_IMPLS)
         return self
 
-    def init(self, key: jax.Array) -> Params:
+    def init(self, key: jax.Array, data: Any) -> Params:
+        """Initial params of one trainee (``data``: for problems that fix the start)."""
         raise NotImplementedError
+
+    def output_weights(self, params: Params) -> jax.Array:
+        """The output layer's weights (the leaf at :attr:`output_layer`)."""
+        node = params
+        for part in self.output_layer.split("/"):
+            node = node[part]
+        return node
 
     def loss(self, params: Params, data: Any, key: jax.Array) -> jax.Array:
         """Mean training loss on a minibatch of ``batch_size`` drawn with ``key``."""
@@ -95,12 +106,12 @@ class Task:
         raise NotImplementedError
 
     def validation_probe(
-        self, params: Params, data: Any, key: jax.Array, batch_size: int, probe_size: int
+        self, params: Params, data: Any, batch_size: int, probe_size: int
     ) -> tuple[jax.Array, jax.Array]:
         """What an RL environment observes after each action, in one call:
-        ``(val_loss, predictions)``: the mean loss on a validation minibatch of ``batch_size``
-        drawn with ``key`` (a cheap estimate of L_val) and the outputs on the first
-        ``probe_size`` validation examples (a fixed probe batch)."""
+        ``(val_loss, predictions)``: the mean loss on the first ``batch_size`` validation
+        examples (the same examples at every step: a low-noise estimate of L_val) and the
+        outputs on the first ``probe_size`` of them (a fixed probe batch)."""
         raise NotImplementedError
 
 
@@ -114,6 +125,8 @@ class ImageClassificationTask(Task):
       model: the Flax module (logits out).
       batch_size: training minibatch size.
       eval_batch_size: examples per chunk when evaluating (bounds memory, esp. under vmap).
+      output_layer: the output layer's weights in the params (every lrjax model names its
+        last layer ``logits``).
     """
 
     name: str
@@ -121,6 +134,7 @@ class ImageClassificationTask(Task):
     model: nn.Module
     batch_size: int
     eval_batch_size: int = 1000
+    output_layer: str = "logits/kernel"
 
     def __post_init__(self):
         check_positive_int("batch_size", self.batch_size)
@@ -142,14 +156,18 @@ class ImageClassificationTask(Task):
 
         return get_spec(self.dataset).image_shape
 
-    def load_data(self, key: jax.Array | None = None, **kwargs) -> Dataset:
-        """Load the task's dataset (``kwargs`` go to :func:`lrjax.data.load_dataset`)."""
-        del key  # real data do not depend on a key
-        data = load_dataset(self.dataset, **kwargs)
+    def load_data(
+        self, key: jax.Array | None = None, *, data_dir: str | None = None, **kwargs
+    ) -> Dataset:
+        """Load the task's dataset (``data_dir`` and ``kwargs`` go to
+        :func:`lrjax.data.load_dataset`; the key is not used: real data are fixed)."""
+        del key
+        data = load_dataset(self.dataset, data_dir=data_dir, **kwargs)
         check_batch_size(self.batch_size, data.train.size)
         return data
 
-    def init(self, key: jax.Array) -> Params:
+    def init(self, key: jax.Array, data: Any = None) -> Params:
+        del data
         x = jnp.zeros((1, *self.input_shape), jnp.float32)
         return self.model.init(key, x)["params"]
 
@@ -196,16 +214,16 @@ class ImageClassificationTask(Task):
         s = data.split(split)
         return jax.nn.softmax(self.logits(params, data, s.images[:num_examples]))
 
-    def validation_probe(self, params, data, key, batch_size, probe_size):
-        """One forward pass over the probe examples and the minibatch together (one larger
-        matmul per layer is cheaper than two calls, most of all on CPU)."""
+    def validation_probe(self, params, data, batch_size, probe_size):
+        """One forward pass over the first ``max(batch_size, probe_size)`` validation
+        examples: the probe is a prefix of the loss batch."""
         val = data.validation
         batch_size, probe_size = min(batch_size, val.size), min(probe_size, val.size)
-        idx = sample_indices(key, val.size, batch_size)
-        images = jnp.concatenate([val.images[:probe_size], jnp.take(val.images, idx, axis=0)])
-        logits = self.logits(params, data, images)
-        labels = jnp.take(val.labels, idx, axis=0)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits[probe_size:], labels)
+        n = max(batch_size, probe_size)
+        logits = self.logits(params, data, val.images[:n])
+        loss = optax.softmax_cross_entropy_with_integer_labels(
+            logits[:batch_size], val.labels[:batch_size]
+        )
         return loss.mean(), jax.nn.softmax(logits[:probe_size])
 
 
@@ -257,6 +275,7 @@ class Regression2DTask(Task):
     noise: float = 0.5
     max_condition: float = 10.0
     init_radius: float = 3.0
+    output_layer: str = "kernel"
 
     def __post_init__(self):
         for f in ("batch_size", "num_train", "num_validation", "num_test"):
@@ -270,10 +289,12 @@ class Regression2DTask(Task):
         check_positive("init_radius", self.init_radius)
         check_batch_size(self.batch_size, self.num_train)
 
-    def load_data(self, key: jax.Array | None = None, **kwargs) -> RegressionData:
-        """Draw a random problem from ``key`` (required: the problem *is* the key)."""
-        if kwargs:
-            raise ConfigError(f"regression_2d.load_data takes no options, got {sorted(kwargs)}.")
+    def load_data(
+        self, key: jax.Array | None = None, *, data_dir: str | None = None, **kwargs
+    ) -> RegressionData:
+        """Draw a random problem from ``key`` (required: the problem *is* the key). There are
+        no files: ``data_dir`` and the dataset options (``raw_dir``, ...) are ignored."""
+        del data_dir, kwargs
         if key is None:
             raise ConfigError(
                 "key=None is not allowed: regression_2d draws its problem from a "
@@ -304,14 +325,11 @@ class Regression2DTask(Task):
         )
         return RegressionData(trx, tr_y, vax, va_y, tex, te_y, w_true, w_init)
 
-    def init(self, key: jax.Array) -> Params:
-        """``{"kernel": zeros(2)}``: w, named like a Dense layer's weights so that the
-        final-layer features find it. Training starts from ``data.w_init`` (:meth:`init_from`)."""
+    def init(self, key: jax.Array, data: RegressionData) -> Params:
+        """``{"kernel": w}`` with w the problem's start ``data.w_init`` (the key is not used:
+        the start is part of the problem)."""
         del key
-        return {"kernel": jnp.zeros((2,), jnp.float32)}
-
-    def init_from(self, data: RegressionData) -> Params:
-        return {"kernel": data.w_init}
+        return {"kernel": jnp.asarray(data.w_init, jnp.float32)}
 
     @staticmethod
     def mse(params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
@@ -332,10 +350,9 @@ class Regression2DTask(Task):
         x, _ = data.split(split)
         return x[:num_examples] @ params["kernel"]
 
-    def validation_probe(self, params, data, key, batch_size, probe_size):
+    def validation_probe(self, params, data, batch_size, probe_size):
         x, y = data.split("validation")
-        idx = sample_indices(key, x.shape[0], min(batch_size, x.shape[0]))
-        return self.mse(params, x[idx], y[idx]), self.predictions(
+        return self.mse(params, x[:batch_size], y[:batch_size]), self.predictions(
             params, data, "validation", probe_size
         )
 
@@ -349,13 +366,6 @@ class Regression2DTask(Task):
         return optax.tree_utils.tree_norm(optax.tree_utils.tree_sub(g_batch, g_full))
 
 
-def init_params(task: Task, key: jax.Array, data: Any) -> Params:
-    """Initial trainee params: ``task.init(key)``, or the problem's start for regression_2d."""
-    if isinstance(task, Regression2DTask):
-        return task.init_from(data)
-    return task.init(key)
-
-
 # --------------------------------------------------------------------------------------------
 # Registry
 
@@ -364,7 +374,7 @@ TaskFactory = Callable[..., Task]
 
 def _image_task(name, dataset, model_fn, batch_size):
     def factory(*, conv_impl: str | None = None, batch_size: int = batch_size, **model_kwargs):
-        impl = conv_impl or default_conv_impl()
+        impl = conv_impl or "xla"
         check_choice("conv_impl", impl, CONV_IMPLS)
         return ImageClassificationTask(name, dataset, model_fn(impl, **model_kwargs), batch_size)
 

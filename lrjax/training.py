@@ -1,8 +1,9 @@
 """Train a task with any optax transform: one pure step, scanned in chunks, vmapped over trainees.
 
 :func:`train` runs ``N`` trainees (seeds x hyperparameters) for ``num_steps`` steps as one
-compiled program per chunk length: ``jit(shard_map(vmap(scan(step))))`` (on CPU, conv trainees
-use ``lax.map`` in place of ``vmap``: see :mod:`lrjax.engine`). Hyperparameters such
+compiled program per chunk length: ``jit(shard_map(vmap(scan(step))))``, batched as the
+execution policy says (:mod:`lrjax.engine`; on CPU, conv trainees use ``lax.map`` in place of
+``vmap``). Hyperparameters such
 as the learning rate are traced arrays (``make_tx(hparams)`` is called inside the traced
 function), so a whole grid x seeds shares one executable and nothing recompiles when a value
 changes. Between chunks the host shows a progress bar and evaluates at the chosen steps; inside
@@ -28,7 +29,7 @@ from flax import struct
 
 from lrjax import engine as engine_lib
 from lrjax._validation import ConfigError, check_positive_int
-from lrjax.tasks import Task, init_params
+from lrjax.tasks import Task
 
 MakeTx = Callable[[Any], optax.GradientTransformation]
 EvalParamsFn = Callable[[Any, Any], Any]
@@ -85,12 +86,23 @@ class TrainResult:
         )
 
 
-def applied_learning_rate(opt_state: Any) -> jax.Array:
-    """The learning rate stored in an optimizer state (first field named ``learning_rate``)."""
-    found = optax.tree_utils.tree_get_all_with_path(opt_state, "learning_rate")
+def state_field(opt_state: Any, name: str) -> jax.Array:
+    """The first field called ``name`` in an optimizer state, as a float32 scalar (NaN if there
+    is none)."""
+    found = optax.tree_utils.tree_get_all_with_path(opt_state, name)
     if not found:
         return jnp.full((), jnp.nan, jnp.float32)
     return jnp.asarray(found[0][1], jnp.float32).reshape(())
+
+
+def applied_learning_rate(opt_state: Any) -> jax.Array:
+    """The learning rate stored in an optimizer state (first field named ``learning_rate``)."""
+    return state_field(opt_state, "learning_rate")
+
+
+def minibatch_key(state: TraineeState) -> jax.Array:
+    """The key of the minibatch the trainee's next :func:`train_step` trains on."""
+    return jax.random.split(state.key)[1]
 
 
 def train_step(
@@ -105,7 +117,7 @@ def train_step(
     The loss is passed to the transform as ``value=`` (reduce-on-plateau and lrjax controllers
     use it; other transforms ignore it).
     """
-    key, batch_key = jax.random.split(state.key)
+    key, batch_key = jax.random.split(state.key)  # batch_key == minibatch_key(state)
     loss, grads = jax.value_and_grad(task.loss)(state.params, data, batch_key)
     updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)
     params = optax.apply_updates(state.params, updates)
@@ -113,11 +125,13 @@ def train_step(
     return new, (loss, learning_rate_fn(opt_state))
 
 
-def init_state(
+def init_trainee(
     task: Task, tx: optax.GradientTransformation, key: jax.Array, data: Any
 ) -> TraineeState:
+    """A fresh trainee: params from ``task.init``, ``tx``'s state, the key of its minibatches.
+    The training engine and the RL environment both start trainees here."""
     init_key, run_key = jax.random.split(key)
-    params = init_params(task, init_key, data)
+    params = task.init(init_key, data)
     return TraineeState(params, tx.init(params), run_key, jnp.zeros((), jnp.int32))
 
 
@@ -155,6 +169,7 @@ def train(
     learning_rate_fn: Callable[[Any], jax.Array] | None = None,
     engine: engine_lib.EngineConfig | None = None,
     progress: bool | str = False,
+    progress_group: int = 1,
 ) -> TrainResult:
     """Train ``N = len(keys)`` trainees of ``task`` for ``num_steps`` steps each.
 
@@ -174,45 +189,27 @@ def train(
         iterate); default: the params themselves.
       learning_rate_fn: ``opt_state -> applied LR`` (default: the state's ``learning_rate``).
       engine: execution knobs (defaults suit the backend, see :mod:`lrjax.engine`).
-      progress: show a progress bar over chunks (a string is used as its description).
+      progress: show a progress bar over chunks (a string is used as its description); it
+        says "compiling" while XLA compiles a chunk.
+      progress_group: trainees come in consecutive groups of this many (the seeds of one
+        configuration); the bar shows the lowest group-mean training loss (the best
+        configuration's, not an average that mixes diverged ones).
 
     Returns:
       A :class:`TrainResult` with curves for every trainee.
     """
-    check_positive_int("num_steps", num_steps)
-    check_positive_int("eval_examples", eval_examples)
-    keys = jnp.asarray(keys)
-    if keys.ndim != 1:
-        raise ConfigError(
-            f"keys must be a 1-D array of PRNG keys (one per trainee), got shape "
-            f"{keys.shape}; use jax.random.split(key, n)."
-        )
+    keys = _check_train_args(keys, hparams, num_steps, eval_examples)
     n = keys.shape[0]
-    if hparams is not None:
-        for path, leaf in jax.tree_util.tree_leaves_with_path(hparams):
-            if jnp.shape(leaf)[:1] != (n,):
-                raise ConfigError(
-                    f"hparams{jax.tree_util.keystr(path)} has shape "
-                    f"{jnp.shape(leaf)}; expected a leading axis of {n} (trainees)."
-                )
-    eng = engine_lib.resolve(
-        engine or engine_lib.EngineConfig(),
-        uses_conv=task.uses_conv,
-        num_steps=num_steps,
-        num_trainees=n,
-    )
+    eng = engine_lib.resolve(engine, uses_conv=task.uses_conv, num_steps=num_steps, num_items=n)
     points = eval_schedule(num_steps, eval_every)
     lengths = chunk_lengths(num_steps, eng.chunk_size, points)
     runner = _runner(task, make_tx, eng, eval_params, learning_rate_fn)
 
-    batched = (keys, hparams)
-    batched = engine_lib.pad_trainees(batched, n, eng.num_devices)
+    # Padded once here (the engine's device rule), so the state stays sharded across chunks.
+    batched = engine_lib.pad_items((keys, hparams), n, eng.padded(n))
     if eng.num_devices > 1:
-        batched = jax.device_put(batched, engine_lib.trainee_sharding(eng))
-        data = jax.device_put(
-            data,
-            jax.sharding.NamedSharding(engine_lib.trainee_mesh(eng), jax.sharding.PartitionSpec()),
-        )
+        batched = jax.device_put(batched, eng.item_sharding())
+        data = jax.device_put(data, eng.replicated())
     keys_p, hparams_p = batched
     state = runner.init(keys_p, hparams_p, data)
 
@@ -220,13 +217,18 @@ def train(
     bar = _progress(progress, num_steps)
     done = 0
     for length in lengths:
+        compiling = bar is not None and length not in runner.compiled_lengths
+        if compiling:
+            bar.set_description(f"{bar.desc_text}: compiling")
         state, (loss, lr) = runner.chunk(length)(state, hparams_p, data)
         losses.append(loss)
         lrs.append(lr)
         done += length
         if bar is not None:
+            if compiling:
+                bar.set_description(bar.desc_text)
             bar.update(length)
-            bar.set_postfix(loss=f"{float(jnp.nanmean(loss[:n, -1])):.4f}")
+            bar.set_postfix(best_loss=f"{_best_group_loss(loss[:n, -1], progress_group):.4f}")
         if done in points:
             final = done == num_steps
             evals.append(runner.evaluate(None if final else eval_examples)(state, hparams_p, data))
@@ -245,6 +247,26 @@ def train(
         test_accuracy=ev["test_accuracy"],
         params=jax.tree.map(lambda x: np.asarray(x)[:n], state.params),
     )
+
+
+def _check_train_args(keys, hparams, num_steps: int, eval_examples: int) -> jax.Array:
+    check_positive_int("num_steps", num_steps)
+    check_positive_int("eval_examples", eval_examples)
+    keys = jnp.asarray(keys)
+    if keys.ndim != 1:
+        raise ConfigError(
+            f"keys must be a 1-D array of PRNG keys (one per trainee), got shape "
+            f"{keys.shape}; use jax.random.split(key, n)."
+        )
+    n = keys.shape[0]
+    if hparams is not None:
+        for path, leaf in jax.tree_util.tree_leaves_with_path(hparams):
+            if jnp.shape(leaf)[:1] != (n,):
+                raise ConfigError(
+                    f"hparams{jax.tree_util.keystr(path)} has shape "
+                    f"{jnp.shape(leaf)}; expected a leading axis of {n} (trainees)."
+                )
+    return keys
 
 
 def train_one(
@@ -274,13 +296,18 @@ class _Runner:
         self.learning_rate_fn = learning_rate_fn or applied_learning_rate
         self.eval_params = eval_params or (lambda opt_state, params: params)
         self._chunks, self._evals = {}, {}
-        self.init = jax.jit(engine_lib.shard_trainees(self._init_one, eng, 2))
+        self.train_task = eng.train_task(task)
+        self.init = jax.jit(eng.over_items(self._init_one, 2))
 
     def _tx(self, hp):
         return optax.with_extra_args_support(self.make_tx(hp))
 
     def _init_one(self, key, hp, data):
-        return init_state(self.task, self._tx(hp), key, data)
+        return init_trainee(self.task, self._tx(hp), key, data)
+
+    @property
+    def compiled_lengths(self) -> set[int]:
+        return set(self._chunks)
 
     def chunk(self, length: int):
         if length not in self._chunks:
@@ -288,16 +315,15 @@ class _Runner:
 
             def run(state, hp, data):
                 tx = self._tx(hp)
-                step = lambda s, _: train_step(self.task, tx, s, data, self.learning_rate_fn)
+                step = lambda s, _: train_step(self.train_task, tx, s, data, self.learning_rate_fn)
                 return jax.lax.scan(step, state, length=length, unroll=unroll)
 
-            fn = engine_lib.shard_trainees(run, self.eng, 2)
-            self._chunks[length] = jax.jit(fn, donate_argnums=0)
+            self._chunks[length] = jax.jit(self.eng.over_items(run, 2), donate_argnums=0)
         return self._chunks[length]
 
     def evaluate(self, max_examples: int | None):
         if max_examples not in self._evals:
-            task = engine_lib.evaluation_task(self.task, self.eng.batching)
+            task = self.eng.eval_task(self.task)
 
             def run(state, hp, data):
                 params = self.eval_params(state.opt_state, state.params)
@@ -310,8 +336,17 @@ class _Runner:
                     "test_accuracy": test["accuracy"],
                 }
 
-            self._evals[max_examples] = jax.jit(engine_lib.shard_trainees(run, self.eng, 2))
+            self._evals[max_examples] = jax.jit(self.eng.over_items(run, 2))
         return self._evals[max_examples]
+
+
+def _best_group_loss(last_loss, group: int) -> float:
+    """The lowest mean over consecutive groups of ``group`` trainees (NaN groups skipped)."""
+    x = np.asarray(last_loss, np.float64)
+    group = group if group >= 1 and x.size % group == 0 else 1
+    means = x.reshape(-1, group).mean(axis=1)
+    finite = means[np.isfinite(means)]
+    return float(finite.min()) if finite.size else float("nan")
 
 
 def _progress(progress, total):
@@ -320,4 +355,6 @@ def _progress(progress, total):
     from tqdm.auto import tqdm
 
     desc = progress if isinstance(progress, str) else "training"
-    return tqdm(total=total, desc=desc, unit="step", leave=False)
+    bar = tqdm(total=total, desc=desc, unit="step", leave=False)
+    bar.desc_text = desc
+    return bar

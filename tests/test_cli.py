@@ -1,6 +1,8 @@
-"""The command line: baselines table/JSON/PNG, PPO training outputs, and clear errors."""
+"""The command line: baselines table/JSON/PNG, PPO training outputs, help, and clear errors."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -36,43 +38,75 @@ def test_baselines_writes_table_json_and_plot(tmp_path, capsys):
 
 def test_train_ppo_writes_controller_metrics_and_plots(tmp_path, capsys):
     out = tmp_path / "run"
-    code = cli.main(
-        [
-            "train",
-            "--algo",
-            "ppo",
-            "--task",
-            "regression_2d",
-            "--features",
-            "paper_b",
-            "--updates",
-            "2",
-            "--num-envs",
-            "2",
-            "--horizon",
-            "3",
-            "--steps-per-action",
-            "2",
-            "--updates-per-chunk",
-            "1",
-            "--eval-episodes",
-            "2",
-            "--out",
-            str(out),
-        ]
-    )
+    argv = [
+        "train",
+        "--algo",
+        "ppo",
+        "--task",
+        "regression_2d",
+        "--features",
+        "paper_b",
+        "--updates",
+        "2",
+        "--num-envs",
+        "2",
+        "--horizon",
+        "3",
+        "--steps-per-action",
+        "2",
+        "--updates-per-chunk",
+        "1",
+        "--eval-episodes",
+        "2",
+        "--out",
+        str(out),
+    ]
+    code = cli.main(argv)
     assert code == 0
     printed = capsys.readouterr().out
-    assert "learned controller" in printed and "best constant" in printed
-    assert "final trainees on the test split: learned controller: test loss" in printed
+    assert "| learned controller |" in printed and "(best of its family)" in printed
+    assert "step decay from" in printed and "learned LRs ranged over" in printed
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
     controller = load_controller(out / "controller")
+    # the saved controller carries what training used
     assert controller.config.action_mode == "scale"
+    assert controller.config.steps_per_action == 2 and controller.config.initial_lr == 0.01
     summary = json.loads((out / "evaluation.json").read_text())
-    assert summary["eval_episodes"] == 2 and "best_constant_lr" in summary
-    assert summary["learned"]["test_loss_mean"] > 0
+    assert summary["eval_episodes"] == 2 and summary["train_seconds"] > 0
+    methods = [m["method"] for m in summary["methods"]]
+    assert methods[0] == "learned controller" and len(methods) == 11  # + 5 constants, 5 decays
     for png in ("evaluation.png", "training.png"):
         assert (out / png).stat().st_size > 10_000
+
+    # Re-running the finished run evaluates it again and keeps the recorded training time.
+    assert cli.main(argv) == 0
+    assert "is complete (2 updates)" in capsys.readouterr().out
+    again = json.loads((out / "evaluation.json").read_text())
+    assert again["train_seconds"] == pytest.approx(summary["train_seconds"])
+    # ... and a different run into the same folder is refused, naming what differs.
+    assert cli.main([*argv, "--horizon", "4"]) == 2
+    assert "horizon: 3 there, 4 now" in capsys.readouterr().err
+
+
+def test_top_level_help_does_not_import_jax():
+    code = (
+        "import sys\nfrom lrjax.cli import main\ntry:\n    main(['--help'])\n"
+        "except SystemExit:\n    pass\nprint('jax' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "lrjax train" in out.stdout and out.stdout.strip().endswith("False")
+
+
+def test_subcommand_help_lists_choices_and_defaults(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["baselines", "--help"])
+    text = capsys.readouterr().out
+    assert "step_decay" in text and "SGD, step decay (paper A baseline)" in text
+    assert "(default: 1000)" in text and "regression_2d" in text
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "{ppo}" in text and "pred_change_var" in text and "(default: 10)" in text
 
 
 @pytest.mark.parametrize(
@@ -82,13 +116,26 @@ def test_train_ppo_writes_controller_metrics_and_plots(tmp_path, capsys):
             ["baselines", "--task", "regression_2d", "--optimizers", "sgd,adamw2"],
             "optimizer='adamw2' is not known",
         ),
-        (["baselines", "--task", "imagenet"], "task='imagenet' is not known"),
+        (["baselines", "--task", "regression_2d", "--lrs", "abc"], "lrs='abc' is not allowed"),
         (["baselines", "--task", "regression_2d", "--lrs", "0.1,-1"], "learning_rate=-1.0"),
         (["baselines", "--task", "regression_2d", "--steps", "0"], "steps=0"),
         (["fit", "--task", "regression_2d", "--lr", "0"], "learning_rate=0.0"),
-        (["data", "prepare", "imagenet"], "dataset='imagenet' is not known"),
     ],
 )
 def test_bad_input_is_a_clear_error(argv, message, capsys):
     assert cli.main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["baselines", "--task", "imagenet"], "invalid choice: 'imagenet'"),
+        (["data", "prepare", "imagenet"], "invalid choice: 'imagenet'"),
+        (["train", "--reward", "accuracy"], "invalid choice: 'accuracy'"),
+    ],
+)
+def test_unknown_choices_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lrjax._validation import ConfigError
-from lrjax.data import catalog, load_dataset, normalize, read_cache, sample_batch
+from lrjax.data import catalog, load_dataset, normalize, prepare, read_cache, sample_batch
 from lrjax.data.prepare import RawDataError, prepare_dataset
 
 
@@ -72,11 +72,20 @@ def test_minibatch_sampling_inside_jit(fashion_mnist):
         sample_batch(jax.random.key(0), split, 60_000)
 
 
-def test_cifar10_path_on_mock_data(tmp_path, monkeypatch):
+def test_cifar10_path_on_mock_data(tmp_path, monkeypatch, capsys):
     tfds = pytest.importorskip("tensorflow_datasets")
     monkeypatch.delenv("LRJAX_RAW_DIR", raising=False)  # no raw copy: the tfds download path
+    asked = []  # tfds's download host, as if reachable (mock_data downloads nothing)
+    monkeypatch.setattr(prepare, "host_reachable", lambda *a: asked.append(a) or True)
     with tfds.testing.mock_data(num_examples=64):
-        path = prepare_dataset("cifar10", data_dir=tmp_path, verbose=False)
+        path = prepare_dataset("cifar10", data_dir=tmp_path)
+    assert len(asked) == 1  # the check ran (before any download)
+    # one plain line per step: no progress bars, no escape codes
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split(" ")[1] for ln in lines] == ["preparing", "tfds", "train", "test", "cache"]
+    assert all(ln.startswith("cifar10: ") and "\x1b" not in ln and "\r" not in ln for ln in lines)
+    assert "train 64 examples 32x32x3 ... done" in lines[2]
+    assert lines[4].startswith(f"cifar10: cache {path} (")
     ds = load_dataset("cifar10", data_dir=tmp_path, prepare=False, validation_size=16)
     assert path.exists()
     assert (ds.train.size, ds.validation.size, ds.test.size) == (48, 16, 64)

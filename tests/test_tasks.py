@@ -89,10 +89,10 @@ def test_regression_2d_problem_and_gradient_disagreement():
     np.testing.assert_allclose(jnp.linalg.norm(data.w_init - data.w_true), 3.0, rtol=1e-5)
     result = fit(task, data, steps=300, lr=0.1)
     assert result.val_loss[0, -1] < 0.2 * task.mse(
-        task.init_from(data), data.validation_x, data.validation_y
+        task.init(None, data), data.validation_x, data.validation_y
     )
     # the full gradient is the mean of the per-example gradients; a minibatch one differs
-    params = task.init_from(data)
+    params = task.init(None, data)
     full = task.full_gradient(params, data)["kernel"]
     per_example = jax.vmap(lambda x, y: jax.grad(task.mse)(params, x[None], y[None])["kernel"])(
         data.train_x, data.train_y
@@ -103,6 +103,37 @@ def test_regression_2d_problem_and_gradient_disagreement():
     full_batch = tasks.Regression2DTask(batch_size=1000)
     # sampling with replacement: even a full-size batch is not the full gradient, but close
     assert float(full_batch.gradient_disagreement(params, data, jax.random.key(0))) < float(d)
+
+
+@pytest.mark.parametrize("name", sorted(tasks.TASKS))
+def test_every_task_declares_its_output_layer(name):
+    """``output_layer`` is the layer that makes the outputs (paper A's final-layer features
+    observe it): zeroing it (and its bias) zeroes the logits; for regression it is w."""
+    task = tasks.get_task(name)
+    if name == "regression_2d":
+        data = task.load_data(jax.random.key(0))
+        params = task.init(jax.random.key(1), data)
+        assert task.output_weights(params) is params["kernel"]
+        return
+    params = jax.jit(task.init)(jax.random.key(1))
+    kernel = task.output_weights(params)
+    assert kernel.ndim == 2 and kernel.shape[-1] == 10
+    layer = task.output_layer.split("/")[0]
+    zeroed = {**params, layer: jax.tree.map(jnp.zeros_like, params[layer])}
+    x = jnp.ones((2, *task.input_shape), jnp.float32)
+    logits = task.model.apply({"params": zeroed}, x)
+    np.testing.assert_array_equal(logits, 0.0)
+    assert np.abs(task.model.apply({"params": params}, x)).max() > 0
+
+
+def test_load_data_and_init_have_one_signature_for_every_task(fashion_mnist):
+    """No caller special-cases a task: ``load_data(key, data_dir=..., raw_dir=...)`` and
+    ``init(key, data)`` work for real datasets and random problems alike."""
+    for name in ("mlp", "regression_2d"):
+        task = tasks.get_task(name)
+        data = task.load_data(jax.random.key(0), data_dir=None, raw_dir=None)
+        params = task.init(jax.random.key(1), data)
+        assert np.isfinite(float(task.loss(params, data, jax.random.key(2))))
 
 
 def test_unknown_task_and_bad_options():

@@ -7,8 +7,9 @@ import numpy as np
 import optax
 import pytest
 
-from lrjax import baselines, evaluate, tasks, training
+from lrjax import baselines, tasks, training
 from lrjax._validation import ConfigError
+from lrjax.baselines import sweep
 from lrjax.engine import EngineConfig
 
 
@@ -23,7 +24,7 @@ def test_grid_of_5_lrs_x_3_seeds_is_one_program_equal_to_runs_one_by_one(mlp_set
     spec = baselines.get_optimizer("sgd")
     steps, key = 40, jax.random.key(7)
     engine = EngineConfig(chunk_size=20)
-    grid = evaluate.run_optimizer(
+    grid = sweep.run_optimizer(
         task, spec, data, key, num_seeds=3, num_steps=steps, eval_every=20, engine=engine
     )
     assert grid.result.train_loss.shape == (15, steps)
@@ -107,7 +108,7 @@ def test_every_baseline_runs_through_the_same_training_function(name):
     task = tasks.get_task("regression_2d")
     data = task.load_data(jax.random.key(0))
     spec = baselines.get_optimizer(name)
-    run = evaluate.run_optimizer(
+    run = sweep.run_optimizer(
         task, spec, data, jax.random.key(1), num_seeds=2, num_steps=60, lrs=[spec.lr_grid[0]]
     )
     r = run.result
@@ -156,7 +157,7 @@ def test_bad_inputs(mlp_setup):
     with pytest.raises(ConfigError, match="num_steps=-5"):
         baselines.get_optimizer("sgd").make_tx(-5)
     with pytest.raises(ConfigError, match="num_seeds=0"):
-        evaluate.run_optimizer(
+        sweep.run_optimizer(
             task, baselines.get_optimizer("sgd"), data, jax.random.key(0), num_seeds=0, num_steps=5
         )
     with pytest.raises(ConfigError, match="chunk_size=0"):

@@ -1,6 +1,6 @@
 """Paper A: train a learning-rate controller with PPO, many trainee episodes in one program.
 
-``make_train(env, config)`` returns pure functions in the PureJaxRL manner (Lu et al. 2022):
+:class:`PPO` holds pure functions in the PureJaxRL manner (Lu et al. 2022):
 
 - ``init(key, data) -> RunnerState``;
 - ``update(runner, data) -> (runner, metrics)``: one PPO iteration: a rollout of
@@ -10,17 +10,19 @@
   ``update_epochs`` epochs over ``num_minibatches`` minibatches of whole environment sequences
   (the actor is an LSTM, so its log-probabilities are recomputed along each sequence from the
   rollout's first carry, resetting the carry at episode starts);
-- ``train(key, data) -> (runner, metrics)``: ``init`` and ``num_updates`` updates in one
-  ``lax.scan``, i.e. the whole training as one compiled program;
+- ``run_updates(runner, data, n) -> (runner, metrics)``: ``n`` updates in one ``lax.scan``;
+- ``train(key, data) -> (runner, metrics)``: ``init`` and ``num_updates`` updates, i.e. the
+  whole training as one compiled program;
   ``jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, data)`` trains one controller per key.
 
-The host-side driver :func:`run` executes the same ``update`` in chunks, and between chunks
-shows progress, appends metrics to a JSONL file and saves orbax checkpoints from which it
-resumes bit-identically.
+The host-side driver :func:`lrjax.algos.runner.run` executes ``run_updates`` in chunks, and
+between chunks shows progress, appends metrics to a JSONL file and saves orbax checkpoints from
+which it resumes bit-identically.
 
 Loss (Schulman et al. 2017, eq. 9): ``L = L^CLIP + vf_coef * L^VF - ent_coef * H[pi]``.
 Observations are normalised by the environment's feature normaliser (chi); rewards are scaled by
 the running std of the discounted return (:class:`~lrjax.algos.ppo_math.RewardScaler`).
+The Gaussian policy over the actor's action and the critic V(s) are :mod:`lrjax.algos.policy`.
 """
 
 from __future__ import annotations
@@ -41,18 +43,16 @@ from lrjax._validation import (
     check_positive_int,
 )
 from lrjax.algos import ppo_math
+from lrjax.algos.policy import ValueCritic, gaussian_entropy, gaussian_log_prob, sample_action
 from lrjax.controller import (
     Controller,
-    ValueCritic,
     actor_step,
-    gaussian_entropy,
-    gaussian_log_prob,
     init_actor_params,
     initial_carry,
     reset_carry,
-    sample_action,
 )
 from lrjax.env import TraineeEnv
+from lrjax.features import init_normaliser
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +80,7 @@ class PPOConfig:
       critic_hidden: hidden sizes of V(s). Default (64, 64).
 
     How the environments run side by side (vmapped, or one after another for conv trainees on
-    CPU) is the environment's ``EnvConfig.batching``.
+    CPU) is the environment's execution policy, ``EnvConfig.engine``.
     """
 
     num_envs: int = 8
@@ -129,7 +129,7 @@ class RunnerState:
     done: jax.Array  # [num_envs] whether the previous step ended an episode
     reward_scaler: ppo_math.RewardScaler
     key: jax.Array
-    update: jax.Array
+    updates_done: jax.Array
 
 
 class Transition(NamedTuple):
@@ -149,6 +149,11 @@ class PPO:
 
     env: TraineeEnv
     config: PPOConfig
+    name = "PPO"
+
+    @property
+    def num_updates(self) -> int:
+        return self.config.num_updates
 
     @property
     def controller_config(self):
@@ -188,7 +193,7 @@ class PPO:
             done=jnp.zeros((cfg.num_envs,), bool),
             reward_scaler=ppo_math.RewardScaler.init(cfg.num_envs),
             key=key,
-            update=jnp.zeros((), jnp.int32),
+            updates_done=jnp.zeros((), jnp.int32),
         )
 
     # -- rollout ----------------------------------------------------------------------------
@@ -281,20 +286,30 @@ class PPO:
             epoch, (runner.params, runner.opt_state), jax.random.split(k_epochs, cfg.update_epochs)
         )
         runner = runner.replace(
-            params=params, opt_state=opt_state, key=key, update=runner.update + 1
+            params=params, opt_state=opt_state, key=key, updates_done=runner.updates_done + 1
         )
         return runner, _metrics(traj, stats)
 
+    def run_updates(
+        self, runner: RunnerState, data: Any, num_updates: int
+    ) -> tuple[RunnerState, dict[str, jax.Array]]:
+        """``num_updates`` updates in one ``lax.scan``; metrics stacked per update."""
+        return jax.lax.scan(lambda r, _: self.update(r, data), runner, None, length=num_updates)
+
     def train(self, key: jax.Array, data: Any) -> tuple[RunnerState, dict[str, jax.Array]]:
         """The whole training, ``init`` and ``num_updates`` updates, as one program."""
-        runner = self.init(key, data)
-        return jax.lax.scan(
-            lambda r, _: self.update(r, data), runner, None, length=self.config.num_updates
-        )
+        return self.run_updates(self.init(key, data), data, self.config.num_updates)
 
     def controller(self, runner: RunnerState) -> Controller:
-        """The trained controller (usable as ``scale_by_controller(...)``, savable)."""
-        return Controller(config=self.controller_config, params=runner.params["actor"])
+        """The trained controller (usable as ``scale_by_controller(...)``, savable). The
+        environment normalises features within each episode, so the controller starts from
+        fresh statistics, as every training episode did."""
+        config = self.controller_config
+        return Controller(
+            config=config,
+            params=runner.params["actor"],
+            normaliser=init_normaliser(config.obs_size),
+        )
 
 
 def _metrics(traj: Transition, stats: dict[str, jax.Array]) -> dict[str, jax.Array]:
@@ -313,8 +328,3 @@ def _metrics(traj: Transition, stats: dict[str, jax.Array]) -> dict[str, jax.Arr
         "lr_mean": lr.mean(),
         **{k: v.mean() for k, v in stats.items()},
     }
-
-
-def make_train(env: TraineeEnv, config: PPOConfig = PPOConfig()):
-    """``train(key, data) -> (runner, metrics)`` (PureJaxRL's entry point; see :class:`PPO`)."""
-    return PPO(env, config).train

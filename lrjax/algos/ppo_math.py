@@ -13,9 +13,6 @@ composes them. Conventions:
 * **Validation.** Hyperparameters given as Python numbers are checked and raise
   :class:`~lrjax._validation.ConfigError`; arrays and tracers are not (so the functions still jit
   with traced hyperparameters). Shapes are static and always checked.
-
-Gaussian policy helpers (:func:`gaussian_log_prob`, :func:`gaussian_entropy`) are those of
-:mod:`lrjax.controller.networks`, re-exported here.
 """
 
 from __future__ import annotations
@@ -34,15 +31,12 @@ from lrjax._validation import (
     check_positive,
     check_positive_int,
 )
-from lrjax.controller.networks import gaussian_entropy, gaussian_log_prob
 
 __all__ = [
     "RewardScaler",
     "RunningMeanStd",
     "clipped_surrogate_loss",
     "gae",
-    "gaussian_entropy",
-    "gaussian_log_prob",
     "minibatch_indices",
     "normalize_advantages",
     "value_loss",

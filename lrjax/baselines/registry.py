@@ -36,6 +36,7 @@ import optax
 from lrjax._validation import ConfigError, check_positive, check_positive_int
 from lrjax.baselines.hypergradient import adam_hd, sgd_hd
 from lrjax.baselines.vsgd import vsgd
+from lrjax.training import state_field
 
 Hparams = dict[str, jax.Array]
 
@@ -167,11 +168,7 @@ def _plateau_lr(opt_state):
 
 
 def _state_field(name):
-    def read(opt_state):
-        found = optax.tree_utils.tree_get_all_with_path(opt_state, name)
-        return jnp.asarray(found[0][1], jnp.float32).reshape(())
-
-    return read
+    return lambda opt_state: state_field(opt_state, name)
 
 
 def _mechanic_scale(opt_state):

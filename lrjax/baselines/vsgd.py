@@ -221,6 +221,9 @@ def vsgd(
 
     Raises:
         ConfigError: for a non-positive ``epsilon`` or ``init_curvature``, or ``init_scale < 1``.
+
+    Long because it follows optax's pattern: arguments checked once, then ``init_fn`` and
+    ``update_fn`` as closures over them.
     """
     _check(_validation.check_positive, "epsilon", epsilon)
     _check(_validation.check_in_range, "init_scale", init_scale, 1.0, float("inf"))

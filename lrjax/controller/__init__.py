@@ -1,4 +1,5 @@
-"""Learned learning-rate controllers: config, Flax networks, the optax transform, save and load.
+"""What a user deploys: a learned learning-rate controller's config, actor, optax transform, and
+its save/load format. Nothing here is RL-only (that lives in :mod:`lrjax.algos`).
 
 Typical use::
 
@@ -8,25 +9,20 @@ Typical use::
   updates, opt_state = tx.update(grads, opt_state, params, value=loss)
 """
 
-from lrjax.controller.config import ACTION_MODES, ControllerConfig
-from lrjax.controller.io import FORMAT_VERSION, load_controller, save_controller
-from lrjax.controller.networks import (
+from lrjax.controller.actor import (
     Carry,
     Controller,
     LSTMActor,
-    QCritic,
-    ValueCritic,
     action_to_lr,
     actor_step,
-    gaussian_entropy,
-    gaussian_log_prob,
     init_actor_params,
     init_controller,
     initial_carry,
     make_actor,
     reset_carry,
-    sample_action,
 )
+from lrjax.controller.config import ACTION_MODES, ControllerConfig
+from lrjax.controller.io import FORMAT_VERSION, load_controller, save_controller
 from lrjax.controller.transform import (
     ControllerState,
     apply_gradients,
@@ -44,23 +40,18 @@ __all__ = [
     "ControllerConfig",
     "ControllerState",
     "LSTMActor",
-    "QCritic",
-    "ValueCritic",
     "action_to_lr",
     "actor_step",
     "apply_gradients",
     "controlled_sgd",
     "controller_state",
     "current_lr",
-    "gaussian_entropy",
-    "gaussian_log_prob",
     "init_actor_params",
     "init_controller",
     "initial_carry",
     "load_controller",
     "make_actor",
     "reset_carry",
-    "sample_action",
     "save_controller",
     "scale_by_controller",
 ]

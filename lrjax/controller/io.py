@@ -4,12 +4,17 @@ A saved controller is a directory holding
 
 * ``metadata.json``: ``format`` (``"lrjax.controller"``), ``format_version`` (an int, see
   :data:`FORMAT_VERSION`), the ``lrjax_version`` that wrote it, the ``config``
-  (:meth:`ControllerConfig.to_json`: action mode, bounds, network sizes, feature spec), a summary
-  of the params (path -> shape, dtype) and the SHA-256 of the params file;
+  (:meth:`ControllerConfig.to_json`: features, action mode, LR bounds, initial LR, steps per
+  action, network sizes), the ``normaliser`` statistics the controller starts from (``mean``,
+  ``var``, ``count`` per feature), a summary of the params (path -> shape, dtype) and the
+  SHA-256 of the params file;
 * ``params.msgpack``: the actor params, ``flax.serialization.msgpack_serialize``.
 
 Nothing is pickled: loading never runs code from the file. User-defined features are saved as
 their declaration (name, inputs, log, normalise); their code is passed again when loading.
+
+Format history: version 1 had no normaliser statistics and called the steps per action
+``act_every``; it is still read (fresh statistics).
 """
 
 from __future__ import annotations
@@ -29,14 +34,15 @@ import numpy as np
 from flax import serialization, traverse_util
 
 from lrjax._validation import ConfigError
+from lrjax.controller.actor import Controller, init_actor_params
 from lrjax.controller.config import ControllerConfig
-from lrjax.controller.networks import Controller, init_actor_params
-from lrjax.features import Feature
+from lrjax.features import Feature, NormaliserState, init_normaliser
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load_controller", "save_controller"]
 
 FORMAT_NAME = "lrjax.controller"
-FORMAT_VERSION = 1
+READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 2
 """Version of the on-disk format this lrjax writes and reads. Bump it when the layout, the config
 schema or the params tree changes incompatibly."""
 
@@ -99,11 +105,15 @@ def save_controller(
         "format_version": FORMAT_VERSION,
         "lrjax_version": _lrjax_version(),
         "config": controller.config.to_json(),
+        "normaliser": {
+            k: np.asarray(v).tolist() for k, v in controller.normaliser._asdict().items()
+        },
         "params": {
             k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in _flat(params).items()
         },
         "params_sha256": hashlib.sha256(blob).hexdigest(),
     }
+    _normaliser_from_json(metadata["normaliser"], controller.config)  # shapes fit the config
     path.mkdir(parents=True, exist_ok=True)
     _write_atomic(path / PARAMS_FILE, blob)
     _write_atomic(path / METADATA_FILE, json.dumps(metadata, indent=2).encode())
@@ -146,7 +156,7 @@ def load_controller(
             f"{FORMAT_NAME!r}."
         )
     version = metadata.get("format_version")
-    if version != FORMAT_VERSION:
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
         advice = (
             "upgrade lrjax to read it"
             if isinstance(version, int) and version > FORMAT_VERSION
@@ -155,9 +165,13 @@ def load_controller(
         raise ConfigError(
             f"The controller at {str(path)!r} has format_version={version!r} (written by lrjax "
             f"{metadata.get('lrjax_version', 'unknown')}); this lrjax ({_lrjax_version()}) reads "
-            f"format_version={FORMAT_VERSION}: {advice}."
+            f"format_version {', '.join(map(str, READABLE_VERSIONS))}: {advice}."
         )
-    config = ControllerConfig.from_json(metadata["config"], custom_features)
+    config_json = metadata.get("config")
+    if version == 1 and isinstance(config_json, dict) and "act_every" in config_json:
+        config_json = dict(config_json)
+        config_json["steps_per_action"] = config_json.pop("act_every")
+    config = ControllerConfig.from_json(config_json, custom_features)
     params_file = path / PARAMS_FILE
     if not params_file.is_file():
         raise FileNotFoundError(f"The controller at {str(path)!r} lacks {PARAMS_FILE}.")
@@ -175,7 +189,49 @@ def load_controller(
     _check_params(restored, config)
     flat = {k: jnp.asarray(v) for k, v in _flat(restored).items()}
     params = traverse_util.unflatten_dict(flat, sep="/")
-    return Controller(config=config, params=params)
+    normaliser = (
+        init_normaliser(config.obs_size)
+        if version == 1
+        else _normaliser_from_json(metadata.get("normaliser"), config)
+    )
+    return Controller(config=config, params=params, normaliser=normaliser)
+
+
+def _normaliser_from_json(data: Any, config: ControllerConfig) -> NormaliserState:
+    """The saved statistics, checked against the config's number of features."""
+    fields = NormaliserState._fields
+    if not isinstance(data, dict) or sorted(data) != sorted(fields):
+        raise ConfigError(
+            f"The saved normaliser is {data!r}: expected an object with the keys {list(fields)}."
+        )
+    dtypes = {"mean": np.float32, "var": np.float32, "count": np.int32}
+    arrays = {}
+    for name in fields:
+        try:
+            raw = np.asarray(data[name], np.float64)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise ConfigError(f"The saved normaliser's {name!r} is not numeric: {e}.") from e
+        if raw.shape != (config.obs_size,):
+            raise ConfigError(
+                f"The saved normaliser's {name!r} has shape {raw.shape}: expected "
+                f"({config.obs_size},), one entry per feature."
+            )
+        valid = {
+            "mean": np.isfinite(raw),
+            "var": np.isfinite(raw) & (raw >= 0),
+            "count": (raw >= 0) & (raw == np.round(raw)) & (raw < 2**31),
+        }[name]
+        if not valid.all():
+            allowed = {
+                "mean": "finite numbers",
+                "var": "finite numbers >= 0",
+                "count": "integers in [0, 2**31)",
+            }[name]
+            raise ConfigError(
+                f"The saved normaliser's {name!r} is {data[name]!r}: expected {allowed}."
+            )
+        arrays[name] = jnp.asarray(raw.astype(dtypes[name]))
+    return NormaliserState(**arrays)
 
 
 def _check_params(params: Any, config: ControllerConfig) -> None:

@@ -25,11 +25,10 @@ import jax.numpy as jnp
 import optax
 
 from lrjax._validation import ConfigError, check_positive_int
-from lrjax.controller.networks import Carry, Controller, action_to_lr, actor_step, initial_carry
+from lrjax.controller.actor import Carry, Controller, action_to_lr, actor_step, initial_carry
 from lrjax.features import (
     NormaliserState,
     check_inputs,
-    init_normaliser,
     observe,
     required_inputs,
 )
@@ -49,7 +48,7 @@ class ControllerState(NamedTuple):
 
     Attributes:
       count: optimizer steps applied (skipped steps not counted), int32 scalar. The controller
-        acts when ``count % act_every == 0``.
+        acts when ``count % steps_per_action == 0``.
       skipped: steps skipped because the loss or an update was not finite, int32 scalar.
       learning_rate: the learning rate applied at the last applied step (``initial_lr`` before
         the first), float32 scalar. Read it with :func:`current_lr` to log or plot it.
@@ -76,7 +75,7 @@ def scale_by_controller(
 ) -> optax.GradientTransformationExtraArgs:
     """Scale updates by ``-lr`` with the LR chosen by a learned controller at each step.
 
-    At each ``update`` with ``count % act_every == 0`` the transform computes the observation
+    At each ``update`` with ``count % steps_per_action == 0`` the transform computes the observation
     ``s_t = chi(inputs)`` (:func:`lrjax.features.observe`), steps the actor
     ``(carry, mean) = pi(carry, s_t)`` and sets ``lr_t = action_to_lr(mean, lr_{t-1})``; at
     other steps it keeps ``lr_t = lr_{t-1}``. It returns ``-lr_t * updates``, computed in float32
@@ -104,6 +103,9 @@ def scale_by_controller(
     References:
       Xu et al., "Reinforcement Learning for Learning Rate Control", 2017 (paper B);
       Xu et al., "Learning an Adaptive Learning Rate Schedule", 2019 (paper A).
+
+    Long because it follows optax's pattern: the checks done once, then ``init_fn`` and
+    ``update_fn`` as closures over them.
     """
     if not isinstance(controller, Controller):
         raise ConfigError(
@@ -135,7 +137,7 @@ def scale_by_controller(
             skipped=jnp.zeros([], jnp.int32),
             learning_rate=jnp.asarray(config.initial_lr, jnp.float32),
             carry=initial_carry(config),
-            normaliser=init_normaliser(spec.size),
+            normaliser=controller.normaliser,
             obs=jnp.zeros((spec.size,), jnp.float32),
             prev_predictions=jnp.zeros(predictions_shape, jnp.float32),
         )
@@ -196,7 +198,7 @@ def scale_by_controller(
         carry, mean, _ = actor_step(controller.params, state.carry, obs, config)
         proposed_lr = action_to_lr(mean, state.learning_rate, config)
 
-        lr = jnp.where(state.count % config.act_every == 0, proposed_lr, state.learning_rate)
+        lr = jnp.where(state.count % config.steps_per_action == 0, proposed_lr, state.learning_rate)
 
         def scale(u: jax.Array) -> jax.Array:
             dtype = jnp.promote_types(u.dtype, jnp.float32)
@@ -208,7 +210,7 @@ def scale_by_controller(
         finite = jnp.isfinite(value)
         for leaf in jax.tree.leaves(scaled):
             finite = jnp.logical_and(finite, jnp.all(jnp.isfinite(leaf)))
-        acts = jnp.logical_and(finite, state.count % config.act_every == 0)
+        acts = jnp.logical_and(finite, state.count % config.steps_per_action == 0)
         keep = functools.partial(jax.tree.map, lambda new, old: jnp.where(acts, new, old))
         new_state = ControllerState(
             count=jnp.where(finite, optax.safe_increment(state.count), state.count),

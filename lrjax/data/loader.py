@@ -136,8 +136,16 @@ def _prepare_in_subprocess(name: str, root, raw_dir) -> None:
     raw = catalog.raw_dir(raw_dir)
     if raw is not None:
         cmd += ["--raw-dir", str(raw)]
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no TensorFlow C++ log in the subprocess
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if result.returncode != 0:
+        # A user error (missing raw files, no network...) comes back whole, as a ConfigError
+        from lrjax.data.prepare import ERROR_PREFIX
+
+        if ERROR_PREFIX in result.stderr:
+            message = result.stderr.split(ERROR_PREFIX, 1)[1].strip()
+            raise ConfigError(f"preparing {name} failed: {message}")
         lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
         raise RuntimeError(
             f"preparing {name} failed: {lines[-1] if lines else 'no message'}\n"

@@ -9,15 +9,28 @@ train on a machine without tfds (e.g. a lent GPU machine).
 Offline preparation hands tfds a ``manual_dir`` holding the original distribution files; tfds
 verifies each against the size and sha256 it registers for the builder. Before tfds is called,
 lrjax checks the same registered checksums itself, so a missing or corrupted file is reported by
-name and nothing is written.
+name and nothing is written. Without raw files, tfds downloads them; when the download host
+cannot be reached, lrjax says within seconds which files to download and where to put them,
+rather than letting tfds retry for minutes.
+
+Preparation prints one plain line per step (no progress bars) and silences TensorFlow's C++ log
+while it runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
+import socket
+import sys
+import threading
 import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +39,17 @@ from lrjax._validation import ConfigError
 from lrjax.data import catalog
 
 CACHE_FORMAT_VERSION = 1
+ERROR_PREFIX = "lrjax: error: "
+REACHABILITY_TIMEOUT_S = 3.0
+"""Seconds the download host has to accept a connection before preparation gives up."""
 
 
 class RawDataError(ConfigError):
     """A raw file needed for offline preparation is missing or fails its checksum."""
+
+
+class DownloadUnavailableError(RawDataError):
+    """No raw files were given and tfds's download host cannot be reached."""
 
 
 def _import_tfds():
@@ -89,6 +109,116 @@ def verify_raw_files(name: str, directory: Path) -> None:
             )
 
 
+def host_reachable(host: str, port: int, timeout: float = REACHABILITY_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to ``host:port`` opens within ``timeout`` seconds.
+
+    The name lookup counts against the timeout too: the check runs in a daemon thread that is
+    abandoned when it takes longer (a resolver without network can hang far longer).
+    """
+    result: list[bool] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except (OSError, ValueError):  # ValueError: a host name that cannot be encoded
+            result.append(False)
+
+    thread = threading.Thread(target=connect, name=f"lrjax-reach-{host}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def _connect_target(url: str) -> tuple[str, int]:
+    """The ``(host, port)`` a download of ``url`` connects to: its host, or the proxy's."""
+    parts = urllib.parse.urlsplit(url)
+    default_port = 443 if parts.scheme == "https" else 80
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
+        proxy_parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        return proxy_parts.hostname or "", proxy_parts.port or 80
+    return parts.hostname or "", parts.port or default_port
+
+
+def _downloads_present(files: dict[str, tuple[str, int, str]], tfds_dir: Path, name: str) -> bool:
+    """Whether tfds finds every file of ``name`` under ``tfds_dir`` without downloading: in its
+    default manual dir or its download cache (from an earlier, interrupted preparation)."""
+    downloads = tfds_dir / "downloads"
+    try:
+        from tensorflow_datasets.core.download.resource import get_dl_fname
+    except ImportError:  # pragma: no cover - tfds moved it: just check the network
+        return False
+    for filename, (url, _, sha256) in files.items():
+        cached = get_dl_fname(url, sha256)
+        candidates = (
+            downloads / "manual" / filename,
+            downloads / name / cached,
+            downloads / cached,
+        )
+        if not any(c.is_file() for c in candidates):
+            return False
+    return True
+
+
+def check_download_reachable(name: str, root: Path) -> None:
+    """Raise :class:`DownloadUnavailableError` unless the hosts tfds downloads ``name`` from
+    accept a connection within :data:`REACHABILITY_TIMEOUT_S` seconds.
+
+    The message lists each file (URL, size, sha256) and the directory to put it in.
+    """
+    files = registered_files(name)
+    targets = sorted({_connect_target(url) for url, _, _ in files.values()})
+    unreachable = [f"{h}:{p}" for h, p in targets if not host_reachable(h, p)]
+    if not unreachable:
+        return
+    raw = root / "raw"
+    listing = "\n".join(
+        f"  {url}  ({_mib(size)}, sha256 {sha256})" for url, size, sha256 in files.values()
+    )
+    them = "them, under these names," if len(files) > 1 else "it, under this name,"
+    raise DownloadUnavailableError(
+        f"cannot prepare {name}: no raw files were given (--raw-dir or $LRJAX_RAW_DIR) and the "
+        f"download host {', '.join(unreachable)} did not answer within "
+        f"{REACHABILITY_TIMEOUT_S:g} s (no network?).\n"
+        f"Download {'these files' if len(files) > 1 else 'this file'} on a machine with "
+        f"internet:\n{listing}\n"
+        f"put {them} in {raw / name}/ and run:\n"
+        f"  lrjax data prepare {name} --raw-dir {raw}\n"
+        f"(or set LRJAX_RAW_DIR={raw}; a directory holding the files directly works too)."
+    )
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 2**10:.1f} KiB"
+
+
+@contextlib.contextmanager
+def _quiet_tfds() -> Iterator:
+    """tfds, imported with TensorFlow's C++ info/warning log off and tfds's progress bars
+    disabled; the previous settings come back afterwards (this may run in a user's process).
+
+    TensorFlow reads ``TF_CPP_MIN_LOG_LEVEL`` once, at its first log line, which comes while
+    tfds imports or uses it inside this context. A level the user set is left alone.
+    """
+    level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+    if level is None:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    try:
+        tfds = _import_tfds()
+        from tensorflow_datasets.core.utils import tqdm_utils
+
+        bars = getattr(tqdm_utils, "_active", True)
+        tfds.display_progress_bar(False)
+        try:
+            yield tfds
+        finally:
+            tfds.display_progress_bar(bars)
+    finally:
+        if level is None:
+            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+
+
 def prepare_dataset(
     name: str,
     *,
@@ -105,10 +235,16 @@ def prepare_dataset(
         folder); defaults to ``$LRJAX_RAW_DIR``; if neither is set tfds downloads the files.
       data_dir: lrjax's data root (default ``$LRJAX_DATA_DIR`` or ``~/.cache/lrjax``).
       overwrite: rebuild the cache even if it exists.
-      verbose: print what happens and how long it took.
+      verbose: print one plain line per step (tfds, each split, the cache) and its time.
 
     Returns:
       The path of the cache file.
+
+    Raises:
+      RawDataError: a raw file is missing or fails its checksum; or, as
+        :class:`DownloadUnavailableError`, no raw files were given, tfds has none at hand and
+        its download host does not answer within :data:`REACHABILITY_TIMEOUT_S` seconds. The
+        message says which files to download and where to put them; nothing is written.
     """
     spec = catalog.get_spec(name)
     root = catalog.data_dir(data_dir)
@@ -123,24 +259,44 @@ def prepare_dataset(
         manual = find_raw_files(name, raw)
         verify_raw_files(name, manual)
 
-    tfds = _import_tfds()
+    say = print if verbose else (lambda *a, **k: None)
     start = time.perf_counter()
-    builder = tfds.builder(name, data_dir=str(root / "tfds"))
-    config = tfds.download.DownloadConfig(manual_dir=str(manual)) if manual else None
-    builder.download_and_prepare(download_config=config)
-    prepared = time.perf_counter()
-    arrays = {}
-    for split in ("train", "test"):
-        # Batches of 10,000 rather than batch_size=-1: the same arrays, and it also works for
-        # datasets of unknown length (tfds's mock data, used to test the CIFAR-10 path).
-        batches = list(tfds.as_numpy(builder.as_dataset(split=split, batch_size=10_000)))
-        arrays[f"{split}_images"] = np.concatenate([b["image"] for b in batches]).astype(np.uint8)
-        arrays[f"{split}_labels"] = np.concatenate([b["label"] for b in batches]).astype(np.int32)
-    for split in ("train", "test"):
-        images = arrays[f"{split}_images"]
-        if images.shape[1:] != spec.image_shape:
-            raise RuntimeError(
-                f"{name} {split} images have shape {images.shape[1:]}, expected {spec.image_shape}"
+    with _quiet_tfds() as tfds:
+        builder = tfds.builder(name, data_dir=str(root / "tfds"))
+        if builder.data_path.exists():  # tfds's own test: it reuses what is there
+            source = f"tfds's prepared copy in {builder.data_dir}"
+        elif manual is not None:
+            source = f"raw files in {manual} (checksums ok)"
+        elif _downloads_present(registered_files(name), root / "tfds", name):
+            source = f"files tfds downloaded before, in {root / 'tfds' / 'downloads'}"
+        else:
+            check_download_reachable(name, root)
+            source = "files tfds downloads now"
+        say(f"{name}: preparing with tfds {tfds.__version__} from {source} ...", flush=True)
+        config = tfds.download.DownloadConfig(manual_dir=str(manual)) if manual else None
+        # tfds prints its own (bold) start and end lines to stdout: ours replace them.
+        with contextlib.redirect_stdout(io.StringIO()):
+            builder.download_and_prepare(download_config=config)
+        say(f"{name}: tfds prepared in {time.perf_counter() - start:.1f} s", flush=True)
+        arrays = {}
+        for split in ("train", "test"):
+            split_start = time.perf_counter()
+            # Batches of 10,000 rather than batch_size=-1: the same arrays, and it also works
+            # for datasets of unknown length (tfds's mock data, used to test CIFAR-10's path).
+            batches = list(tfds.as_numpy(builder.as_dataset(split=split, batch_size=10_000)))
+            images = np.concatenate([b["image"] for b in batches]).astype(np.uint8)
+            labels = np.concatenate([b["label"] for b in batches]).astype(np.int32)
+            if images.shape[1:] != spec.image_shape:
+                raise RuntimeError(
+                    f"{name} {split} images have shape {images.shape[1:]}, "
+                    f"expected {spec.image_shape}"
+                )
+            arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels
+            say(
+                f"{name}: {split} {images.shape[0]:,} examples "
+                f"{'x'.join(map(str, images.shape[1:]))} ... done "
+                f"({time.perf_counter() - split_start:.1f} s)",
+                flush=True,
             )
     meta = {
         "format_version": CACHE_FORMAT_VERSION,
@@ -153,12 +309,11 @@ def prepare_dataset(
     tmp = out.with_suffix(".tmp.npz")
     np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
     os.replace(tmp, out)
-    if verbose:
-        print(
-            f"{name}: tfds prepare {prepared - start:.1f} s, decode+cache "
-            f"{time.perf_counter() - prepared:.1f} s -> {out} "
-            f"({out.stat().st_size / 2**20:.1f} MiB)"
-        )
+    say(
+        f"{name}: cache {out} ({_mib(out.stat().st_size)}), "
+        f"{time.perf_counter() - start:.1f} s in all",
+        flush=True,
+    )
     return out
 
 
@@ -172,9 +327,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
-    prepare_dataset(
-        args.name, raw_dir=args.raw_dir, data_dir=args.data_dir, overwrite=args.overwrite
-    )
+    try:
+        prepare_dataset(
+            args.name, raw_dir=args.raw_dir, data_dir=args.data_dir, overwrite=args.overwrite
+        )
+    except (ConfigError, FileNotFoundError) as e:
+        # The loader reads what follows this prefix back into its own error.
+        print(f"{ERROR_PREFIX}{e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from lrjax._validation import ConfigError
-from lrjax.algos import ppo_math
 from lrjax.algos.ppo_math import (
     RewardScaler,
     RunningMeanStd,
@@ -18,7 +17,6 @@ from lrjax.algos.ppo_math import (
     normalize_advantages,
     value_loss,
 )
-from lrjax.controller import networks
 
 # The 4-step, 1-env rollout used by the GAE tests. The episode ends at step 1 (after action 1):
 # step 2 starts a new episode, so V_2 must not be bootstrapped into step 1.
@@ -266,13 +264,3 @@ def test_minibatch_indices_is_a_permutation():
         minibatch_indices(jax.random.key(0), 10, 3)
     with pytest.raises(ConfigError, match="num_minibatches"):
         minibatch_indices(jax.random.key(0), 10, 0)
-
-
-def test_gaussian_helpers_are_the_controllers():
-    assert ppo_math.gaussian_log_prob is networks.gaussian_log_prob
-    assert ppo_math.gaussian_entropy is networks.gaussian_entropy
-    # log N(1; 0, 1) = -0.5 - 0.5 log(2 pi); entropy of N(., 1) = 0.5 log(2 pi e).
-    lp = ppo_math.gaussian_log_prob(jnp.array(1.0), jnp.array(0.0), jnp.array(0.0))
-    assert float(lp) == pytest.approx(-0.5 - 0.5 * math.log(2 * math.pi), rel=1e-6)
-    ent = ppo_math.gaussian_entropy(jnp.array(0.0))
-    assert float(ent) == pytest.approx(0.5 * math.log(2 * math.pi * math.e), rel=1e-6)

@@ -1,6 +1,5 @@
-"""Tests of the controller: config, networks and the optax transform."""
-
-import math
+"""Tests of the controller as an optax transform (lrjax.controller.transform): scale_by_controller,
+controlled_sgd, current_lr, controller_state, apply_gradients, and nnx / TrainState integration."""
 
 import flax.linen as nn
 import jax
@@ -17,25 +16,23 @@ from lrjax._validation import ConfigError
 from lrjax.controller import (
     Controller,
     ControllerConfig,
-    LSTMActor,
-    QCritic,
-    ValueCritic,
     action_to_lr,
     actor_step,
     apply_gradients,
     controlled_sgd,
     controller_state,
     current_lr,
-    gaussian_entropy,
-    gaussian_log_prob,
     init_actor_params,
-    init_controller,
     initial_carry,
-    reset_carry,
-    sample_action,
     scale_by_controller,
 )
-from lrjax.features import PAPER_A_FEATURES, grads_and_feature_inputs
+from lrjax.features import (
+    NormaliserState,
+    grads_and_feature_inputs,
+    init_normaliser,
+    normalise,
+    raw_features,
+)
 
 KEY = jax.random.key(0)
 
@@ -52,7 +49,11 @@ def _numpy_params(init_fn, *args, seed=0, scale=0.5):
 
 def _controller(config, seed=0, scale=0.5):
     params = _numpy_params(init_actor_params, KEY, config, seed=seed, scale=scale)
-    return Controller(config=config, params={**params, "log_std": jnp.float32(config.log_std_init)})
+    return Controller(
+        config=config,
+        params={**params, "log_std": jnp.float32(config.log_std_init)},
+        normaliser=init_normaliser(config.obs_size),
+    )
 
 
 def _untrained(config):
@@ -143,104 +144,6 @@ def _steps(tx, n, params=PARAMS, loss_fn=_loss):
     return params, opt_state, losses, lrs
 
 
-# ------------------------------------------------------------------------------------------------
-# Config.
-
-
-def test_config_defaults():
-    c = ControllerConfig()
-    assert (c.lstm_layers, c.lstm_units, c.act_every) == (2, 20, 1)
-    assert (c.lr_min, c.lr_max, c.alpha, c.initial_lr) == (1e-5, 1e-1, 1.05, 1e-3)
-    assert c.action_mode == "absolute" and c.features.names == ("train_loss",)
-    a = ControllerConfig.paper_a()
-    assert a.action_mode == "scale" and a.features.names == PAPER_A_FEATURES and a.alpha == 1.05
-    b = ControllerConfig.paper_b(lstm_units=8)
-    assert b.action_mode == "absolute" and (b.lr_min, b.lr_max) == (1e-4, 1.0)
-    assert b.lstm_units == 8
-    assert hash(c) == hash(ControllerConfig()) and c == ControllerConfig()
-    assert c.replace(act_every=3).act_every == 3
-
-
-@pytest.mark.parametrize(
-    "kwargs, match",
-    [
-        ({"lr_min": 0.1, "lr_max": 0.1}, "lr_min=0.1 must be smaller than lr_max=0.1"),
-        ({"lr_min": 1.0, "lr_max": 0.5, "initial_lr": 0.7}, "lr_min=1.0 must be smaller"),
-        ({"lr_min": 0.0}, "lr_min=0.0"),
-        ({"lr_max": float("nan")}, "lr_max=nan"),
-        ({"alpha": 1.0}, "alpha=1.0"),
-        ({"alpha": 0.5}, "alpha=0.5"),
-        ({"alpha": float("inf")}, "alpha=inf"),
-        ({"alpha": True}, "alpha=True"),
-        ({"action_mode": "log"}, "action_mode='log'"),
-        ({"initial_lr": 1.0}, "initial_lr=1.0"),
-        ({"act_every": 0}, "act_every=0"),
-        ({"act_every": 1.5}, "act_every=1.5"),
-        ({"lstm_layers": 0}, "lstm_layers=0"),
-        ({"lstm_units": -3}, "lstm_units=-3"),
-        ({"log_std_init": 10.0}, "log_std_init=10.0"),
-        ({"features": ("train_loss", "nope")}, "features='nope'"),
-    ],
-)
-def test_config_errors(kwargs, match):
-    with pytest.raises(ConfigError, match=match.replace("(", r"\(")) as info:
-        ControllerConfig(**kwargs)
-    assert isinstance(info.value, ValueError)
-
-
-def test_config_json_round_trip():
-    c = ControllerConfig.paper_a(act_every=2, features=("train_loss", "log_lr"))
-    assert ControllerConfig.from_json(c.to_json()) == c
-    with pytest.raises(ConfigError, match="unknown keys"):
-        ControllerConfig.from_json({**c.to_json(), "gamma": 0.9})
-
-
-# ------------------------------------------------------------------------------------------------
-# action_to_lr.
-
-_actions = st.one_of(
-    st.floats(allow_nan=True, allow_infinity=True, width=32),
-    st.sampled_from([0.0, 1e30, -1e30, float("inf"), float("-inf"), float("nan")]),
-)
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    u=_actions,
-    log_lo=st.floats(-12.0, 1.0),
-    span=st.floats(1e-3, 12.0),
-    alpha=st.floats(1.0001, 100.0),
-    pos=st.floats(0.0, 1.0),
-    mode=st.sampled_from(["absolute", "scale"]),
-)
-def test_action_to_lr_always_within_bounds(u, log_lo, span, alpha, pos, mode):
-    lo, hi = 10.0**log_lo, 10.0 ** (log_lo + span)
-    config = ControllerConfig(
-        action_mode=mode, lr_min=lo, lr_max=hi, alpha=alpha, initial_lr=math.sqrt(lo * hi)
-    )
-    prev = np.float32(np.clip(lo * (hi / lo) ** pos, lo, hi))
-    lr = action_to_lr(jnp.float32(u), prev, config)
-    assert lr.dtype == jnp.float32 and lr.shape == ()
-    assert np.float32(lo) <= lr <= np.float32(hi), (u, lo, hi, float(lr))
-
-
-def test_action_to_lr_formulas():
-    cfg = ControllerConfig(lr_min=1e-4, lr_max=1e-2, initial_lr=1e-3)
-    np.testing.assert_allclose(action_to_lr(0.0, 0.5, cfg), 1e-3, rtol=1e-5)
-    np.testing.assert_allclose(action_to_lr(jnp.inf, 0.5, cfg), 1e-2, rtol=1e-6)
-    np.testing.assert_allclose(action_to_lr(-jnp.inf, 0.5, cfg), 1e-4, rtol=1e-6)
-    np.testing.assert_allclose(action_to_lr(jnp.nan, 0.5, cfg), 1e-3, rtol=1e-5)
-    u0 = cfg.replace(initial_lr=3e-3).initial_action
-    np.testing.assert_allclose(action_to_lr(u0, 0.5, cfg), 3e-3, rtol=1e-5)
-    sc = cfg.replace(action_mode="scale", alpha=1.05)
-    np.testing.assert_allclose(action_to_lr(jnp.inf, 1e-3, sc), 1.05e-3, rtol=1e-6)
-    np.testing.assert_allclose(action_to_lr(-jnp.inf, 1e-3, sc), 1e-3 / 1.05, rtol=1e-6)
-    np.testing.assert_allclose(action_to_lr(0.5, 1e-3, sc), 1e-3 * 1.05 ** np.tanh(0.5), rtol=1e-6)
-    np.testing.assert_allclose(action_to_lr(10.0, 1e-2, sc), 1e-2, rtol=1e-6)  # clipped
-    np.testing.assert_allclose(action_to_lr(jnp.nan, 2e-3, sc), 2e-3, rtol=1e-6)  # NaN = keep
-    assert action_to_lr(jnp.zeros((4, 2)), 1e-3, sc).shape == (4, 2)
-
-
 @jax.jit
 def _lrs_of(controller, losses):
     tx = scale_by_controller(controller)
@@ -286,7 +189,7 @@ def test_untrained_controller_is_sgd_at_about_initial_lr():
 
 def test_lr_moves_holds_between_actions_and_training_progresses():
     k = 3
-    ctrl = LIVELY.replace(config=LIVELY.config.replace(act_every=k))
+    ctrl = LIVELY.replace(config=LIVELY.config.replace(steps_per_action=k))
     _, state, losses, lrs = _steps(scale_by_controller(ctrl), 9)
     lrs = np.asarray(lrs)
     for block in lrs.reshape(3, k):
@@ -510,7 +413,9 @@ def test_non_finite_loss_or_gradient_skips_the_step():
 
 def test_overflow_after_scaling_skips_the_step():
     config = LIVELY.config.replace(lr_min=1.0, lr_max=10.0, initial_lr=5.0)
-    tx = scale_by_controller(Controller(config=config, params=LIVELY.params))
+    tx = scale_by_controller(
+        Controller(config=config, params=LIVELY.params, normaliser=LIVELY.normaliser)
+    )
     params = {"w": jnp.asarray([60000.0, 1.0], jnp.float16)}  # float16 max is 65504
     updates, state = jax.jit(tx.update)(params, tx.init(params), params, value=1.0)
     assert updates["w"].dtype == jnp.float16 and np.all(np.asarray(updates["w"]) == 0)
@@ -584,85 +489,86 @@ def test_current_lr_needs_exactly_one_controller():
 
 
 # ------------------------------------------------------------------------------------------------
-# Networks.
+# Where the feature normaliser starts, and how often the controller acts.
 
 
-def test_actor_shapes_and_carry():
-    cfg = CTRL.config
-    carry = initial_carry(cfg)
-    assert len(carry) == 2 and carry[0][0].shape == (20,)
-    done = jnp.asarray([True, False, True, False, False])
-
-    @jax.jit
-    def run(params):
-        one = actor_step(params, initial_carry(cfg), jnp.ones(1), cfg)
-        batched = actor_step(params, initial_carry(cfg, (5,)), jnp.ones((5, 1)), cfg)
-        return one, batched, reset_carry(batched[0], done, cfg)
-
-    (_, mean, log_std), (batched, bmean, blog_std), reset = run(CTRL.params)
-    assert mean.shape == () and log_std.shape == ()
-    np.testing.assert_allclose(log_std, cfg.log_std_init)
-    assert bmean.shape == (5,) and blog_std.shape == (5,) and batched[1][1].shape == (5, 20)
-    assert any(np.abs(np.asarray(h)).sum() > 0 for pair in batched for h in pair)
-    assert np.all(np.asarray(reset[0][0][0]) == 0) and np.all(reset[0][0][1] == batched[0][0][1])
-    with pytest.raises(ConfigError, match=r"expected \(\.\.\., 1\)"):
-        actor_step(CTRL.params, carry, jnp.ones(3), cfg)
-    assert isinstance(LSTMActor(), nn.Module) and LSTMActor().layers == 2
+@jax.jit
+def _first_step(controller, value):
+    """The state before and after one step of a chain holding the controller's transform (the
+    controller is an argument: one compile serves every controller of the same config)."""
+    tx = optax.chain(optax.identity(), scale_by_controller(controller))
+    state = tx.init(PARAMS)
+    _, new_state = tx.update(GRADS, state, PARAMS, value=value)
+    return controller_state(state), controller_state(new_state)
 
 
-def test_init_controller_structure():
-    cfg = ControllerConfig.paper_a(lstm_layers=3, lstm_units=5)
-    ctrl = jax.eval_shape(lambda k: init_controller(k, cfg), KEY)  # traced, nothing compiled
-    assert isinstance(ctrl, Controller) and ctrl.config == cfg
-    p = ctrl.params
-    assert set(p) == {"lstm_0", "lstm_1", "lstm_2", "mean", "log_std"}
-    assert p["lstm_0"]["ii"]["kernel"].shape == (7, 5) and p["lstm_2"]["hi"]["kernel"].shape == (
-        5,
-        5,
+def test_normaliser_starts_from_the_controllers_statistics():
+    stats = NormaliserState(
+        mean=jnp.asarray([-1.0], jnp.float32),
+        var=jnp.asarray([0.25], jnp.float32),
+        count=jnp.asarray([7], jnp.int32),
     )
-    assert p["mean"]["kernel"].shape == (5, 1) and p["log_std"].shape == ()
-    with pytest.raises(ConfigError, match="expected a ControllerConfig"):
-        init_controller(KEY, {"lstm_units": 5})
+    ctrl = LIVELY.replace(normaliser=stats)
+    spec = ctrl.config.features
+    assert spec.names == ("train_loss",)
+    value = jnp.float32(2.0)
+    before, after = _first_step(ctrl, value)
+    jax.tree.map(np.testing.assert_array_equal, before.normaliser, stats)
+
+    # The observation the actor saw is chi of the known input, normalised from those statistics.
+    raw = raw_features(spec, {"value": value})
+    np.testing.assert_allclose(raw, [np.log(2.0)], rtol=1e-6)  # train_loss is logged
+    expected_obs, expected_stats = normalise(spec, ctrl.normaliser, raw)
+    np.testing.assert_allclose(after.obs, expected_obs, rtol=1e-6)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), after.normaliser, expected_stats
+    )
+    assert int(after.normaliser.count[0]) == 8
+    # By hand: a = max(1 - momentum, 1 / 8), d = x - mean, mean' = mean + a d,
+    # var' = (1 - a)(var + a d^2), obs = (x - mean') / sqrt(var' + eps), within the clip.
+    x, a = np.log(2.0), max(1.0 - spec.momentum, 1.0 / 8.0)
+    d = x - (-1.0)
+    mean, var = -1.0 + a * d, (1.0 - a) * (0.25 + a * d * d)
+    by_hand = (x - mean) / np.sqrt(var + spec.eps)
+    assert 1.0 < by_hand < spec.clip
+    np.testing.assert_allclose(after.obs, [by_hand], rtol=1e-5)
+    np.testing.assert_allclose(after.normaliser.mean, [mean], rtol=1e-5)
+    np.testing.assert_allclose(after.normaliser.var, [var], rtol=1e-5)
+
+    # The actor acted on that observation.
+    _, u, _ = actor_step(ctrl.params, initial_carry(ctrl.config), expected_obs, ctrl.config)
+    lr = action_to_lr(u, ctrl.config.initial_lr, ctrl.config)
+    np.testing.assert_allclose(after.learning_rate, lr, rtol=1e-6)
+
+    # Fresh statistics (LIVELY's) see the same input as exactly their mean: a different
+    # observation, and so a different learning rate.
+    fresh_before, fresh_after = _first_step(LIVELY, value)
+    assert all(np.all(np.asarray(leaf) == 0) for leaf in fresh_before.normaliser)
+    np.testing.assert_array_equal(fresh_after.obs, [0.0])
+    assert float(fresh_after.learning_rate) != float(after.learning_rate)
 
 
-def test_controller_is_a_pytree():
-    leaves = jax.tree.leaves(CTRL)
-    assert len(leaves) == len(jax.tree.leaves(CTRL.params))
-    carry, lr = jax.jit(lambda c: c.act(c.initial_carry(), jnp.zeros(1), 1e-3))(CTRL)
-    np.testing.assert_allclose(lr, 1e-3, rtol=0.05)
+def test_steps_per_action_acts_every_k_steps():
+    k, n = 4, 12
+    ctrl = LIVELY.replace(config=LIVELY.config.replace(steps_per_action=k))
+    tx = scale_by_controller(ctrl)
+    losses = jnp.asarray(np.linspace(2.0, 0.2, n), jnp.float32)  # a new loss at every step
 
+    def step(state, loss):
+        _, state = tx.update(GRADS, state, PARAMS, value=loss)
+        return state, (state.learning_rate, state.normaliser.count[0], state.obs[0], state.carry)
 
-def test_critics():
-    obs = jnp.ones((4, 7))
-    q, v = QCritic(), ValueCritic()
-    qp, vp = _numpy_params(q.init, KEY, obs, jnp.zeros(4)), _numpy_params(v.init, KEY, obs)
-    assert qp["params"]["hidden"]["kernel"].shape == (8, 10)  # paper B: 1 hidden layer, 10 units
-
-    @jax.jit
-    def run(qp, vp):
-        dq = jax.grad(lambda a: q.apply(qp, obs[0], a))(0.3)  # Eq. 9 needs grad_a Q
-        q4, q1 = q.apply(qp, obs, jnp.zeros(4)), q.apply(qp, obs[0], jnp.zeros(()))
-        return q4, q1, dq, v.apply(vp, obs)
-
-    qs, q1, dq, vs = run(qp, vp)
-    assert qs.shape == (4,) and q1.shape == () and np.isfinite(dq) and vs.shape == (4,)
-
-
-def test_gaussian_helpers():
-    u, mean, log_std = jnp.asarray([0.3, -1.0]), jnp.asarray([0.0, 0.5]), jnp.asarray([-0.5, 0.2])
-
-    @jax.jit
-    def run():
-        return (
-            gaussian_log_prob(u, mean, log_std),
-            jax.scipy.stats.norm.logpdf(u, mean, jnp.exp(log_std)),
-            gaussian_entropy(log_std),
-            sample_action(KEY, mean, log_std),
-            sample_action(KEY, mean, log_std),
-        )
-
-    logp, expected, entropy, a, b = run()
-    np.testing.assert_allclose(logp, expected, rtol=1e-5)
-    std = np.exp(np.asarray(log_std))
-    np.testing.assert_allclose(entropy, 0.5 * np.log(2 * np.pi * np.e * std**2), rtol=1e-5)
-    assert a.shape == (2,) and np.all(a == b)
+    _, (lrs, counts, obs, carries) = jax.jit(lambda s: jax.lax.scan(step, s, losses))(
+        tx.init(PARAMS)
+    )
+    lrs, counts, obs = np.asarray(lrs), np.asarray(counts), np.asarray(obs)
+    acts = np.arange(n) % k == 0  # steps 0, 4, 8
+    prev_lrs = np.concatenate([[np.float32(ctrl.config.initial_lr)], lrs[:-1]])
+    np.testing.assert_array_equal(lrs != prev_lrs, acts)  # the LR changes exactly when it acts
+    np.testing.assert_array_equal(counts, np.cumsum(acts))  # features observed only then
+    np.testing.assert_array_equal(obs[1:] != obs[:-1], acts[1:])
+    h = np.asarray(carries[0][1])  # the LSTM state steps only then
+    np.testing.assert_array_equal(np.any(h[1:] != h[:-1], axis=1), acts[1:])
+    # Acting every k steps on a loss sequence is acting at every step on its k-th losses.
+    every_step = LIVELY.replace(config=LIVELY.config.replace(steps_per_action=1))
+    np.testing.assert_allclose(lrs[::k], _lrs_of(every_step, losses[::k]), rtol=1e-6)

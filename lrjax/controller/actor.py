@@ -1,20 +1,19 @@
-"""The controller's networks (Flax linen) and the pure functions around them.
+"""The deployable actor (Flax linen) and the pure functions around it.
 
 * :class:`LSTMActor`: paper B's actor, a stack of LSTM layers (2 x 20 by default) over the
   observation sequence, one time step per call with an explicit carry. Its head gives the mean and
-  log-std of a Gaussian over the unbounded action u (PPO samples from it, paper A); the mean is the
-  deterministic action used when the controller trains a model (paper B's ``a_t = pi_theta(s_t)``,
-  Eq. 4).
+  log-std of a Gaussian over the unbounded action u (PPO samples from it, paper A; the sampling
+  lives with the RL code in :mod:`lrjax.algos.policy`); the mean is the deterministic action used
+  when the controller trains a model (paper B's ``a_t = pi_theta(s_t)``, Eq. 4).
 * :func:`action_to_lr`: the map from u to the learning rate, bounded whatever u is.
-* :class:`ValueCritic`: V(s) for PPO. :class:`QCritic`: paper B's Q(s, a), one hidden layer of
-  10 units, trained by TD (Eqs. 6-8).
-* :class:`Controller`: a pytree bundling a :class:`ControllerConfig` (static) and actor params.
+* :class:`Controller`: a pytree bundling a :class:`ControllerConfig` (static), the actor's params
+  and the feature normaliser's statistics that training left.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -24,23 +23,19 @@ from flax import struct
 
 from lrjax._validation import ConfigError
 from lrjax.controller.config import LOG_STD_RANGE, ControllerConfig
+from lrjax.features import NormaliserState, init_normaliser
 
 __all__ = [
     "Carry",
     "Controller",
     "LSTMActor",
-    "QCritic",
-    "ValueCritic",
     "action_to_lr",
     "actor_step",
-    "gaussian_entropy",
-    "gaussian_log_prob",
     "init_actor_params",
     "init_controller",
     "initial_carry",
     "make_actor",
     "reset_carry",
-    "sample_action",
 ]
 
 Carry = tuple[tuple[jax.Array, jax.Array], ...]
@@ -214,95 +209,21 @@ def action_to_lr(
     return jnp.clip(lr, lo, hi)
 
 
-def sample_action(key: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
-    """Sample ``u ~ N(mean, exp(log_std)^2)``."""
-    return mean + jnp.exp(log_std) * jax.random.normal(key, jnp.shape(mean), jnp.float32)
-
-
-def gaussian_log_prob(u: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
-    """``log N(u; mean, exp(log_std)^2)``, elementwise (PPO's ratio uses it on the raw u)."""
-    z = (u - mean) * jnp.exp(-log_std)
-    return -0.5 * z * z - log_std - 0.5 * jnp.log(2.0 * jnp.pi)
-
-
-def gaussian_entropy(log_std: jax.Array) -> jax.Array:
-    """Entropy of ``N(., exp(log_std)^2)``: ``log_std + 0.5 log(2 pi e)``."""
-    return log_std + 0.5 * jnp.log(2.0 * jnp.pi * jnp.e)
-
-
-class ValueCritic(nn.Module):
-    """State-value network V(s) for PPO: an MLP from the observation to a scalar.
-
-    Attributes:
-      hidden: sizes of the hidden layers. Default (64, 64) (PureJaxRL's PPO).
-      activation: hidden activation. Default tanh.
-    """
-
-    hidden: Sequence[int] = (64, 64)
-    activation: Callable[[jax.Array], jax.Array] = nn.tanh
-
-    @nn.compact
-    def __call__(self, obs: jax.Array) -> jax.Array:
-        """V(s); ``obs`` of shape ``(*batch, obs_size)``, result of shape ``batch``."""
-        x = jnp.asarray(obs, jnp.float32)
-        for i, n in enumerate(self.hidden):
-            x = self.activation(
-                nn.Dense(n, kernel_init=nn.initializers.orthogonal(jnp.sqrt(2.0)), name=f"h{i}")(x)
-            )
-        return nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0), name="out")(x)[..., 0]
-
-
-class QCritic(nn.Module):
-    """Paper B's critic Q(s, a): one hidden layer of 10 units over the concatenated ``[s, a]``.
-
-    Trained with the TD error ``delta_t = r_t + gamma Q(s_{t+1}, pi(s_{t+1})) - Q(s_t, a_t)``
-    (paper B, Eq. 7); the actor follows ``grad_theta pi(s) grad_a Q(s, a)`` (Eq. 9).
-
-    Attributes:
-      hidden: hidden units. Default 10 (paper B).
-      activation: hidden activation; the paper does not name one. Default relu.
-    """
-
-    hidden: int = 10
-    activation: Callable[[jax.Array], jax.Array] = nn.relu
-
-    @nn.compact
-    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
-        """Q(s, a); ``obs`` ``(*batch, obs_size)``, ``action`` ``batch`` (the action u or a
-        representation of the LR such as its log). Returns shape ``batch``."""
-        obs = jnp.asarray(obs, jnp.float32)
-        action = jnp.asarray(action, jnp.float32)
-        x = jnp.concatenate([obs, jnp.broadcast_to(action, obs.shape[:-1])[..., None]], axis=-1)
-        x = self.activation(nn.Dense(self.hidden, name="hidden")(x))
-        return nn.Dense(1, name="out")(x)[..., 0]
-
-
 @struct.dataclass
 class Controller:
-    """A learned LR controller: its config (static) and the actor's params (a pytree).
+    """A learned LR controller: everything that fixes its behaviour in a training loop.
 
     Attributes:
-      config: the :class:`ControllerConfig`.
+      config: the :class:`ControllerConfig` (static): features, action map, LR bounds, initial
+        LR, steps per action, network sizes.
       params: the actor's params (``'params'`` collection of :class:`LSTMActor`).
+      normaliser: the feature normaliser's statistics a run starts from (what training used;
+        fresh statistics for an untrained controller).
     """
 
     config: ControllerConfig = struct.field(pytree_node=False)
     params: Any
-
-    def initial_carry(self, batch_shape: Sequence[int] = ()) -> Carry:
-        """The zero recurrent state."""
-        return initial_carry(self.config, batch_shape)
-
-    def step(self, carry: Carry, obs: jax.Array) -> tuple[Carry, jax.Array, jax.Array]:
-        """:func:`actor_step` with this controller's params: ``(carry, mean, log_std)``."""
-        return actor_step(self.params, carry, obs, self.config)
-
-    def act(
-        self, carry: Carry, obs: jax.Array, prev_lr: jax.typing.ArrayLike
-    ) -> tuple[Carry, jax.Array]:
-        """The deterministic policy: ``(carry, obs, prev_lr) -> (carry, lr)``."""
-        carry, mean, _ = self.step(carry, obs)
-        return carry, action_to_lr(mean, prev_lr, self.config)
+    normaliser: NormaliserState
 
 
 def init_controller(key: jax.Array, config: ControllerConfig | None = None) -> Controller:
@@ -320,4 +241,8 @@ def init_controller(key: jax.Array, config: ControllerConfig | None = None) -> C
         raise ConfigError(
             f"config of type {type(config).__name__} is not allowed: expected a ControllerConfig."
         )
-    return Controller(config=config, params=init_actor_params(key, config))
+    return Controller(
+        config=config,
+        params=init_actor_params(key, config),
+        normaliser=init_normaliser(config.obs_size),
+    )

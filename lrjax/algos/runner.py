@@ -1,0 +1,221 @@
+"""The host-side driver of every RL algorithm: chunks of updates, progress, metrics, checkpoints.
+
+An algorithm is anything with ``init(key, data) -> state``, ``run_updates(state, data, n) ->
+(state, metrics)`` (``n`` updates in one ``lax.scan``, metrics stacked per update),
+``num_updates`` and a state with an ``updates_done`` counter: PPO (paper A) and the actor-critic
+(paper B) alike.
+
+Inside a chunk nothing talks to the host. Between chunks the host updates a progress bar
+(updates done and the last update's return, final validation loss and LR range), appends one
+JSON line per update to ``metrics.jsonl`` (with the wall-clock seconds it took) and saves an
+orbax checkpoint every ``checkpoint_every`` chunks. A run started again with the same output
+directory resumes from its latest checkpoint and ends bit-identical to an uninterrupted run (on
+CPU), because every chunk is the same compiled function of the restored state. ``run.json``
+records what the run is (``signature``); resuming with a different one is refused, naming the
+fields that differ, so two runs are never mixed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import jax
+import numpy as np
+
+from lrjax._validation import ConfigError, check_positive_int
+from lrjax.checkpoint import Checkpointer
+
+METRICS_FILE = "metrics.jsonl"
+RUN_FILE = "run.json"
+CHECKPOINTS = "checkpoints"
+
+
+class Algorithm(Protocol):
+    name: str
+
+    @property
+    def num_updates(self) -> int: ...
+
+    def init(self, key: jax.Array, data: Any) -> Any: ...
+
+    def run_updates(self, state: Any, data: Any, num_updates: int) -> tuple[Any, dict]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What :func:`run` leaves.
+
+    Attributes:
+      state: the algorithm's final state.
+      history: one dict of metrics per update of the whole run (read back from
+        ``metrics.jsonl`` when the run was resumed), each with ``update`` and ``seconds``.
+      new_updates: updates done by this call (0: the run was already complete).
+      train_seconds: wall-clock seconds of all updates of the run, compilation included.
+    """
+
+    state: Any
+    history: list[dict[str, float | None]]
+    new_updates: int
+    train_seconds: float
+
+    @property
+    def already_complete(self) -> bool:
+        return self.new_updates == 0
+
+
+def run(
+    algo: Algorithm,
+    key: jax.Array,
+    data: Any,
+    *,
+    out_dir: str | Path | None = None,
+    signature: dict[str, Any] | None = None,
+    updates_per_chunk: int = 5,
+    checkpoint_every: int = 1,
+    resume: bool = True,
+    progress: bool = True,
+) -> RunResult:
+    """Train ``algo`` for ``algo.num_updates`` updates in chunks of ``updates_per_chunk``.
+
+    Args:
+      algo: the algorithm (e.g. :class:`lrjax.algos.ppo.PPO`).
+      key: the root key (the same key gives the same run).
+      data: the task's data.
+      out_dir: where ``metrics.jsonl``, ``run.json`` and ``checkpoints/`` go (None: nothing
+        is written and nothing resumed).
+      signature: a JSON-able description of the run (task, configs, seed); resuming into a
+        directory whose ``run.json`` differs raises a :class:`ConfigError`.
+      updates_per_chunk: updates per compiled chunk.
+      checkpoint_every: save a checkpoint every this many chunks (and after the last).
+      resume: continue from the latest checkpoint in ``out_dir`` if there is one.
+      progress: show a progress bar (it says "compiling" while XLA compiles).
+    """
+    check_positive_int("updates_per_chunk", updates_per_chunk)
+    check_positive_int("checkpoint_every", checkpoint_every)
+    total = algo.num_updates
+    state = jax.jit(algo.init)(key, data)
+    ckpt = metrics_file = None
+    history: list[dict] = []
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        ckpt, state, history = _open(out_dir, state, signature, resume)
+        metrics_file = out_dir / METRICS_FILE
+
+    done = start = int(state.updates_done)
+    if done > total:
+        raise ConfigError(
+            f"{str(out_dir)!r} holds a run with {done} updates done, more than the "
+            f"{total} asked for; ask for at least {done} updates, or choose another output "
+            "directory."
+        )
+    bar = _progress_bar(progress, total, done, algo.name)
+    chunks: dict[int, Any] = {}
+    chunk_index = 0
+    while done < total:
+        n = min(updates_per_chunk, total - done)
+        begin = time.perf_counter()
+        if n not in chunks:
+            if bar is not None:
+                bar.set_description(f"{algo.name}: compiling")
+            step = jax.jit(lambda s, d, n=n: algo.run_updates(s, d, n))
+            chunks[n] = step.lower(state, data).compile()
+            if bar is not None:
+                bar.set_description(f"{algo.name} updates")
+        state, metrics = chunks[n](state, data)
+        rows = _rows(metrics, done, (time.perf_counter() - begin) / n)
+        history += rows
+        done += n
+        chunk_index += 1
+        if metrics_file is not None:
+            with metrics_file.open("a") as f:
+                f.writelines(json.dumps(row) + "\n" for row in rows)
+        if ckpt is not None and (chunk_index % checkpoint_every == 0 or done == total):
+            ckpt.save(done, state)
+        if bar is not None:
+            bar.update(n)
+            bar.set_postfix(_postfix(rows[-1]))
+    if bar is not None:
+        bar.close()
+    if ckpt is not None:
+        ckpt.close()
+    seconds = sum(row.get("seconds") or 0.0 for row in history)
+    return RunResult(state, history, done - start, seconds)
+
+
+def _open(out_dir: Path, state, signature, resume: bool):
+    """The checkpointer of ``out_dir``, the state to start from (restored when resuming) and
+    the metrics of the updates already done."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = Checkpointer(out_dir / CHECKPOINTS)
+    history = []
+    if resume and ckpt.latest_step() is not None:
+        _check_signature(out_dir, signature)
+        state = ckpt.restore(state)
+        history = read_metrics(out_dir / METRICS_FILE)[: int(state.updates_done)]
+    else:
+        (out_dir / METRICS_FILE).unlink(missing_ok=True)
+    if signature is not None:
+        (out_dir / RUN_FILE).write_text(json.dumps(signature, indent=1, sort_keys=True))
+    return ckpt, state, history
+
+
+def read_metrics(path: str | Path) -> list[dict[str, float | None]]:
+    """The rows of a ``metrics.jsonl`` (empty if there is none)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _check_signature(out_dir: Path, signature: dict[str, Any] | None) -> None:
+    path = out_dir / RUN_FILE
+    if signature is None or not path.exists():
+        return
+    saved = json.loads(path.read_text())
+    now = json.loads(json.dumps(signature, sort_keys=True))
+    differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if differ:
+        details = "; ".join(f"{k}: {saved.get(k)!r} there, {now.get(k)!r} now" for k in differ)
+        raise ConfigError(
+            f"{str(out_dir)!r} holds a different run ({details}). Resume it with the same "
+            "settings, or choose another output directory (--out) for the new run."
+        )
+
+
+def _rows(metrics: dict[str, jax.Array], first_update: int, seconds: float) -> list[dict]:
+    host = {k: np.asarray(v) for k, v in metrics.items()}
+    n = len(next(iter(host.values())))
+    rows = []
+    for i in range(n):
+        row: dict[str, float | int | None] = {"update": first_update + i + 1}
+        for k, v in host.items():
+            x = float(v[i])
+            row[k] = x if math.isfinite(x) else None
+        row["seconds"] = seconds
+        rows.append(row)
+    return rows
+
+
+def _progress_bar(progress: bool, total: int, done: int, name: str):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc=f"{name} updates", unit="update")
+
+
+def _postfix(row: dict) -> dict[str, str]:
+    fmt = lambda x, spec: "n/a" if x is None else format(x, spec)
+    out = {}
+    if "episode_return" in row:
+        out["return"] = fmt(row["episode_return"], ".3g")
+    if "final_val_loss" in row:
+        out["val"] = fmt(row["final_val_loss"], ".3g")
+    if "lr_min" in row and "lr_max" in row:
+        out["lr"] = f"[{fmt(row['lr_min'], '.1e')}, {fmt(row['lr_max'], '.1e')}]"
+    return out

@@ -1,0 +1,49 @@
+"""What several commands share: the data options, loading a task's data, parsing lists."""
+
+from __future__ import annotations
+
+import time
+
+
+def add_data_options(p) -> None:
+    p.add_argument(
+        "--data-dir", help="lrjax data root (default: $LRJAX_DATA_DIR, else ~/.cache/lrjax)"
+    )
+    p.add_argument(
+        "--raw-dir",
+        help="original dataset files, used when the data are not prepared yet "
+        "(default: $LRJAX_RAW_DIR)",
+    )
+
+
+def task_names() -> list[str]:
+    from lrjax.tasks import TASKS
+
+    return list(TASKS)
+
+
+def load_task_data(task, key, args):
+    """The task's data (``key`` draws a random problem; real datasets ignore it), with a line
+    saying how long it took and on which backend the run goes."""
+    import jax
+
+    start = time.perf_counter()
+    data = task.load_data(key, data_dir=args.data_dir, raw_dir=args.raw_dir)
+    print(
+        f"{task.name}: data ready in {time.perf_counter() - start:.1f} s "
+        f"(backend {jax.default_backend()}, {jax.local_device_count()} device(s))",
+        flush=True,
+    )
+    return data
+
+
+def parse_floats(field: str, text: str) -> list[float]:
+    """``"0.1,0.01"`` -> ``[0.1, 0.01]``; anything else is a ConfigError naming ``field``."""
+    from lrjax._validation import ConfigError
+
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"{field}={text!r} is not allowed: expected comma-separated numbers, e.g. 0.1,0.01."
+        ) from None

@@ -1,0 +1,61 @@
+"""Feature inputs of a Flax model's train step, with its gradients, in one call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+# ----------------------------------------------------------------------------------------------
+# Computing the inputs from a Flax model.
+
+
+def grads_and_feature_inputs(
+    apply_fn: Callable[..., Any],
+    params: Any,
+    batch: tuple[Any, Any],
+    loss_fn: Callable[[Any, Any], jax.Array],
+    val_batch: tuple[Any, Any] | None = None,
+    *,
+    has_aux: bool = False,
+) -> tuple[Any, dict[str, jax.Array]]:
+    """Gradients and every built-in feature input, for a train step, in one call.
+
+    Example::
+
+      grads, inputs = grads_and_feature_inputs(model.apply, params, (x, y), loss_fn, (xv, yv))
+      updates, opt_state = tx.update(grads, opt_state, params, **inputs)
+
+    Args:
+      apply_fn: ``apply_fn(params, x) -> outputs`` (a linen ``model.apply``, or any function).
+      params: the model's params (what ``apply_fn`` takes first).
+      batch: ``(x, y)`` of the current training minibatch.
+      loss_fn: ``loss_fn(outputs, y) -> scalar`` mean loss.
+      val_batch: ``(x, y)`` of a validation batch. Keep it fixed across steps: its outputs are the
+        ``predictions`` (so their change between steps reflects the model, not the data). If
+        ``None``, there is no ``val_loss`` and ``predictions`` are the training batch's outputs.
+      has_aux: ``apply_fn`` returns ``(outputs, aux)``; ``aux`` is dropped (e.g. batch stats).
+
+    Returns:
+      ``(grads, inputs)``: ``grads`` of the training loss w.r.t. ``params``; ``inputs`` holds
+      ``value`` (the training loss), and ``val_loss`` and ``predictions``.
+    """
+
+    def outputs(p, x):
+        out = apply_fn(p, x)
+        return out[0] if has_aux else out
+
+    def train_loss(p):
+        out = outputs(p, batch[0])
+        return loss_fn(out, batch[1]), out
+
+    (value, train_out), grads = jax.value_and_grad(train_loss, has_aux=True)(params)
+    inputs = {"value": value}
+    if val_batch is None:
+        inputs["predictions"] = jax.lax.stop_gradient(train_out)
+    else:
+        val_out = outputs(params, val_batch[0])
+        inputs["val_loss"] = loss_fn(val_out, val_batch[1])
+        inputs["predictions"] = val_out
+    return grads, inputs

@@ -1,0 +1,148 @@
+"""Every figure lrjax draws, as library functions that write a PNG and return its path.
+
+Each axis is labelled with its quantity (and unit where there is one), update counts get integer
+ticks, and each method has one legend entry. matplotlib is imported when a function is called,
+with the non-interactive Agg backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_DPI = 100
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    fig.tight_layout()
+    fig.savefig(path, dpi=_DPI)
+    _pyplot().close(fig)
+    return path
+
+
+def plot_comparison(comparison, path, *, title: str = "", steps_per_action: int = 1) -> Path:
+    """A learned controller against LR schedules (:class:`lrjax.evaluate.Comparison`).
+
+    Left: the learned LR schedule of each evaluation episode, the constant-LR grid (faint) and
+    the best step-decay schedule. Right: the validation loss over the episode, mean over the
+    evaluation episodes, for the learned controller, every constant LR (faint; the best one
+    bold) and the best step-decay schedule.
+    """
+    plt = _pyplot()
+    fig, (ax_lr, ax_loss) = plt.subplots(1, 2, figsize=(12, 4.2))
+    horizon = comparison.learned.lr.shape[1]
+    steps = (np.arange(horizon) + 1) * steps_per_action
+    best = {f: comparison.best(f) for f in comparison.families}
+    for i, lrs in enumerate(comparison.learned.lr):
+        ax_lr.plot(
+            steps, lrs, color="C0", alpha=0.7, label="learned controller" if i == 0 else None
+        )
+    ax_loss.plot(
+        steps,
+        np.nanmean(comparison.learned.val_loss, axis=0),
+        color="C0",
+        lw=2.2,
+        label="learned controller",
+    )
+    others_labelled = False
+    for s in (s for s in comparison.schedules if s.family == "constant"):
+        is_best = s is best["constant"]
+        if is_best:
+            label = f"{s.label} (best constant)"
+        else:
+            label = None if others_labelled else "other constant LRs"
+            others_labelled = True
+        style = dict(color="C1", lw=2.0 if is_best else 0.8, alpha=1.0 if is_best else 0.35)
+        ax_lr.plot(steps, s.lrs, ls="--", label=label, **style)
+        ax_loss.plot(steps, np.nanmean(s.episodes.val_loss, axis=0), label=label, **style)
+    if "step_decay" in best:
+        s = best["step_decay"]
+        label = f"{s.label} (best step decay)"
+        ax_lr.plot(steps, s.lrs, color="C2", lw=2.0, ls="-.", label=label)
+        ax_loss.plot(
+            steps, np.nanmean(s.episodes.val_loss, axis=0), color="C2", lw=2.0, label=label
+        )
+    ax_lr.set(
+        xlabel="trainee step",
+        ylabel="learning rate",
+        yscale="log",
+        title=f"{title}: LR schedules ({comparison.num_episodes} evaluation episodes)",
+    )
+    ax_loss.set(
+        xlabel="trainee step",
+        ylabel="validation loss",
+        yscale="log",
+        title="validation loss, mean over evaluation episodes",
+    )
+    ax_lr.legend(fontsize=7)
+    ax_loss.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_training(history: Sequence[dict[str, Any]], path, *, title: str = "") -> Path:
+    """An RL run's learning curves from its metrics rows: mean episode return, final validation
+    loss of the episodes that ended, and the range of LRs the controller applied, per update."""
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    get = lambda key: np.array(
+        [np.nan if h.get(key) is None else h[key] for h in history], dtype=float
+    )
+    updates = get("update")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    axes[0].plot(updates, get("episode_return"), marker="o", ms=3, label="mean episode return")
+    axes[0].set(ylabel="episode return")
+    axes[1].plot(
+        updates, get("final_val_loss"), marker="o", ms=3, color="C1", label="final validation loss"
+    )
+    axes[1].set(ylabel="validation loss")
+    axes[2].fill_between(
+        updates, get("lr_min"), get("lr_max"), alpha=0.3, color="C2", label="applied LR, min to max"
+    )
+    axes[2].plot(updates, get("lr_mean"), color="C2", label="applied LR, mean")
+    axes[2].set(ylabel="learning rate", yscale="log")
+    for ax, name in zip(
+        axes, ("episode return", "final validation loss", "learning rate"), strict=True
+    ):
+        ax.set(xlabel="RL update", title=f"{title}: {name}" if title else name)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_sweeps(runs: Sequence[Any], path, *, title: str = "") -> Path:
+    """Baseline sweeps (:class:`lrjax.baselines.sweep.OptimizerRun`): for each optimizer's best
+    configuration, the training loss (moving average), the test loss at the evaluation steps
+    (the last point on the full test split) and the applied LR, means over seeds."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for r in runs:
+        best = r.best_result
+        loss = best.train_loss.mean(axis=0)
+        window = max(1, len(loss) // 50)
+        smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
+        axes[0].plot(np.arange(len(smooth)) + window, smooth, label=r.name)
+        axes[1].plot(best.eval_steps, best.test_loss.mean(axis=0), marker="o", ms=3, label=r.name)
+        axes[2].plot(np.arange(1, loss.size + 1), best.learning_rate.mean(axis=0), label=r.name)
+    axes[0].set(title="training loss (moving average)", ylabel="training loss", yscale="log")
+    axes[1].set(title="test loss", ylabel="test loss")
+    axes[2].set(title="applied learning rate", ylabel="learning rate", yscale="log")
+    for ax in axes:
+        ax.set(xlabel="trainee step")
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)

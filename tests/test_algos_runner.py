@@ -1,0 +1,89 @@
+"""The chunked runner every RL algorithm goes through: checkpoint + resume equals an
+uninterrupted run; a finished run is not redone; a different run is never mixed in."""
+
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import pytest
+from _rl_problem import make_env, regression_problem
+
+from lrjax._validation import ConfigError
+from lrjax.algos.ppo import PPO, PPOConfig
+from lrjax.algos.runner import read_metrics, run
+
+CONFIG = PPOConfig(num_envs=2, num_updates=4, num_minibatches=1, update_epochs=1)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    task, data = regression_problem()
+    return make_env(task, horizon=4), data
+
+
+def test_checkpoint_and_resume_equal_an_uninterrupted_run(setup, tmp_path):
+    env, data = setup
+    key = jax.random.key(3)
+    kw = dict(updates_per_chunk=2, progress=False, signature={"seed": 3})
+    full = run(PPO(env, CONFIG), key, data, out_dir=tmp_path / "a", **kw)
+    half = PPO(env, dataclasses.replace(CONFIG, num_updates=2))
+    run(half, key, data, out_dir=tmp_path / "b", **kw)
+    resumed = run(PPO(env, CONFIG), key, data, out_dir=tmp_path / "b", **kw)
+    assert int(resumed.state.updates_done) == 4 and resumed.new_updates == 2
+    for a, b in zip(
+        jax.tree.leaves(full.state.params), jax.tree.leaves(resumed.state.params), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(
+        jax.random.key_data(full.state.key), jax.random.key_data(resumed.state.key)
+    )
+    rows = read_metrics(tmp_path / "b" / "metrics.jsonl")
+    assert [r["update"] for r in rows] == [1, 2, 3, 4]
+    assert [r["update"] for r in resumed.history] == [1, 2, 3, 4]
+    strip = lambda r: {k: v for k, v in r.items() if k != "seconds"}
+    assert strip(full.history[-1]) == strip(resumed.history[-1])
+    assert all(r["seconds"] > 0 for r in rows)
+
+
+def test_a_finished_run_is_complete_and_keeps_its_time(setup, tmp_path):
+    env, data = setup
+    algo = PPO(env, dataclasses.replace(CONFIG, num_updates=2))
+    first = run(algo, jax.random.key(0), data, out_dir=tmp_path, progress=False)
+    again = run(algo, jax.random.key(0), data, out_dir=tmp_path, progress=False)
+    assert not first.already_complete and again.already_complete
+    assert again.train_seconds == pytest.approx(first.train_seconds)
+    assert len(again.history) == 2
+
+
+def test_a_different_run_is_refused(setup, tmp_path):
+    env, data = setup
+    algo = PPO(env, dataclasses.replace(CONFIG, num_updates=2))
+    run(
+        algo,
+        jax.random.key(0),
+        data,
+        out_dir=tmp_path,
+        progress=False,
+        signature={"horizon": 4, "seed": 0},
+    )
+    assert json.loads((tmp_path / "run.json").read_text()) == {"horizon": 4, "seed": 0}
+    with pytest.raises(ConfigError, match="horizon: 4 there, 5 now"):
+        run(
+            algo,
+            jax.random.key(0),
+            data,
+            out_dir=tmp_path,
+            progress=False,
+            signature={"horizon": 5, "seed": 0},
+        )
+    fewer = PPO(env, dataclasses.replace(CONFIG, num_updates=1))
+    with pytest.raises(ConfigError, match="2 updates done, more than the 1 asked for"):
+        run(
+            fewer,
+            jax.random.key(0),
+            data,
+            out_dir=tmp_path,
+            progress=False,
+            signature={"horizon": 4, "seed": 0},
+        )

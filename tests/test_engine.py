@@ -1,0 +1,57 @@
+"""The execution policy: one set of knobs and one device rule for trainees and episodes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lrjax import engine
+from lrjax._validation import ConfigError
+
+
+def test_backend_defaults():
+    conv = engine.resolve(None, uses_conv=True, num_steps=100, backend="cpu")
+    assert (conv.chunk_size, conv.unroll, conv.batching) == (10, 10, "map")
+    assert (conv.conv_impl, conv.eval_conv_impl) == ("patches", "xla")
+    dense = engine.resolve(None, uses_conv=False, num_steps=100, backend="cpu")
+    assert (dense.chunk_size, dense.unroll, dense.batching) == (100, 4, "vmap")
+    vmapped = engine.resolve(
+        engine.EngineConfig(batching="vmap"), uses_conv=True, num_steps=100, backend="cpu"
+    )
+    assert vmapped.eval_conv_impl == "patches"  # vmapped XLA convolutions are grouped on CPU
+    assert conv.num_devices == len(jax.local_devices())
+
+
+def test_one_device_rule():
+    one = engine.resolve(None, uses_conv=False, num_steps=1, num_items=1)
+    assert one.num_devices == 1
+    two = engine.resolve(None, uses_conv=False, num_steps=1, num_items=5)
+    assert two.num_devices == min(2, len(jax.local_devices()))
+    assert two.padded(5) == 5 + (5 % two.num_devices)
+    capped = engine.resolve(engine.EngineConfig(devices=1), uses_conv=False, num_steps=1)
+    assert capped.num_devices == 1
+
+
+@pytest.mark.parametrize("batching", ["vmap", "map"])
+def test_over_items_has_vmap_semantics_with_padding(batching):
+    """An odd item count over two devices: padded, sharded, the padding dropped; the same
+    numbers as a plain vmap whatever the batching."""
+    eng = engine.resolve(
+        engine.EngineConfig(batching=batching), uses_conv=False, num_steps=1, num_items=5
+    )
+    fn = lambda x, y, shared: {"sum": x + y + shared, "prod": x * y}
+    xs, ys = jnp.arange(5.0), jnp.arange(5.0) * 10
+    out = jax.jit(eng.over_items(fn, 2))(xs, ys, jnp.float32(1.0))
+    expected = jax.vmap(fn, in_axes=(0, 0, None))(xs, ys, 1.0)
+    for k in expected:
+        np.testing.assert_allclose(out[k], expected[k])
+        assert out[k].shape == (5,)
+
+
+def test_bad_knobs():
+    with pytest.raises(ConfigError, match="batching='pmap'"):
+        engine.EngineConfig(batching="pmap")
+    with pytest.raises(ConfigError, match="conv_impl='fft'"):
+        engine.EngineConfig(conv_impl="fft")
+    with pytest.raises(ConfigError, match="chunk_size=0"):
+        engine.EngineConfig(chunk_size=0)

@@ -1,0 +1,199 @@
+"""The trainee environment: batched episodes equal separate ones, rewards, divergence, the
+execution policy it takes from the engine, and the train/deploy round trip: a saved controller
+in a plain optax loop applies the LRs it applied in the environment."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from _rl_problem import CONTROLLER, make_env, regression_problem
+
+from lrjax import tasks, training
+from lrjax._validation import ConfigError
+from lrjax.controller import (
+    ControllerConfig,
+    controller_state,
+    init_controller,
+    load_controller,
+    save_controller,
+    scale_by_controller,
+)
+from lrjax.engine import EngineConfig
+from lrjax.env import EnvConfig, TraineeEnv
+from lrjax.rollouts import run_episodes
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return regression_problem()
+
+
+def test_vmapped_episodes_equal_separate_runs(problem):
+    task, data = problem
+    env = make_env(task)
+    keys = jax.random.split(jax.random.key(1), 2)
+    actions = jnp.array([0.3, -1.0])
+    obs2, st2 = jax.vmap(env.reset, in_axes=(0, None))(keys, data)
+    out2 = jax.vmap(env.step, in_axes=(0, 0, 0, None))(keys, st2, actions, data)
+    for i in range(2):
+        obs1, st1 = env.reset(keys[i], data)
+        out1 = env.step(keys[i], st1, actions[i], data)
+        np.testing.assert_allclose(obs2[i], obs1, rtol=1e-6, atol=1e-6)
+        for a, b in zip(jax.tree.leaves(out2[:4]), jax.tree.leaves(out1[:4]), strict=True):
+            if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
+                a, b = jax.random.key_data(a), jax.random.key_data(b)
+            np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-6)
+
+
+def test_divergence_ends_only_that_episode_with_a_penalty(problem):
+    task, data = problem
+    env = make_env(task)
+    keys = jax.random.split(jax.random.key(4), 2)
+    _, states = jax.vmap(env.reset, in_axes=(0, None))(keys, data)
+    lrs = jnp.array([0.1, 50.0])
+    _, new, reward, done, info = jax.vmap(env.step_lr, in_axes=(0, 0, 0, None))(
+        keys, states, lrs, data
+    )
+    assert not bool(done[0]) and bool(done[1])
+    assert not bool(info["diverged"][0]) and bool(info["diverged"][1])
+    limit = env.config.divergence_factor * states.initial_val_loss[1]
+    np.testing.assert_allclose(reward[1], -limit * env.config.horizon, rtol=1e-6)
+    assert int(new.t[1]) == 0 and int(new.t[0]) == 1  # env 1 auto-reset, env 0 continues
+    _, alone, r_alone, _, _ = env.step_lr(
+        keys[0], jax.tree.map(lambda x: x[0], states), lrs[0], data
+    )
+    np.testing.assert_allclose(reward[0], r_alone, rtol=1e-6)
+
+
+@pytest.mark.parametrize("reward", ["val_loss", "loss_decrement", "final"])
+def test_rewards(problem, reward):
+    task, data = problem
+    env = make_env(task, reward=reward, horizon=3)
+    obs, state = env.reset(jax.random.key(5), data)
+    rewards, vals, prev = [], [], float(state.val_loss)
+    for t in range(3):
+        obs, state, r, done, info = env.step_lr(jax.random.key(10 + t), state, 0.1, data)
+        rewards.append(float(r))
+        vals.append(float(info["val_loss"]))
+    if reward == "val_loss":
+        np.testing.assert_allclose(rewards, [-v for v in vals], rtol=1e-6)
+    elif reward == "loss_decrement":
+        np.testing.assert_allclose(
+            rewards, np.array([prev, *vals[:-1]]) - np.array(vals), rtol=1e-5, atol=1e-6
+        )
+    else:
+        np.testing.assert_allclose(rewards, [0.0, 0.0, -vals[-1]], rtol=1e-6)
+    assert bool(done)
+
+
+def test_an_action_is_k_steps_of_the_controller_config_from_its_initial_lr(problem):
+    """k and the initial LR have one home, the controller config; the reward's validation
+    examples are the same at every step."""
+    task, data = problem
+    env = make_env(task, controller=CONTROLLER.replace(steps_per_action=3, initial_lr=0.05))
+    _, state = env.reset(jax.random.key(0), data)
+    assert float(state.lr) == pytest.approx(0.05) and int(state.trainee.step) == 0
+    _, state, _, _, info = env.step_lr(jax.random.key(1), state, 0.1, data)
+    assert int(state.trainee.step) == 3
+    val, _ = task.validation_probe(state.trainee.params, data, 128, 32)
+    np.testing.assert_allclose(info["val_loss"], val, rtol=1e-6)
+    spread = make_env(task, initial_lr_spread=4.0)
+    lrs = [float(spread.reset(jax.random.key(i), data)[1].lr) for i in range(6)]
+    assert all(0.01 / 4 <= lr <= 0.01 * 4 for lr in lrs) and len(set(lrs)) == 6
+
+
+def test_bad_configs():
+    with pytest.raises(ConfigError, match="reward='accuracy'"):
+        EnvConfig(reward="accuracy")
+    with pytest.raises(ConfigError, match="optimizer='lion'"):
+        EnvConfig(optimizer="lion")
+    with pytest.raises(ConfigError, match="initial_lr_spread=0.5"):
+        EnvConfig(initial_lr_spread=0.5)
+    with pytest.raises(ConfigError, match="steps_per_action=0"):
+        ControllerConfig(steps_per_action=0)
+    with pytest.raises(ConfigError, match="batching='pmap'"):
+        EnvConfig(engine=EngineConfig(batching="pmap"))
+    with pytest.raises(ConfigError, match="engine="):
+        EnvConfig(engine="map")
+
+
+@pytest.fixture(scope="module")
+def tiny_conv(fashion_mnist):
+    task = tasks.get_task("fashion_cnn", batch_size=8, features=(2, 4), hidden=(8,))
+    return task, fashion_mnist.subset(train=256, validation=64, test=32)
+
+
+def test_conv_env_evaluates_with_the_stock_convolution_when_mapped(tiny_conv):
+    """Mapped episodes evaluate with XLA's convolution (faster forward on CPU, not grouped
+    when nothing is vmapped); the numbers are those of the training convolution."""
+    task, data = tiny_conv
+    cfg = EnvConfig(val_batch_size=16, probe_size=8)
+    mapped = TraineeEnv(task, dataclasses.replace(cfg, engine=EngineConfig(batching="map")))
+    vmapped = TraineeEnv(task, dataclasses.replace(cfg, engine=EngineConfig(batching="vmap")))
+    assert mapped.eval_task.model.conv_impl == "xla"
+    assert mapped.train_task.model.conv_impl == "patches"
+    assert vmapped.eval_task.model.conv_impl == "patches"
+    params = task.init(jax.random.key(0), data)
+    a = mapped.eval_task.validation_probe(params, data, 16, 8)
+    b = task.with_conv_impl("patches").validation_probe(params, data, 16, 8)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_saved_controller_in_a_plain_loop_applies_the_env_lrs(problem, tmp_path, optimizer):
+    """Train and deploy the same way: a controller (paper A's features, scale actions, k = 3)
+    saved and loaded, as ``chain(base, scale_by_controller)`` in a plain loop over the same
+    trainee and minibatches, sets the LR sequence it set in the environment."""
+    task, data = problem
+    config = ControllerConfig.paper_a(
+        lr_min=1e-3, lr_max=0.5, alpha=1.5, initial_lr=0.02, steps_per_action=3
+    )
+    env = make_env(
+        task, controller=config, horizon=6, optimizer=optimizer, val_batch_size=50, probe_size=8
+    )
+    controller = init_controller(jax.random.key(3), config)
+    # A controller that moves the LR: scale the untrained actor's weights up.
+    controller = controller.replace(params=jax.tree.map(lambda p: 30 * p, controller.params))
+    save_controller(tmp_path / "c", controller)
+    loaded = load_controller(tmp_path / "c")
+
+    key = jax.random.key(5)
+    env_lrs = run_episodes(env, loaded, key, data, 1).lr[0]
+    assert np.ptp(np.log(env_lrs)) > 0.1  # the LR moved
+
+    # The same episode's trainee: run_episodes resets episode i with split(split(key)[i])[0].
+    _, state = env.reset(jax.random.split(jax.random.split(key, 1)[0])[0], data)
+    base = {"sgd": optax.identity(), "momentum": optax.trace(0.9), "adam": optax.scale_by_adam()}
+    tx = optax.chain(base[optimizer], scale_by_controller(loaded, predictions_shape=(8,)))
+    trainee = state.trainee.replace(opt_state=tx.init(state.trainee.params))
+
+    @jax.jit
+    def step(trainee):
+        val_loss, predictions = task.validation_probe(trainee.params, data, 50, 8)
+        key, batch_key = jax.random.split(trainee.key)
+        loss, grads = jax.value_and_grad(task.loss)(trainee.params, data, batch_key)
+        updates, opt_state = tx.update(
+            grads,
+            trainee.opt_state,
+            trainee.params,
+            value=loss,
+            val_loss=val_loss,
+            predictions=predictions,
+        )
+        new = training.TraineeState(
+            optax.apply_updates(trainee.params, updates), opt_state, key, trainee.step + 1
+        )
+        return new, controller_state(opt_state).learning_rate
+
+    loop_lrs = []
+    for _ in range(6 * 3):
+        trainee, lr = step(trainee)
+        loop_lrs.append(float(lr))
+    np.testing.assert_allclose(np.array(loop_lrs)[::3], env_lrs, rtol=1e-5)
+    np.testing.assert_allclose(
+        np.array(loop_lrs).reshape(6, 3), np.repeat(env_lrs, 3).reshape(6, 3), rtol=1e-5
+    )
