@@ -3,8 +3,8 @@
 This is the only module of lrjax that imports tensorflow-datasets, and preparing from raw files
 needs TensorFlow as well (tfds's extractor and MNIST parser use ``tf.io.gfile``): install the
 ``prepare`` extra. Training never imports either; it reads the decoded-array cache that
-:func:`prepare_dataset` writes (see :mod:`lrjax.data.cache`), so the cache alone is enough to
-train on a machine without tfds (e.g. a lent GPU machine).
+:func:`prepare_dataset` writes (see :func:`lrjax.data.loader.read_cache`), so the cache alone
+is enough to train on a machine without tfds (e.g. a lent GPU machine).
 
 Offline preparation hands tfds a ``manual_dir`` holding the original distribution files; tfds
 verifies each against the size and sha256 it registers for the builder. Before tfds is called,
