@@ -119,14 +119,16 @@ def run(
     while done < total:
         n = min(updates_per_chunk, total - done)
         begin = time.perf_counter()
-        if n not in chunks:
+        first = n not in chunks
+        if first:
+            # Not compiled ahead of time: the state's sharding after a chunk (episodes split
+            # over devices) differs from the initial one, and jit adapts where AOT would not.
+            chunks[n] = jax.jit(lambda s, d, n=n: algo.run_updates(s, d, n))
             if bar is not None:
-                bar.set_description(f"{algo.name}: compiling")
-            step = jax.jit(lambda s, d, n=n: algo.run_updates(s, d, n))
-            chunks[n] = step.lower(state, data).compile()
-            if bar is not None:
-                bar.set_description(f"{algo.name} updates")
+                bar.set_description(f"{algo.name}: compiling, then {n} update(s)")
         state, metrics = chunks[n](state, data)
+        if first and bar is not None:
+            bar.set_description(f"{algo.name} updates")
         rows = _rows(metrics, done, (time.perf_counter() - begin) / n)
         history += rows
         done += n
