@@ -214,26 +214,19 @@ def train(
     state = runner.init(keys_p, hparams_p, data)
 
     losses, lrs, evals = [], [], []
-    bar = _progress(progress, num_steps)
+    bar = _Progress(progress, num_steps, progress_group)
     done = 0
     for length in lengths:
-        compiling = bar is not None and length not in runner.compiled_lengths
-        if compiling:
-            bar.set_description(f"{bar.desc_text}: compiling")
+        bar.start_chunk(compiling=length not in runner.compiled_lengths)
         state, (loss, lr) = runner.chunk(length)(state, hparams_p, data)
         losses.append(loss)
         lrs.append(lr)
         done += length
-        if bar is not None:
-            if compiling:
-                bar.set_description(bar.desc_text)
-            bar.update(length)
-            bar.set_postfix(best_loss=f"{_best_group_loss(loss[:n, -1], progress_group):.4f}")
+        bar.end_chunk(length, loss[:n, -1])
         if done in points:
             final = done == num_steps
             evals.append(runner.evaluate(None if final else eval_examples)(state, hparams_p, data))
-    if bar is not None:
-        bar.close()
+    bar.close()
 
     cat = lambda xs: np.concatenate([np.asarray(x) for x in xs], axis=1)[:n]
     ev = {k: np.stack([np.asarray(e[k]) for e in evals], axis=1)[:n] for k in evals[0]}
@@ -349,12 +342,29 @@ def _best_group_loss(last_loss, group: int) -> float:
     return float(finite.min()) if finite.size else float("nan")
 
 
-def _progress(progress, total):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
+class _Progress:
+    """The progress bar of :func:`train` (or nothing, when ``progress`` is falsy): "compiling"
+    while a chunk length is compiled, then the best group's last training loss."""
 
-    desc = progress if isinstance(progress, str) else "training"
-    bar = tqdm(total=total, desc=desc, unit="step", leave=False)
-    bar.desc_text = desc
-    return bar
+    def __init__(self, progress: bool | str, total: int, group: int):
+        self.desc = progress if isinstance(progress, str) else "training"
+        self.group = group
+        self.bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=self.desc, unit="step", leave=False)
+
+    def start_chunk(self, compiling: bool) -> None:
+        if self.bar is not None and compiling:
+            self.bar.set_description(f"{self.desc}: compiling")
+
+    def end_chunk(self, length: int, last_loss) -> None:
+        if self.bar is not None:
+            self.bar.set_description(self.desc)
+            self.bar.update(length)
+            self.bar.set_postfix(best_loss=f"{_best_group_loss(last_loss, self.group):.4f}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -4,6 +4,7 @@ the two critics."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _params import numpy_params
 
 import lrjax.controller
 from lrjax.algos.policy import (
@@ -17,16 +18,6 @@ from lrjax.algos.policy import (
 KEY = jax.random.key(0)
 
 
-def _numpy_params(init_fn, *args, seed=0, scale=0.5):
-    """Params of the shapes ``init_fn(*args)`` returns, drawn with numpy.
-
-    jax's random initialisers take seconds to compile on CPU; these tests compile enough already.
-    """
-    rng = np.random.default_rng(seed)
-    shapes = jax.eval_shape(init_fn, *args)
-    return jax.tree.map(lambda s: jnp.asarray(rng.normal(0.0, scale, s.shape), s.dtype), shapes)
-
-
 def test_rl_pieces_are_not_in_the_deployable_controller():
     for name in ("sample_action", "gaussian_log_prob", "gaussian_entropy"):
         assert not hasattr(lrjax.controller, name), name
@@ -37,7 +28,7 @@ def test_rl_pieces_are_not_in_the_deployable_controller():
 def test_critics():
     obs = jnp.ones((4, 7))
     q, v = QCritic(), ValueCritic()
-    qp, vp = _numpy_params(q.init, KEY, obs, jnp.zeros(4)), _numpy_params(v.init, KEY, obs)
+    qp, vp = numpy_params(q.init, KEY, obs, jnp.zeros(4)), numpy_params(v.init, KEY, obs)
     assert qp["params"]["hidden"]["kernel"].shape == (8, 10)  # paper B: 1 hidden layer, 10 units
 
     @jax.jit

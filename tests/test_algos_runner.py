@@ -58,32 +58,17 @@ def test_a_finished_run_is_complete_and_keeps_its_time(setup, tmp_path):
 
 def test_a_different_run_is_refused(setup, tmp_path):
     env, data = setup
-    algo = PPO(env, dataclasses.replace(CONFIG, num_updates=2))
-    run(
-        algo,
+    start = lambda updates, horizon: run(
+        PPO(env, dataclasses.replace(CONFIG, num_updates=updates)),
         jax.random.key(0),
         data,
         out_dir=tmp_path,
         progress=False,
-        signature={"horizon": 4, "seed": 0},
+        signature={"horizon": horizon, "seed": 0},
     )
+    start(2, 4)
     assert json.loads((tmp_path / "run.json").read_text()) == {"horizon": 4, "seed": 0}
     with pytest.raises(ConfigError, match="horizon: 4 there, 5 now"):
-        run(
-            algo,
-            jax.random.key(0),
-            data,
-            out_dir=tmp_path,
-            progress=False,
-            signature={"horizon": 5, "seed": 0},
-        )
-    fewer = PPO(env, dataclasses.replace(CONFIG, num_updates=1))
+        start(2, 5)
     with pytest.raises(ConfigError, match="2 updates done, more than the 1 asked for"):
-        run(
-            fewer,
-            jax.random.key(0),
-            data,
-            out_dir=tmp_path,
-            progress=False,
-            signature={"horizon": 4, "seed": 0},
-        )
+        start(1, 4)

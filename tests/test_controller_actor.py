@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _params import numpy_params
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,20 +29,10 @@ from lrjax.features import NormaliserState, init_normaliser
 KEY = jax.random.key(0)
 
 
-def _numpy_params(init_fn, *args, seed=0, scale=0.5):
-    """Params of the shapes ``init_fn(*args)`` returns, drawn with numpy.
-
-    jax's random initialisers take seconds to compile on CPU; these tests compile enough already.
-    """
-    rng = np.random.default_rng(seed)
-    shapes = jax.eval_shape(init_fn, *args)
-    return jax.tree.map(lambda s: jnp.asarray(rng.normal(0.0, scale, s.shape), s.dtype), shapes)
-
-
 def _untrained(config):
     """Like ``init_controller(key, config)``: numpy-drawn LSTM weights, and a mean head that
     outputs ``config.initial_action``."""
-    params = _numpy_params(init_actor_params, KEY, config)
+    params = numpy_params(init_actor_params, KEY, config)
     head = {
         "kernel": jnp.zeros_like(params["mean"]["kernel"]),
         "bias": jnp.full((1,), config.initial_action, jnp.float32),

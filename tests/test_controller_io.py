@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _params import numpy_params
 from flax import serialization, traverse_util
 
 from lrjax._validation import ConfigError
@@ -28,9 +29,7 @@ KEY = jax.random.key(0)
 def _controller(config, seed=0, normaliser=None):
     """A controller with numpy-drawn params (jax's initialisers are slow to compile on CPU) and
     the given normaliser statistics (default: fresh ones)."""
-    rng = np.random.default_rng(seed)
-    shapes = jax.eval_shape(init_actor_params, KEY, config)
-    params = jax.tree.map(lambda s: jnp.asarray(rng.normal(0.0, 0.5, s.shape), s.dtype), shapes)
+    params = numpy_params(init_actor_params, KEY, config, seed=seed)
     if normaliser is None:
         normaliser = init_normaliser(config.obs_size)
     return Controller(config=config, params=params, normaliser=normaliser)

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _params import numpy_params
 from flax import nnx
 from flax.training.train_state import TrainState
 from hypothesis import given, settings
@@ -37,18 +38,8 @@ from lrjax.features import (
 KEY = jax.random.key(0)
 
 
-def _numpy_params(init_fn, *args, seed=0, scale=0.5):
-    """Params of the shapes ``init_fn(*args)`` returns, drawn with numpy.
-
-    jax's random initialisers take seconds to compile on CPU; these tests compile enough already.
-    """
-    rng = np.random.default_rng(seed)
-    shapes = jax.eval_shape(init_fn, *args)
-    return jax.tree.map(lambda s: jnp.asarray(rng.normal(0.0, scale, s.shape), s.dtype), shapes)
-
-
 def _controller(config, seed=0, scale=0.5):
-    params = _numpy_params(init_actor_params, KEY, config, seed=seed, scale=scale)
+    params = numpy_params(init_actor_params, KEY, config, seed=seed, scale=scale)
     return Controller(
         config=config,
         params={**params, "log_std": jnp.float32(config.log_std_init)},
@@ -86,7 +77,7 @@ class _MLP(nn.Module):
 MODEL = _MLP()
 X = jnp.asarray(np.random.default_rng(1).normal(size=(32, 3)), jnp.float32)
 Y = jnp.sin(X).sum(axis=1, keepdims=True)
-PARAMS = _numpy_params(MODEL.init, KEY, X)
+PARAMS = numpy_params(MODEL.init, KEY, X)
 
 
 def _loss(params, x=X, y=Y):
@@ -327,7 +318,7 @@ def test_apply_if_finite():
 
 def test_jit_and_vmap_over_seeds():
     tx = scale_by_controller(LIVELY)
-    inits = [_numpy_params(MODEL.init, KEY, X, seed=i) for i in range(3)]
+    inits = [numpy_params(MODEL.init, KEY, X, seed=i) for i in range(3)]
     inits = jax.tree.map(lambda *x: jnp.stack(x), *inits)
 
     def run(params):

@@ -16,6 +16,11 @@ def add_data_options(p) -> None:
     )
 
 
+def add_task_option(p, detailed: bool) -> None:
+    """``--task``; its choices are listed when ``detailed`` (it imports the task registry)."""
+    p.add_argument("--task", default="fashion_cnn", choices=task_names() if detailed else None)
+
+
 def task_names() -> list[str]:
     from lrjax.tasks import TASKS
 

@@ -28,9 +28,7 @@ def add_parser(sub, detailed: bool = False) -> None:
         epilog=epilog,
         formatter_class=HelpFormatter,
     )
-    p.add_argument(
-        "--task", default="fashion_cnn", choices=_common.task_names() if detailed else None
-    )
+    _common.add_task_option(p, detailed)
     p.add_argument(
         "--optimizers",
         default="sgd,adam,adagrad,rmsprop,step_decay",

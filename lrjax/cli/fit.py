@@ -17,9 +17,7 @@ def add_parser(sub, detailed: bool = False) -> None:
         "rate, printing validation metrics along the way and the final test loss and accuracy.",
         formatter_class=HelpFormatter,
     )
-    p.add_argument(
-        "--task", default="fashion_cnn", choices=_common.task_names() if detailed else None
-    )
+    _common.add_task_option(p, detailed)
     p.add_argument(
         "--optimizer",
         default="sgd",

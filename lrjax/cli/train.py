@@ -45,9 +45,7 @@ def add_parser(sub, detailed: bool = False) -> None:
         formatter_class=HelpFormatter,
     )
     p.add_argument("--algo", default="ppo", choices=ALGOS, help="the RL algorithm")
-    p.add_argument(
-        "--task", default="fashion_cnn", choices=_common.task_names() if detailed else None
-    )
+    _common.add_task_option(p, detailed)
     p.add_argument("--features", default="paper_a", choices=FEATURE_PRESETS, help="the state")
     p.add_argument(
         "--action-mode",

@@ -150,19 +150,7 @@ def scale_by_controller(
         value: jax.typing.ArrayLike | None = None,
         **extra_args: Any,
     ) -> tuple[optax.Updates, ControllerState]:
-        if value is None:
-            raise ConfigError(
-                "scale_by_controller needs the training loss: call "
-                "update(updates, state, params, value=loss) (nnx: optimizer.update(model, grads, "
-                "value=loss); flax TrainState: lrjax.controller.apply_gradients(state, grads, "
-                "value=loss))."
-            )
-        value = jnp.asarray(value)
-        if value.shape != ():
-            raise ConfigError(
-                f"value of shape {value.shape} is not allowed: expected the scalar mean loss of "
-                "the minibatch (take the mean of per-example losses)."
-            )
+        value = _checked_loss(value)
         inputs = {k: v for k, v in extra_args.items() if v is not None}
         inputs["value"] = value
         inputs.update(
@@ -225,6 +213,24 @@ def scale_by_controller(
         return new_updates, new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _checked_loss(value: jax.typing.ArrayLike | None) -> jax.Array:
+    """The ``value=`` keyword of ``update``: the scalar training loss, or a clear error."""
+    if value is None:
+        raise ConfigError(
+            "scale_by_controller needs the training loss: call "
+            "update(updates, state, params, value=loss) (nnx: optimizer.update(model, grads, "
+            "value=loss); flax TrainState: lrjax.controller.apply_gradients(state, grads, "
+            "value=loss))."
+        )
+    value = jnp.asarray(value)
+    if value.shape != ():
+        raise ConfigError(
+            f"value of shape {value.shape} is not allowed: expected the scalar mean loss of "
+            "the minibatch (take the mean of per-example losses)."
+        )
+    return value
 
 
 def controlled_sgd(

@@ -219,6 +219,34 @@ def _quiet_tfds() -> Iterator:
             os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
 
 
+def _source(name: str, builder, manual: Path | None, root: Path) -> str:
+    """Where tfds will prepare ``name`` from, in words; when that is a download, check first
+    that the host answers (:func:`check_download_reachable`)."""
+    if builder.data_path.exists():  # tfds's own test: it reuses what is there
+        return f"tfds's prepared copy in {builder.data_dir}"
+    if manual is not None:
+        return f"raw files in {manual} (checksums ok)"
+    if _downloads_present(registered_files(name), root / "tfds", name):
+        return f"files tfds downloaded before, in {root / 'tfds' / 'downloads'}"
+    check_download_reachable(name, root)
+    return "files tfds downloads now"
+
+
+def _decode_split(tfds, builder, split: str, spec) -> tuple[np.ndarray, np.ndarray]:
+    """A prepared split's images (uint8) and labels (int32), shapes checked against ``spec``.
+
+    Batches of 10,000 rather than batch_size=-1: the same arrays, and it also works for
+    datasets of unknown length (tfds's mock data, used to test CIFAR-10's path)."""
+    batches = list(tfds.as_numpy(builder.as_dataset(split=split, batch_size=10_000)))
+    images = np.concatenate([b["image"] for b in batches]).astype(np.uint8)
+    labels = np.concatenate([b["label"] for b in batches]).astype(np.int32)
+    if images.shape[1:] != spec.image_shape:
+        raise RuntimeError(
+            f"{spec.name} {split} images have shape {images.shape[1:]}, expected {spec.image_shape}"
+        )
+    return images, labels
+
+
 def prepare_dataset(
     name: str,
     *,
@@ -263,15 +291,7 @@ def prepare_dataset(
     start = time.perf_counter()
     with _quiet_tfds() as tfds:
         builder = tfds.builder(name, data_dir=str(root / "tfds"))
-        if builder.data_path.exists():  # tfds's own test: it reuses what is there
-            source = f"tfds's prepared copy in {builder.data_dir}"
-        elif manual is not None:
-            source = f"raw files in {manual} (checksums ok)"
-        elif _downloads_present(registered_files(name), root / "tfds", name):
-            source = f"files tfds downloaded before, in {root / 'tfds' / 'downloads'}"
-        else:
-            check_download_reachable(name, root)
-            source = "files tfds downloads now"
+        source = _source(name, builder, manual, root)
         say(f"{name}: preparing with tfds {tfds.__version__} from {source} ...", flush=True)
         config = tfds.download.DownloadConfig(manual_dir=str(manual)) if manual else None
         # tfds prints its own (bold) start and end lines to stdout: ours replace them.
@@ -281,16 +301,7 @@ def prepare_dataset(
         arrays = {}
         for split in ("train", "test"):
             split_start = time.perf_counter()
-            # Batches of 10,000 rather than batch_size=-1: the same arrays, and it also works
-            # for datasets of unknown length (tfds's mock data, used to test CIFAR-10's path).
-            batches = list(tfds.as_numpy(builder.as_dataset(split=split, batch_size=10_000)))
-            images = np.concatenate([b["image"] for b in batches]).astype(np.uint8)
-            labels = np.concatenate([b["label"] for b in batches]).astype(np.int32)
-            if images.shape[1:] != spec.image_shape:
-                raise RuntimeError(
-                    f"{name} {split} images have shape {images.shape[1:]}, "
-                    f"expected {spec.image_shape}"
-                )
+            images, labels = _decode_split(tfds, builder, split, spec)
             arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels
             say(
                 f"{name}: {split} {images.shape[0]:,} examples "
