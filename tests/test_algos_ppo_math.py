@@ -12,6 +12,7 @@ from lrjax.algos.ppo_math import (
     RewardScaler,
     RunningMeanStd,
     clipped_surrogate_loss,
+    explained_variance,
     gae,
     minibatch_indices,
     normalize_advantages,
@@ -264,3 +265,12 @@ def test_minibatch_indices_is_a_permutation():
         minibatch_indices(jax.random.key(0), 10, 3)
     with pytest.raises(ConfigError, match="num_minibatches"):
         minibatch_indices(jax.random.key(0), 10, 0)
+
+
+def test_explained_variance():
+    returns = jnp.array([1.0, 2.0, 3.0, 4.0])
+    assert float(explained_variance(returns, returns)) == pytest.approx(1.0)
+    assert float(explained_variance(jnp.full(4, 2.5), returns)) == pytest.approx(0.0)
+    worse = explained_variance(-returns, returns)  # Var[2R] / Var[R] = 4
+    assert float(worse) == pytest.approx(-3.0)
+    assert np.isnan(float(explained_variance(returns, jnp.ones(4))))

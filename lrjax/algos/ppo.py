@@ -288,7 +288,9 @@ class PPO:
         runner = runner.replace(
             params=params, opt_state=opt_state, key=key, updates_done=runner.updates_done + 1
         )
-        return runner, _metrics(traj, stats)
+        return runner, _metrics(traj, stats) | {
+            "explained_variance": ppo_math.explained_variance(traj.value, returns)
+        }
 
     def run_updates(
         self, runner: RunnerState, data: Any, num_updates: int

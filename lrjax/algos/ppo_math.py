@@ -36,6 +36,7 @@ __all__ = [
     "RewardScaler",
     "RunningMeanStd",
     "clipped_surrogate_loss",
+    "explained_variance",
     "gae",
     "minibatch_indices",
     "normalize_advantages",
@@ -389,6 +390,15 @@ class RewardScaler:
             scaled = jnp.clip(scaled, -clip, clip)
         ret = ret * (1.0 - dones.astype(jnp.float32))
         return RewardScaler(ret=ret, rms=rms), scaled
+
+
+def explained_variance(values: jax.typing.ArrayLike, returns: jax.typing.ArrayLike) -> jax.Array:
+    """``1 - Var[R - V] / Var[R]``: how much of the value targets' variance the critic
+    explains (1: perfectly; 0: no better than a constant; negative: worse). NaN when the
+    targets do not vary."""
+    values, returns = _as_float(values), _as_float(returns)
+    var = jnp.var(returns)
+    return jnp.where(var > 0, 1.0 - jnp.var(returns - values) / var, jnp.nan)
 
 
 def minibatch_indices(key: jax.Array, num_items: int, num_minibatches: int) -> jax.Array:

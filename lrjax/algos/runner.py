@@ -218,6 +218,10 @@ def _postfix(row: dict) -> dict[str, str]:
         out["return"] = fmt(row["episode_return"], ".3g")
     if "final_val_loss" in row:
         out["val"] = fmt(row["final_val_loss"], ".3g")
+    if "approx_kl" in row:
+        out["kl"] = fmt(row["approx_kl"], ".1e")
+    if "explained_variance" in row:
+        out["ev"] = fmt(row["explained_variance"], ".2f")
     if "lr_min" in row and "lr_max" in row:
         out["lr"] = f"[{fmt(row['lr_min'], '.1e')}, {fmt(row['lr_max'], '.1e')}]"
     return out
