@@ -30,10 +30,15 @@ _EXPORTS = {
     "grads_and_feature_inputs": "lrjax.features",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", "pretrained", *_EXPORTS]
+
+
+_SUBMODULES = ("pretrained",)
 
 
 def __getattr__(name: str):
+    if name in _SUBMODULES:  # lrjax.pretrained.load(...) after a plain `import lrjax`
+        return importlib.import_module(f"lrjax.{name}")
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'lrjax' has no attribute {name!r}")

@@ -4,11 +4,15 @@ An episode is one training run of a task. An environment step applies the contro
 rate for k = ``controller.steps_per_action`` optimizer steps of the trainee, then observes it
 through the state function chi (:mod:`lrjax.features`) and pays a reward:
 
-- ``"val_loss"`` (paper A): ``r_t = -L_val(w_{t+1})``;
-- ``"loss_decrement"`` (paper B): ``r_t = L_val(w_t) - L_val(w_{t+1})`` (paper B uses the
+- ``"val_loss"`` (paper A): ``r_t = -L_val(w_{t+1}) / L_0``;
+- ``"loss_decrement"`` (paper B): ``r_t = (L_val(w_t) - L_val(w_{t+1})) / L_0`` (paper B uses the
   training minibatch; the validation batch makes the reward independent of the batch that
   moved the weights);
-- ``"final"`` (paper A's RQ3 ablation): 0 except ``-L_val`` at the episode's last step.
+- ``"final"`` (paper A's RQ3 ablation): 0 except ``-L_val / L_0`` at the episode's last step.
+
+Rewards are in units of ``L_0``, the episode's initial validation loss: the papers' rewards up to
+a constant factor per episode, which makes returns comparable across seeds and tasks and keeps
+them O(1), so PPO needs no running reward scaling whose statistics one outlier would dominate.
 
 ``L_val`` is the loss on the first ``val_batch_size`` validation examples, the same examples at
 every step (a low-noise reward); the prediction features use the first ``probe_size`` of them.
@@ -29,9 +33,18 @@ Episode variety comes from the key: trainee initialisation, minibatch order and,
 ``initial_lr_spread > 1``, the initial learning rate.
 
 A trainee diverges when its validation loss is not finite or exceeds ``divergence_factor`` times
-its initial validation loss. Its episode ends with reward ``-divergence_factor * L_0 * (steps
-left + 1)``, the worst the remaining per-step rewards could add up to, so ending an episode by
-diverging never pays; ``info["diverged"]`` flags it. Other episodes in a batch continue.
+its initial validation loss. Its episode ends there and is scored as if its validation loss had
+stayed at that limit to the end: reward ``-divergence_factor * (steps left + 1)`` for
+``"val_loss"``, ``L_val(w_t) / L_0 - divergence_factor`` for ``"loss_decrement"`` (the return
+then sums to ``1 - divergence_factor``) and ``-divergence_factor`` for ``"final"``. Ending an
+episode by diverging thus never pays, and the penalty is bounded (by ``divergence_factor *
+(horizon + 1)``, or ``divergence_factor``). ``info["diverged"]`` flags it. Other episodes in a
+batch continue.
+
+Observations are chi's features normalised as ``controller.features.normaliser`` says: with
+``"ema"`` (and ``"none"``) the environment normalises them itself, restarting with each episode;
+with ``"frozen"`` it returns the raw features, and the agent normalises them with statistics
+gathered across all its episodes (PPO does; a trained controller carries them).
 """
 
 from __future__ import annotations
@@ -62,18 +75,23 @@ is not observed), and ``last_layer`` from the task's declared output layer."""
 
 @dataclasses.dataclass(frozen=True)
 class EnvConfig:
-    """The MDP. Defaults follow paper A where it says, and are chosen to be cheap enough for a
-    2-core CPU where it does not.
+    """The MDP. Defaults are lrjax's, the setting whose PPO controller beats tuned baselines on
+    ``fashion_mlp`` (``RESULTS.md``); paper A's is ``EnvConfig(controller=ControllerConfig.
+    paper_a(), reward="val_loss", horizon=20)``.
 
     Attributes:
       controller: features, action map, LR bounds, initial LR and k (``steps_per_action``): what
-        the trained controller will carry. Default: :meth:`ControllerConfig.paper_a` (paper A's
-        features, scale actions with alpha 1.05, LR in [1e-5, 1e-1], k = 10).
+        the trained controller will carry. Default: :meth:`ControllerConfig.lrjax` (paper A's
+        features plus progress with frozen statistics, scale actions with alpha 1.25, LR in
+        [1e-4, 1] from 0.1, k = 10).
       optimizer: the controlled optimizer, ``"sgd"``, ``"momentum"`` (0.9) or ``"adam"``; the
         controller's LR scales its direction (deploy as ``chain(base, scale_by_controller)``).
       horizon: environment steps per episode (an episode = ``horizon * k`` trainee steps).
-        Default 20.
-      reward: ``"val_loss"`` (paper A), ``"loss_decrement"`` (paper B) or ``"final"``.
+        Default 40 (400 trainee steps at k = 10: long enough to warm up, hold and decay).
+      reward: ``"val_loss"`` (paper A), ``"loss_decrement"`` (paper B) or ``"final"``. Default
+        ``"loss_decrement"``: dense, and undiscounted it sums to the final loss's improvement,
+        the quantity a schedule is judged by (paper A's per-step loss rewards the area under
+        the curve instead).
       val_batch_size: validation examples of the reward and ``val_loss`` feature (the first ones
         of the split, the same at every step). Default 128: cheap next to the k trainee steps
         it follows (5.5% of their time on the MNIST CNN with k = 10, ``BENCHMARKS.md``).
@@ -83,20 +101,21 @@ class EnvConfig:
         factor in ``[1 / spread, spread]`` (clipped to the controller's bounds). Default 1: every
         episode starts at the initial LR the controller carries when deployed.
       divergence_factor: a validation loss above this times the initial one counts as diverged.
+        Default 3 (a classifier that starts at chance, ln(10) = 2.3, has diverged at 6.9).
       engine: how episodes run side by side and how the k steps are unrolled
         (:mod:`lrjax.engine`; defaults suit the backend).
     """
 
     controller: ControllerConfig = dataclasses.field(
-        default_factory=lambda: ControllerConfig.paper_a()
+        default_factory=lambda: ControllerConfig.lrjax()
     )
     optimizer: str = "sgd"
-    horizon: int = 20
-    reward: str = "val_loss"
+    horizon: int = 40
+    reward: str = "loss_decrement"
     val_batch_size: int = 128
     probe_size: int = 32
     initial_lr_spread: float = 1.0
-    divergence_factor: float = 5.0
+    divergence_factor: float = 3.0
     engine: engine_lib.EngineConfig = engine_lib.EngineConfig()
 
     def __post_init__(self):
@@ -162,6 +181,11 @@ class TraineeEnv:
     @property
     def obs_size(self) -> int:
         return self.config.controller.obs_size
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps of an episode, ``horizon * k`` (the ``total_steps`` input)."""
+        return self.config.horizon * self.config.steps_per_action
 
     # -- execution --------------------------------------------------------------------------
 
@@ -232,8 +256,24 @@ class TraineeEnv:
             "lr": lr,
             "lr_bounds": (c.lr_min, c.lr_max),
             "step": trainee.step,
+            "total_steps": self.total_steps,
         }
+        if c.features.normaliser == "frozen":
+            return features_lib.raw_features(c.features, inputs), normaliser
         return features_lib.observe(c.features, normaliser, inputs)
+
+    def _reward(self, state: EnvState, val_loss, t) -> tuple[jax.Array, jax.Array]:
+        """``(reward, penalty)`` of a step to ``val_loss`` (see the module docstring), in units
+        of the initial validation loss; ``penalty`` replaces the reward on divergence: the
+        reward had the loss stayed at the divergence limit to the end."""
+        cfg, l0 = self.config, state.initial_val_loss
+        factor = jnp.float32(cfg.divergence_factor)
+        if cfg.reward == "val_loss":
+            steps_left = (cfg.horizon - t + 1).astype(jnp.float32)
+            return -val_loss / l0, -factor * steps_left
+        if cfg.reward == "loss_decrement":
+            return (state.val_loss - val_loss) / l0, state.val_loss / l0 - factor
+        return jnp.where(t >= cfg.horizon, -val_loss / l0, 0.0), -factor
 
     # -- gymnax API -------------------------------------------------------------------------
 
@@ -308,13 +348,7 @@ class TraineeEnv:
         limit = cfg.divergence_factor * state.initial_val_loss
         diverged = ~jnp.isfinite(val_loss) | (val_loss > limit) | ~jnp.isfinite(train_loss)
         last = t >= cfg.horizon
-        if cfg.reward == "val_loss":
-            reward = -val_loss
-        elif cfg.reward == "loss_decrement":
-            reward = state.val_loss - val_loss
-        else:
-            reward = jnp.where(last, -val_loss, 0.0)
-        penalty = -limit * (cfg.horizon - t + 1).astype(jnp.float32)
+        reward, penalty = self._reward(state, val_loss, t)
         reward = jnp.where(diverged, penalty, reward).astype(jnp.float32)
         done = last | diverged
         episode_return = state.episode_return + reward

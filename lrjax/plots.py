@@ -146,3 +146,48 @@ def plot_sweeps(runs: Sequence[Any], path, *, title: str = "") -> Path:
     if title:
         fig.suptitle(title)
     return _save(fig, path)
+
+
+def plot_methods(methods, path, *, title: str = "", steps_per_action: int = 1) -> Path:
+    """Methods on the same held-out seeds (:class:`lrjax.protocol.Method`).
+
+    Left: each method's LR schedule (the mean over seeds on a log scale; a learned controller's
+    differs per seed, so its range is shaded). Right: the validation loss (the environment's
+    fixed validation batch) over the episode, mean with a 95% band over the seeds.
+    """
+    from scipy import stats
+
+    plt = _pyplot()
+    fig, (ax_lr, ax_loss) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for i, m in enumerate(methods):
+        e, color = m.episodes, f"C{i}"
+        steps = (np.arange(e.lr.shape[1]) + 1) * steps_per_action
+        lw = 2.2 if i == 0 else 1.3
+        ax_lr.plot(
+            steps, np.exp(np.nanmean(np.log(e.lr), axis=0)), color=color, lw=lw, label=m.name
+        )
+        if np.nanmax(np.nanmax(e.lr, axis=0) - np.nanmin(e.lr, axis=0)) > 0:
+            ax_lr.fill_between(
+                steps, np.nanmin(e.lr, axis=0), np.nanmax(e.lr, axis=0), color=color, alpha=0.2
+            )
+        n = np.sum(np.isfinite(e.val_loss), axis=0)
+        mean = np.nanmean(e.val_loss, axis=0)
+        half = stats.t.ppf(0.975, np.maximum(n - 1, 1)) * np.nanstd(e.val_loss, axis=0, ddof=1)
+        half = half / np.sqrt(np.maximum(n, 1))
+        ax_loss.plot(steps, mean, color=color, lw=lw, label=m.name)
+        ax_loss.fill_between(steps, mean - half, mean + half, color=color, alpha=0.2)
+    ax_lr.set(
+        xlabel="trainee step",
+        ylabel="learning rate",
+        yscale="log",
+        title=f"{title}: LR schedules".strip(": "),
+    )
+    ax_loss.set(
+        xlabel="trainee step",
+        ylabel="validation loss (fixed batch)",
+        yscale="log",
+        title=f"{title}: validation loss, mean and 95% band".strip(": "),
+    )
+    ax_lr.legend(fontsize=8)
+    ax_loss.legend(fontsize=8)
+    return _save(fig, path)

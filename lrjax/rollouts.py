@@ -16,6 +16,7 @@ import numpy as np
 from lrjax._validation import ConfigError, check_positive_int
 from lrjax.controller import Controller, actor_step, initial_carry
 from lrjax.env import TraineeEnv
+from lrjax.features import normalise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Episodes:
     reward: np.ndarray  # [E, H]
     diverged: np.ndarray  # [E]
     final_val_loss: np.ndarray  # [E]
+    validation_loss: np.ndarray  # [E] of the final trainee on the whole validation split
     test_loss: np.ndarray  # [E] of the final trainee on the whole test split
     test_accuracy: np.ndarray  # [E]
 
@@ -47,7 +49,8 @@ def run_episodes(
     if isinstance(policy, Controller):
         check_positive_int("num_episodes", num_episodes)
         keys = jax.random.split(key, num_episodes)
-        return _episodes(_run(env, _controller_episode, 1, keys, policy.params, data))
+        actor = (policy.params, policy.normaliser)
+        return _episodes(_run(env, _controller_episode, 1, keys, actor, data))
     schedule = np.full((1, env.config.horizon), float(policy), np.float32)
     return run_schedules(env, schedule, key, data, num_episodes)[0]
 
@@ -74,7 +77,7 @@ def run_schedules(
 
 
 def _episodes(out) -> Episodes:
-    (lr, val_loss, reward, done, diverged_step), test = out
+    (lr, val_loss, reward, done, diverged_step), (validation, test) = out
     lr, val_loss, reward, done, diverged_step = (
         np.asarray(x) for x in (lr, val_loss, reward, done, diverged_step)
     )
@@ -88,6 +91,7 @@ def _episodes(out) -> Episodes:
         reward=mask(reward),
         diverged=diverged,
         final_val_loss=last,
+        validation_loss=np.where(diverged, np.inf, np.asarray(validation["loss"])),
         test_loss=np.where(diverged, np.inf, np.asarray(test["loss"])),
         test_accuracy=np.where(diverged, np.nan, np.asarray(test["accuracy"])),
     )
@@ -100,20 +104,29 @@ def _run(env, episode, num_batched, keys, policy, data):
     return env.over_episodes(functools.partial(episode, env), num_batched)(keys, policy, data)
 
 
-def _controller_episode(env, key, actor_params, data):
+def _final_metrics(env, params, data):
+    """The final trainee on the whole validation split (for tuning) and test split."""
+    task = env.eval_task
+    return task.metrics(params, data, "validation"), task.metrics(params, data, "test")
+
+
+def _controller_episode(env, key, actor, data):
     config = env.config.controller
+    actor_params, normaliser = actor
     k_reset, k_steps = jax.random.split(key)
     obs, state = env.reset(k_reset, data)
 
     def step(c, k):
         obs, state, carry = c
+        if config.features.normaliser == "frozen":  # the controller's statistics, as deployed
+            obs = normalise(config.features, normaliser, obs)[0]
         carry, mean, _ = actor_step(actor_params, carry, obs, config)
         obs, state, reward, done, info = env.step(k, state, mean, data, auto_reset=False)
         return (obs, state, carry), (info["lr"], info["val_loss"], reward, done, info["diverged"])
 
     init = (obs, state, initial_carry(config))
     (_, state, _), out = jax.lax.scan(step, init, jax.random.split(k_steps, env.config.horizon))
-    return out, env.eval_task.metrics(state.trainee.params, data, "test")
+    return out, _final_metrics(env, state.trainee.params, data)
 
 
 def _schedule_episode(env, key, schedule, data):
@@ -127,4 +140,4 @@ def _schedule_episode(env, key, schedule, data):
 
     steps = (jax.random.split(k_steps, env.config.horizon), schedule)
     state, out = jax.lax.scan(step, state, steps)
-    return out, env.eval_task.metrics(state.trainee.params, data, "test")
+    return out, _final_metrics(env, state.trainee.params, data)

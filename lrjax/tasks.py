@@ -16,6 +16,7 @@ name               dataset        model                                         
 ``fashion_resnet`` fashion_mnist  CIFAR-style ResNet-20, GroupNorm                  128
 ``cifar10_resnet`` cifar10        CIFAR-style ResNet-20, GroupNorm                  128
 ``mlp``            fashion_mnist  MLP 256-256                                       128
+``fashion_mlp``    fashion_mnist  MLP 64: lrjax's RL training task (RESULTS.md)     128
 ``regression_2d``  synthetic      paper B section 4.3: linear regression, w in R^2  10
 =================  =============  ===============================================  =====
 """
@@ -401,6 +402,12 @@ TASKS: dict[str, TaskFactory] = {
         "cifar10_resnet", "cifar10", lambda impl, **kw: models.ResNet(conv_impl=impl, **kw), 128
     ),
     "mlp": _image_task("mlp", "fashion_mnist", lambda impl, **kw: models.MLP(**kw), 128),
+    "fashion_mlp": _image_task(
+        "fashion_mlp",
+        "fashion_mnist",
+        lambda impl, hidden=(64,), **kw: models.MLP(hidden=hidden, **kw),
+        128,
+    ),
     "regression_2d": lambda **kw: Regression2DTask(**kw),
 }
 

@@ -6,12 +6,12 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
-from _rl_problem import CONTROLLER, make_env, regression_problem
+from _rl_problem import make_env, regression_problem
 
 from lrjax import tasks
 from lrjax._validation import ConfigError
 from lrjax.algos.ppo import PPO, PPOConfig
-from lrjax.controller import init_controller
+from lrjax.controller import ControllerConfig, init_controller
 from lrjax.engine import EngineConfig
 from lrjax.env import EnvConfig, TraineeEnv
 from lrjax.rollouts import run_episodes
@@ -22,31 +22,56 @@ def problem():
     return regression_problem()
 
 
-def test_ppo_learns_a_controller_near_the_best_constant_lr(problem):
-    """On 2-D regression too small an LR is slow and too large diverges. The untrained
-    controller applies ~initial_lr = 0.01 (slow); PPO must find a much better schedule."""
+def test_shipped_defaults_learn_a_controller_near_the_best_constant_lr(problem):
+    """PPOConfig's and ControllerConfig.lrjax's defaults, unchanged but for the budget (30
+    updates; 20 actions of k = 5) and the run's initial LR, 0.01: far too small on 2-D
+    regression, where too large an LR diverges. PPO must find a much better schedule.
+
+    Bounds: measured at this commit, the untrained policy ends at 0.620, PPO at 0.1447, the
+    best constant LR at 0.1424 and the noise floor (0.5 * noise^2) is 0.125, so the learned
+    controller's excess loss is 1.13x the best constant's; 1.5x leaves room for float noise
+    across platforms while a policy that stays near 0.01 (0.17 at 0.03, 0.62 at 0.01) fails.
+    """
     task, data = problem
-    env = make_env(task)
-    ppo = PPO(env, PPOConfig(num_envs=8, num_updates=30, learning_rate=3e-3))
+    config = ControllerConfig.lrjax(steps_per_action=5, initial_lr=0.01)
+    env = make_env(task, controller=config, horizon=20)
+    ppo = PPO(env, PPOConfig(num_updates=30))
     runner, metrics = jax.jit(ppo.train)(jax.random.key(0), data)
-    key = jax.random.key(123)
-    initial = init_controller(jax.random.key(0), CONTROLLER)
-    before = run_episodes(env, initial, key, data, 16).final_val_loss.mean()
-    after = run_episodes(env, ppo.controller(runner), key, data, 16).final_val_loss.mean()
+    key = jax.random.key(123)  # evaluation episodes: not PPO's
+    before = run_episodes(env, init_controller(jax.random.key(0), config), key, data, 16)
+    after = run_episodes(env, ppo.controller(runner), key, data, 16)
+    before, after = before.final_val_loss.mean(), after.final_val_loss.mean()
     constants = {
         lr: run_episodes(env, lr, key, data, 16).final_val_loss.mean()
-        for lr in (0.01, 0.03, 0.1, 0.3, 1.0, 1.9)
+        for lr in (0.01, 0.03, 0.1, 0.3, 1.0)
     }
     best = min(constants.values())
-    noise_floor = 0.5 * 0.5**2  # 0.5 * noise^2: the loss of the true parameters
+    noise_floor = 0.5 * 0.5**2
     assert before > 3 * best, (before, constants)  # the initial policy is far from the best
-    assert after < 0.5 * before, (after, before)
-    assert after - noise_floor < 1.5 * (best - noise_floor) + 0.02, (after, constants)
+    assert after - noise_floor < 1.5 * (best - noise_floor), (after, constants)
     returns = np.asarray(metrics["episode_return"])
-    assert returns[-5:].mean() > returns[:5].mean()
-    # The policy moved and the critic fitted something (a never-trained critic stays <= 0).
+    assert returns[-5:].mean() > returns[:5].mean() + 0.05
+    # The policy moved and the critic fitted (a never-trained critic stays <= 0).
     assert np.mean(metrics["approx_kl"]) > 1e-3
-    assert np.nanmax(metrics["explained_variance"]) > 0.3
+    assert np.nanmean(metrics["explained_variance"][-10:]) > 0.8
+
+
+def test_frozen_normaliser_gathers_every_training_observation(problem):
+    """The trained controller carries the exact statistics of the raw observations of all
+    its training episodes (the reset observations and every rollout step)."""
+    task, data = problem
+    env = make_env(task, controller=ControllerConfig.lrjax(steps_per_action=5), horizon=3)
+    ppo = PPO(env, PPOConfig(num_envs=2, num_updates=2, num_minibatches=1, update_epochs=1))
+    runner, _ = jax.jit(ppo.train)(jax.random.key(1), data)
+    stats = ppo.controller(runner).normaliser
+    # The 2 envs' first observations, then the observation after each of 2 updates x 3 steps
+    # x 2 envs (each update is one episode: its last step's is the next episode's first).
+    # pred_change_var is missing (NaN) at each episode's first observation: 2 x 3 of them.
+    names = env.config.controller.features.names
+    counts = dict(zip(names, np.asarray(stats.count).tolist(), strict=True))
+    assert counts["train_loss"] == 2 + 2 * 3 * 2
+    assert counts["pred_change_var"] == 2 + 2 * 3 * 2 - 2 * 3
+    assert np.all(np.asarray(stats.var) >= 0) and np.any(np.asarray(stats.var) > 0)
 
 
 def test_vmapped_controllers_equal_separate_trainings(problem):

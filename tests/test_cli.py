@@ -68,8 +68,9 @@ def test_train_ppo_writes_controller_metrics_and_plots(tmp_path, capsys):
     assert "step decay from" in printed and "learned LRs ranged over" in printed
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
     controller = load_controller(out / "controller")
-    # the saved controller carries what training used
-    assert controller.config.action_mode == "scale"
+    # the saved controller carries what training used: the preset's and the given options
+    assert controller.config.action_mode == "absolute"  # paper B's
+    assert controller.config.features.names == ("train_loss",)
     assert controller.config.steps_per_action == 2 and controller.config.initial_lr == 0.01
     summary = json.loads((out / "evaluation.json").read_text())
     assert summary["eval_episodes"] == 2 and summary["train_seconds"] > 0
@@ -86,6 +87,45 @@ def test_train_ppo_writes_controller_metrics_and_plots(tmp_path, capsys):
     # ... and a different run into the same folder is refused, naming what differs.
     assert cli.main([*argv, "--horizon", "4"]) == 2
     assert "horizon: 3 there, 4 now" in capsys.readouterr().err
+
+    # The held-out protocol on the saved controller: baselines tuned on tuning seeds (their
+    # grids extended past a winner at an end), then paired on held-out seeds.
+    results = tmp_path / "results"
+    evaluate = [
+        "evaluate",
+        "--controller",
+        f"ppo={out / 'controller'}",
+        "--task",
+        "regression_2d",
+        "--horizon",
+        "3",
+        "--tune-seeds",
+        "2",
+        "--seeds",
+        "3",
+        "--baselines",
+        "constant,adam",
+        "--out",
+        str(results),
+    ]
+    assert cli.main(evaluate) == 0
+    printed = capsys.readouterr().out
+    assert "| ppo | " in printed and "| constant (lr " in printed and "| adam (lr " in printed
+    assert "ppo - method: test loss [95% CI]" in printed
+    tuning = json.loads((results / "tuning.json").read_text())
+    for t in tuning["baselines"]:
+        losses = dict(zip(t["lrs"], t["validation_loss"], strict=True))
+        assert t["best_lr"] == min(losses, key=losses.get)
+        interior = t["lrs"][0] < t["best_lr"] < t["lrs"][-1]
+        assert interior or t["best_lr"] in (1e-5, 10.0) or len(t["lrs"]) == 5 + 3
+    saved = json.loads((results / "evaluation.json").read_text())
+    assert all(len(m["test_loss"]) == 3 for m in saved["methods"].values())
+    assert (results / "curves.png").stat().st_size > 10_000
+    assert (results / "results.md").read_text().count("\n| ") == 4  # header + 3 methods
+    # Baselines tuned elsewhere (a transfer's source task) are read, not tuned again.
+    again = ["--tuning", str(results / "tuning.json"), "--out", str(tmp_path / "again")]
+    assert cli.main([*evaluate[:-2], *again]) == 0
+    assert "baseline LRs from" in capsys.readouterr().out
 
 
 def test_top_level_help_does_not_import_jax():
@@ -106,7 +146,7 @@ def test_subcommand_help_lists_choices_and_defaults(capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"])
     text = capsys.readouterr().out
-    assert "{ppo}" in text and "pred_change_var" in text and "(default: 10)" in text
+    assert "{ppo}" in text and "pred_change_var" in text and "(default: 40)" in text
 
 
 @pytest.mark.parametrize(

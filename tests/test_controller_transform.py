@@ -24,10 +24,12 @@ from lrjax.controller import (
     controller_state,
     current_lr,
     init_actor_params,
+    init_controller,
     initial_carry,
     scale_by_controller,
 )
 from lrjax.features import (
+    FeatureSpec,
     NormaliserState,
     grads_and_feature_inputs,
     init_normaliser,
@@ -563,3 +565,26 @@ def test_steps_per_action_acts_every_k_steps():
     # Acting every k steps on a loss sequence is acting at every step on its k-th losses.
     every_step = LIVELY.replace(config=LIVELY.config.replace(steps_per_action=1))
     np.testing.assert_allclose(lrs[::k], _lrs_of(every_step, losses[::k]), rtol=1e-6)
+
+
+def test_frozen_statistics_and_progress_as_trained():
+    """lrjax's preset: the trained controller's statistics stay fixed during a run, and the
+    progress feature needs the run's length."""
+    config = LIVELY.config.replace(
+        features=FeatureSpec(features=("train_loss", "progress"), normaliser="frozen")
+    )
+    stats = NormaliserState(
+        mean=jnp.asarray([-1.0, 0.0]), var=jnp.asarray([0.25, 1.0]), count=jnp.asarray([7, 7])
+    )
+    ctrl = init_controller(jax.random.key(0), config).replace(normaliser=stats)
+    with pytest.raises(ConfigError, match="total_steps=None"):
+        scale_by_controller(ctrl)
+    with pytest.raises(ConfigError, match="total_steps=0"):
+        scale_by_controller(ctrl, total_steps=0)
+    tx = scale_by_controller(ctrl, total_steps=8)
+    state = tx.init(PARAMS)
+    for step in range(3):
+        _, state = tx.update(GRADS, state, PARAMS, value=jnp.float32(2.0))
+        # (log 2 + 1) / 0.5, clipped at 5; progress = step / 8, not normalised.
+        np.testing.assert_allclose(state.obs, [min((np.log(2.0) + 1) / 0.5, 5.0), step / 8])
+        jax.tree.map(np.testing.assert_array_equal, state.normaliser, stats)

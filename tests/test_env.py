@@ -23,6 +23,7 @@ from lrjax.controller import (
 )
 from lrjax.engine import EngineConfig
 from lrjax.env import EnvConfig, TraineeEnv
+from lrjax.features import NormaliserState
 from lrjax.rollouts import run_episodes
 
 
@@ -59,8 +60,13 @@ def test_divergence_ends_only_that_episode_with_a_penalty(problem):
     )
     assert not bool(done[0]) and bool(done[1])
     assert not bool(info["diverged"][0]) and bool(info["diverged"][1])
-    limit = env.config.divergence_factor * states.initial_val_loss[1]
-    np.testing.assert_allclose(reward[1], -limit * env.config.horizon, rtol=1e-6)
+    # Relative units, bounded: scored as if the loss stayed at the limit to the end.
+    factor = env.config.divergence_factor
+    np.testing.assert_allclose(reward[1], 1.0 - factor, rtol=1e-6)  # loss_decrement
+    for kind, expected in [("val_loss", -factor * env.config.horizon), ("final", -factor)]:
+        other = make_env(task, reward=kind)
+        _, _, r, _, _ = jax.vmap(other.step_lr, in_axes=(0, 0, 0, None))(keys, states, lrs, data)
+        np.testing.assert_allclose(r[1], expected, rtol=1e-6)
     assert int(new.t[1]) == 0 and int(new.t[0]) == 1  # env 1 auto-reset, env 0 continues
     _, alone, r_alone, _, _ = env.step_lr(
         keys[0], jax.tree.map(lambda x: x[0], states), lrs[0], data
@@ -78,6 +84,10 @@ def test_rewards(problem, reward):
         obs, state, r, done, info = env.step_lr(jax.random.key(10 + t), state, 0.1, data)
         rewards.append(float(r))
         vals.append(float(info["val_loss"]))
+    # Rewards are in units of the initial validation loss: rescale, then compare with paper A's
+    # -L_val and paper B's decrement.
+    rewards = [r * prev for r in rewards]
+    assert prev != pytest.approx(1.0, abs=0.05)  # else the rescaling would not be checked
     if reward == "val_loss":
         np.testing.assert_allclose(rewards, [-v for v in vals], rtol=1e-6)
     elif reward == "loss_decrement":
@@ -143,13 +153,17 @@ def test_conv_env_evaluates_with_the_stock_convolution_when_mapped(tiny_conv):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
-def test_saved_controller_in_a_plain_loop_applies_the_env_lrs(problem, tmp_path, optimizer):
-    """Train and deploy the same way: a controller (paper A's features, scale actions, k = 3)
+@pytest.mark.parametrize(
+    "optimizer, preset",
+    [("sgd", "paper_a"), ("momentum", "paper_a"), ("adam", "paper_a"), ("sgd", "lrjax")],
+)
+def test_saved_controller_in_a_plain_loop_applies_the_env_lrs(problem, tmp_path, optimizer, preset):
+    """Train and deploy the same way: a controller (scale actions, k = 3; paper A's features
+    with per-run statistics, or lrjax's with progress and frozen statistics from training)
     saved and loaded, as ``chain(base, scale_by_controller)`` in a plain loop over the same
     trainee and minibatches, sets the LR sequence it set in the environment."""
     task, data = problem
-    config = ControllerConfig.paper_a(
+    config = getattr(ControllerConfig, preset)(
         lr_min=1e-3, lr_max=0.5, alpha=1.5, initial_lr=0.02, steps_per_action=3
     )
     env = make_env(
@@ -158,6 +172,15 @@ def test_saved_controller_in_a_plain_loop_applies_the_env_lrs(problem, tmp_path,
     controller = init_controller(jax.random.key(3), config)
     # A controller that moves the LR: scale the untrained actor's weights up.
     controller = controller.replace(params=jax.tree.map(lambda p: 30 * p, controller.params))
+    if preset == "lrjax":  # statistics as training leaves them: not the identity
+        n = config.obs_size
+        controller = controller.replace(
+            normaliser=NormaliserState(
+                mean=jnp.linspace(-2.0, 1.0, n),
+                var=jnp.linspace(0.5, 3.0, n),
+                count=jnp.full((n,), 100, jnp.int32),
+            )
+        )
     save_controller(tmp_path / "c", controller)
     loaded = load_controller(tmp_path / "c")
 
@@ -168,7 +191,9 @@ def test_saved_controller_in_a_plain_loop_applies_the_env_lrs(problem, tmp_path,
     # The same episode's trainee: run_episodes resets episode i with split(split(key)[i])[0].
     _, state = env.reset(jax.random.split(jax.random.split(key, 1)[0])[0], data)
     base = {"sgd": optax.identity(), "momentum": optax.trace(0.9), "adam": optax.scale_by_adam()}
-    tx = optax.chain(base[optimizer], scale_by_controller(loaded, predictions_shape=(8,)))
+    tx = optax.chain(
+        base[optimizer], scale_by_controller(loaded, predictions_shape=(8,), total_steps=6 * 3)
+    )
     trainee = state.trainee.replace(opt_state=tx.init(state.trainee.params))
 
     @jax.jit

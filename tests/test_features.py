@@ -12,6 +12,8 @@ from lrjax.features import (
     PAPER_A_FEATURES,
     Feature,
     FeatureSpec,
+    NormaliserState,
+    accumulate,
     check_inputs,
     find_last_layer,
     grads_and_feature_inputs,
@@ -187,6 +189,43 @@ def test_normaliser_none_only_clips():
     np.testing.assert_allclose(obs, [2.5])
     obs, _ = normalise(spec, init_normaliser(1), jnp.asarray([-7.0]))
     np.testing.assert_allclose(obs, [-3.0])
+
+
+def test_accumulate_is_the_exact_mean_and_variance_of_all_finite_observations():
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(3.0, 2.0, (n, 2)) for n in (1, 7, 30)]
+    batches[1][2, 0] = np.nan  # a missing entry counts for neither mean nor variance
+    state = init_normaliser(2)
+    for b in batches:
+        state = accumulate(state, jnp.asarray(b))
+    every = np.concatenate(batches)
+    for i in range(2):
+        col = every[:, i][np.isfinite(every[:, i])]
+        np.testing.assert_allclose(state.mean[i], col.mean(), rtol=1e-5)
+        np.testing.assert_allclose(state.var[i], col.var(), rtol=1e-4)
+        assert int(state.count[i]) == col.size
+    assert int(state.count[0]) == 37 and int(state.count[1]) == 38
+
+
+def test_frozen_normaliser_uses_fixed_statistics():
+    spec = FeatureSpec(features=("train_loss", "log_lr", "val_loss"), normaliser="frozen")
+    stats = NormaliserState(
+        mean=jnp.asarray([1.0, 5.0, 2.0]),
+        var=jnp.asarray([4.0, 9.0, 1.0]),
+        count=jnp.asarray([10, 10, 0], jnp.int32),
+    )
+    obs, new = normalise(spec, stats, jnp.asarray([3.0, 0.5, 7.0]))
+    # (3 - 1) / 2; log_lr is never normalised; a feature without statistics passes, clipped.
+    np.testing.assert_allclose(obs, [1.0, 0.5, 5.0], rtol=1e-6)
+    assert all(np.array_equal(a, b) for a, b in zip(new, stats, strict=True))
+
+
+def test_progress_feature():
+    spec = FeatureSpec(features=("progress",))
+    inputs = {"step": jnp.asarray(30), "total_steps": 120}
+    np.testing.assert_allclose(raw_features(spec, inputs), [0.25])
+    obs, _ = observe(spec, init_normaliser(1), inputs)  # not normalised
+    np.testing.assert_allclose(obs, [0.25])
 
 
 def test_observe_under_jit_and_vmap():

@@ -20,9 +20,23 @@ between chunks shows progress, appends metrics to a JSONL file and saves orbax c
 which it resumes bit-identically.
 
 Loss (Schulman et al. 2017, eq. 9): ``L = L^CLIP + vf_coef * L^VF - ent_coef * H[pi]``.
-Observations are normalised by the environment's feature normaliser (chi); rewards are scaled by
-the running std of the discounted return (:class:`~lrjax.algos.ppo_math.RewardScaler`).
-The Gaussian policy over the actor's action and the critic V(s) are :mod:`lrjax.algos.policy`.
+
+Observations: with the ``"frozen"`` feature normaliser (the default of
+:meth:`~lrjax.controller.ControllerConfig.lrjax`), PPO normalises the environment's raw features
+with the exact mean and variance of every observation of its training so far
+(:func:`lrjax.features.accumulate`), as PPO implementations normalise observations; the
+statistics are fixed during an update (the rollout and the loss see the same normalisation) and
+grow after it, and the trained controller carries them. With ``"ema"`` the environment
+normalises within each episode.
+
+The critic is time-aware, ``V(s_t, t / horizon)`` (Pardo et al. 2018, "Time Limits in
+Reinforcement Learning"): episodes have a fixed horizon, so the value depends on the time left,
+which the actor's features need not show. The critic is only used in training.
+
+Rewards are O(1) by construction (the environment's rewards are relative to the initial
+validation loss); the running return scaling of
+:class:`~lrjax.algos.ppo_math.RewardScaler` is available (``normalize_rewards``) but off.
+The Gaussian policy over the actor's action and the critic are :mod:`lrjax.algos.policy`.
 """
 
 from __future__ import annotations
@@ -52,7 +66,7 @@ from lrjax.controller import (
     reset_carry,
 )
 from lrjax.env import TraineeEnv
-from lrjax.features import init_normaliser
+from lrjax.features import accumulate, init_normaliser, normalise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,15 +82,21 @@ class PPOConfig:
       update_epochs: passes over each rollout. Default 4.
       num_minibatches: minibatches per epoch, split over environments (whole sequences, as the
         actor is recurrent); must divide ``num_envs``. Default 2.
-      gamma: discount. Default 0.99.
+      gamma: discount. Default 1: episodes have a fixed horizon and the critic sees the time
+        left, and undiscounted decrements of the validation loss (the environment's
+        ``"loss_decrement"`` reward) sum to the improvement of the final loss, the quantity a
+        schedule is judged by.
       gae_lambda: GAE lambda. Default 0.95.
       clip_eps: PPO ratio clip. Default 0.2.
       vf_coef: value-loss weight. Default 0.5.
       ent_coef: entropy bonus weight. Default 0.0 (the state-independent log-std already
         explores; a bonus keeps it from shrinking).
-      learning_rate: Adam step size of actor and critic. Default 3e-4.
+      learning_rate: Adam step size of actor and critic. Default 3e-3: at PureJaxRL's 3e-4 the
+        policy barely moved on trainee episodes (approx_kl 4e-7..8e-6 per update); at 3e-3 it
+        stays within PPO's usual 1e-3..2e-2 (RESULTS.md).
       max_grad_norm: global gradient-norm clip. Default 0.5.
-      normalize_rewards: scale rewards by the running std of returns. Default True.
+      normalize_rewards: scale rewards by the running std of returns. Default False: the
+        environment's rewards are relative to the initial loss, O(1) and bounded already.
       critic_hidden: hidden sizes of V(s). Default (64, 64).
 
     How the environments run side by side (vmapped, or one after another for conv trainees on
@@ -88,14 +108,14 @@ class PPOConfig:
     rollout_length: int | None = None
     update_epochs: int = 4
     num_minibatches: int = 2
-    gamma: float = 0.99
+    gamma: float = 1.0
     gae_lambda: float = 0.95
     clip_eps: float = 0.2
     vf_coef: float = 0.5
     ent_coef: float = 0.0
-    learning_rate: float = 3e-4
+    learning_rate: float = 3e-3
     max_grad_norm: float = 0.5
-    normalize_rewards: bool = True
+    normalize_rewards: bool = False
     critic_hidden: tuple[int, ...] = (64, 64)
 
     def __post_init__(self):
@@ -127,13 +147,16 @@ class RunnerState:
     obs: jax.Array  # [num_envs, obs_size]
     carry: Any  # actor LSTM carry, batched [num_envs, ...]
     done: jax.Array  # [num_envs] whether the previous step ended an episode
+    obs_stats: Any  # NormaliserState of the raw observations so far ("frozen" normaliser)
     reward_scaler: ppo_math.RewardScaler
     key: jax.Array
     updates_done: jax.Array
 
 
 class Transition(NamedTuple):
-    obs: jax.Array
+    obs: jax.Array  # as the actor saw it (normalised)
+    raw_obs: jax.Array  # as the environment returned it
+    progress: jax.Array  # t / horizon, the critic's time input
     reset: jax.Array  # carry was reset before this step (episode start)
     action: jax.Array
     log_prob: jax.Array
@@ -166,6 +189,26 @@ class PPO:
     def _critic(self) -> ValueCritic:
         return ValueCritic(hidden=self.config.critic_hidden)
 
+    def _value(self, critic_params, obs, progress) -> jax.Array:
+        """The time-aware critic, ``V(s, t / horizon)``."""
+        x = jnp.concatenate([obs, progress[..., None].astype(obs.dtype)], axis=-1)
+        return self._critic().apply({"params": critic_params}, x)
+
+    def _progress(self, env_state) -> jax.Array:
+        return env_state.t.astype(jnp.float32) / self.env.config.horizon
+
+    @property
+    def _frozen(self) -> bool:
+        return self.controller_config.features.normaliser == "frozen"
+
+    def policy_obs(self, obs_stats, raw_obs) -> jax.Array:
+        """What the actor sees: the environment's observation, normalised with the statistics
+        gathered so far when the normaliser is ``"frozen"``."""
+        if not self._frozen:
+            return raw_obs
+        spec = self.controller_config.features
+        return jax.vmap(lambda o: normalise(spec, obs_stats, o)[0])(raw_obs)
+
     def _tx(self) -> optax.GradientTransformation:
         return optax.chain(
             optax.clip_by_global_norm(self.config.max_grad_norm),
@@ -179,7 +222,7 @@ class PPO:
         k_actor, k_critic, k_env, key = jax.random.split(key, 4)
         params = {
             "actor": init_actor_params(k_actor, ccfg),
-            "critic": self._critic().init(k_critic, jnp.zeros((ccfg.obs_size,)))["params"],
+            "critic": self._critic().init(k_critic, jnp.zeros((ccfg.obs_size + 1,)))["params"],
         }
         obs, env_state = self.env.over_episodes(self.env.reset, 1)(
             jax.random.split(k_env, cfg.num_envs), data
@@ -191,6 +234,9 @@ class PPO:
             obs=obs,
             carry=initial_carry(ccfg, (cfg.num_envs,)),
             done=jnp.zeros((cfg.num_envs,), bool),
+            obs_stats=accumulate(init_normaliser(ccfg.obs_size), obs)
+            if self._frozen
+            else init_normaliser(ccfg.obs_size),
             reward_scaler=ppo_math.RewardScaler.init(cfg.num_envs),
             key=key,
             updates_done=jnp.zeros((), jnp.int32),
@@ -202,11 +248,13 @@ class PPO:
         cfg, ccfg = self.config, self.controller_config
         key, k_act, k_env = jax.random.split(runner.key, 3)
         carry = reset_carry(runner.carry, runner.done, ccfg)
-        carry, mean, log_std = actor_step(runner.params["actor"], carry, runner.obs, ccfg)
+        obs = self.policy_obs(runner.obs_stats, runner.obs)
+        progress = self._progress(runner.env_state)
+        carry, mean, log_std = actor_step(runner.params["actor"], carry, obs, ccfg)
         action = sample_action(k_act, mean, log_std)
         log_prob = gaussian_log_prob(action, mean, log_std)
-        value = self._critic().apply({"params": runner.params["critic"]}, runner.obs)
-        obs, env_state, reward, done, info = self.env.over_episodes(self.env.step, 3)(
+        value = self._value(runner.params["critic"], obs, progress)
+        next_obs, env_state, reward, done, info = self.env.over_episodes(self.env.step, 3)(
             jax.random.split(k_env, cfg.num_envs), runner.env_state, action, data
         )
         scaler, scaled = runner.reward_scaler, reward
@@ -214,10 +262,10 @@ class PPO:
             scaler, scaled = scaler.update(reward, done, cfg.gamma)
         info = dict(info, raw_reward=reward)
         transition = Transition(
-            runner.obs, runner.done, action, log_prob, value, scaled, done, info
+            obs, runner.obs, progress, runner.done, action, log_prob, value, scaled, done, info
         )
         runner = runner.replace(
-            env_state=env_state, obs=obs, carry=carry, done=done, reward_scaler=scaler, key=key
+            env_state=env_state, obs=next_obs, carry=carry, done=done, reward_scaler=scaler, key=key
         )
         return runner, transition
 
@@ -247,7 +295,7 @@ class PPO:
         policy_loss, aux = ppo_math.clipped_surrogate_loss(
             log_prob, batch.log_prob, adv, cfg.clip_eps
         )
-        values = self._critic().apply({"params": params["critic"]}, batch.obs)
+        values = self._value(params["critic"], batch.obs, batch.progress)
         v_loss = ppo_math.value_loss(values, batch.value, returns, cfg.clip_eps)
         entropy = jnp.mean(gaussian_entropy(log_std))
         total = policy_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
@@ -261,7 +309,11 @@ class PPO:
         runner, traj = jax.lax.scan(
             lambda r, _: self._env_step(r, data), runner, None, length=self.rollout_length
         )
-        last_value = self._critic().apply({"params": runner.params["critic"]}, runner.obs)
+        last_value = self._value(
+            runner.params["critic"],
+            self.policy_obs(runner.obs_stats, runner.obs),
+            self._progress(runner.env_state),
+        )
         advantages, returns = ppo_math.gae(
             traj.reward, traj.value, traj.done, last_value, cfg.gamma, cfg.gae_lambda
         )
@@ -285,8 +337,16 @@ class PPO:
         (params, opt_state), stats = jax.lax.scan(
             epoch, (runner.params, runner.opt_state), jax.random.split(k_epochs, cfg.update_epochs)
         )
+        obs_stats = runner.obs_stats
+        if self._frozen:  # every observation the actor will have seen: each step's next one
+            seen = jnp.concatenate([traj.raw_obs[1:], runner.obs[None]])
+            obs_stats = accumulate(obs_stats, seen)
         runner = runner.replace(
-            params=params, opt_state=opt_state, key=key, updates_done=runner.updates_done + 1
+            params=params,
+            opt_state=opt_state,
+            obs_stats=obs_stats,
+            key=key,
+            updates_done=runner.updates_done + 1,
         )
         return runner, _metrics(traj, stats) | {
             "explained_variance": ppo_math.explained_variance(traj.value, returns)
@@ -303,14 +363,14 @@ class PPO:
         return self.run_updates(self.init(key, data), data, self.config.num_updates)
 
     def controller(self, runner: RunnerState) -> Controller:
-        """The trained controller (usable as ``scale_by_controller(...)``, savable). The
-        environment normalises features within each episode, so the controller starts from
-        fresh statistics, as every training episode did."""
+        """The trained controller (usable as ``scale_by_controller(...)``, savable). With the
+        ``"frozen"`` normaliser it carries the statistics of every training observation; with
+        ``"ema"`` it starts from fresh statistics, as every training episode did."""
         config = self.controller_config
         return Controller(
             config=config,
             params=runner.params["actor"],
-            normaliser=init_normaliser(config.obs_size),
+            normaliser=runner.obs_stats if self._frozen else init_normaliser(config.obs_size),
         )
 
 

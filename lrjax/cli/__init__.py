@@ -5,6 +5,7 @@
   lrjax fit                    train one trainee with a fixed optimizer
   lrjax baselines              run baseline optimizers over their grids and seeds
   lrjax train                  train an LR controller with RL (PPO, paper A)
+  lrjax evaluate               controllers vs tuned baselines on held-out seeds
 
 Nothing here imports jax until a command runs (``lrjax --help`` answers at once), so that the
 engine can first ask XLA for one host device per core (:func:`lrjax.engine.configure_host_devices`).
@@ -16,7 +17,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("data", "fit", "baselines", "train")
+COMMANDS = ("data", "fit", "baselines", "train", "evaluate")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -33,7 +34,7 @@ def build_parser(detailed: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lrjax",
         description="lrjax: learning-rate controllers learned with reinforcement learning, "
-        "as optax transforms.\n\n" + "\n".join(__doc__.splitlines()[2:7]),
+        "as optax transforms.\n\n" + "\n".join(__doc__.splitlines()[2:8]),
         formatter_class=HelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lrjax.cli import _common
 
-FEATURE_PRESETS = ("paper_a", "paper_b")
+FEATURE_PRESETS = ("lrjax", "paper_a", "paper_b")
 ALGOS = ("ppo",)
 
 
@@ -26,9 +26,18 @@ def add_parser(sub, detailed: bool = False) -> None:
 
     epilog = None
     if detailed:
-        from lrjax.features import BUILTIN_FEATURES, PAPER_A_FEATURES, PAPER_B_FEATURES
+        from lrjax.features import (
+            BUILTIN_FEATURES,
+            LRJAX_FEATURES,
+            PAPER_A_FEATURES,
+            PAPER_B_FEATURES,
+        )
 
-        presets = {"paper_a": PAPER_A_FEATURES, "paper_b": PAPER_B_FEATURES}
+        presets = {
+            "lrjax": LRJAX_FEATURES,
+            "paper_a": PAPER_A_FEATURES,
+            "paper_b": PAPER_B_FEATURES,
+        }
         epilog = "feature presets:\n" + "\n".join(
             f"  {name}: {', '.join(names)}" for name, names in presets.items()
         )
@@ -46,17 +55,25 @@ def add_parser(sub, detailed: bool = False) -> None:
     )
     p.add_argument("--algo", default="ppo", choices=ALGOS, help="the RL algorithm")
     _common.add_task_option(p, detailed)
-    p.add_argument("--features", default="paper_a", choices=FEATURE_PRESETS, help="the state")
+    p.add_argument(
+        "--features",
+        default="lrjax",
+        choices=FEATURE_PRESETS,
+        help="the controller preset: its state (features and normaliser) and the defaults of "
+        "the controller options below (lrjax: ControllerConfig.lrjax(), paper A's features plus "
+        "progress, frozen normaliser; paper_a; paper_b)",
+    )
     p.add_argument(
         "--action-mode",
-        default="scale",
+        default=None,
         choices=["scale", "absolute"],
-        help="scale: the action scales the previous LR (paper A); absolute: it is the LR (B)",
+        help="scale: the action scales the previous LR (paper A); absolute: it is the LR (B) "
+        "(default: the preset's, scale for lrjax and paper_a)",
     )
-    p.add_argument("--lr-min", type=float, default=1e-5, help="smallest LR the controller sets")
-    p.add_argument("--lr-max", type=float, default=1e-1, help="largest LR the controller sets")
-    p.add_argument("--alpha", type=float, default=1.05, help="largest scale per action")
-    p.add_argument("--initial-lr", type=float, default=1e-2, help="the LR an episode starts at")
+    p.add_argument("--lr-min", type=float, default=None, help="smallest LR (lrjax: 1e-4)")
+    p.add_argument("--lr-max", type=float, default=None, help="largest LR (lrjax: 1)")
+    p.add_argument("--alpha", type=float, default=None, help="largest scale per action (1.25)")
+    p.add_argument("--initial-lr", type=float, default=None, help="the LR runs start at (0.1)")
     p.add_argument(
         "--initial-lr-spread",
         type=float,
@@ -71,16 +88,19 @@ def add_parser(sub, detailed: bool = False) -> None:
     )
     p.add_argument(
         "--reward",
-        default="val_loss",
+        default="loss_decrement",
         choices=["val_loss", "loss_decrement", "final"],
-        help="per-step validation loss (paper A), its decrement (B) or final-only",
+        help="the validation loss's decrement (paper B; undiscounted, it sums to the final loss's "
+        "improvement), the per-step validation loss (paper A) or final-only",
     )
-    p.add_argument("--horizon", type=int, default=20, help="controller actions per episode")
-    p.add_argument("--steps-per-action", type=int, default=10, help="trainee steps per action")
+    p.add_argument("--horizon", type=int, default=40, help="controller actions per episode")
+    p.add_argument(
+        "--steps-per-action", type=int, default=None, help="trainee steps per action (10)"
+    )
     p.add_argument("--batch-size", type=int, default=None, help="trainee minibatch size")
-    p.add_argument("--num-envs", type=int, default=8, help="trainee episodes per update")
-    p.add_argument("--updates", type=int, default=20, help="RL updates")
-    p.add_argument("--ppo-lr", type=float, default=3e-4, help="Adam step size of PPO")
+    p.add_argument("--num-envs", type=int, default=16, help="trainee episodes per update")
+    p.add_argument("--updates", type=int, default=100, help="RL updates")
+    p.add_argument("--ppo-lr", type=float, default=None, help="Adam step size of PPO (PPOConfig's)")
     p.add_argument("--updates-per-chunk", type=int, default=2, help="updates per compiled call")
     p.add_argument("--eval-episodes", type=int, default=8, help="evaluation episodes per method")
     p.add_argument("--seed", type=int, default=0, help="root seed of training and evaluation")
@@ -95,13 +115,16 @@ def _setup(args):
     from lrjax.controller import ControllerConfig
     from lrjax.env import EnvConfig, TraineeEnv
 
+    given = {
+        "action_mode": args.action_mode,
+        "lr_min": args.lr_min,
+        "lr_max": args.lr_max,
+        "alpha": args.alpha,
+        "initial_lr": args.initial_lr,
+        "steps_per_action": args.steps_per_action,
+    }
     controller = getattr(ControllerConfig, args.features)(
-        action_mode=args.action_mode,
-        lr_min=args.lr_min,
-        lr_max=args.lr_max,
-        alpha=args.alpha,
-        initial_lr=args.initial_lr,
-        steps_per_action=args.steps_per_action,
+        **{k: v for k, v in given.items() if v is not None}
     )
     env_config = EnvConfig(
         controller=controller,
@@ -115,8 +138,8 @@ def _setup(args):
     ppo_config = PPOConfig(
         num_envs=args.num_envs,
         num_updates=args.updates,
-        learning_rate=args.ppo_lr,
         num_minibatches=2 if args.num_envs % 2 == 0 else 1,
+        **({} if args.ppo_lr is None else {"learning_rate": args.ppo_lr}),
     )
     env = TraineeEnv(task, env_config)
     ignored = {"updates", "updates_per_chunk", "eval_episodes", "out", "data_dir", "raw_dir"}
@@ -140,7 +163,7 @@ def run(args) -> int:
     task, env, algo, signature = _setup(args)
     key = jax.random.key(args.seed)
     data = _common.load_task_data(task, jax.random.fold_in(key, 1), args)
-    k = args.steps_per_action
+    k = env.config.steps_per_action
     trainee_steps = args.updates * args.num_envs * args.horizon * k
     print(
         f"{algo.name} on {args.task}: {args.updates} updates x {args.num_envs} episodes x "

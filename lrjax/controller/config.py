@@ -24,7 +24,13 @@ from lrjax._validation import (
     check_positive_int,
     fail,
 )
-from lrjax.features import PAPER_A_FEATURES, PAPER_B_FEATURES, Feature, FeatureSpec
+from lrjax.features import (
+    LRJAX_FEATURES,
+    PAPER_A_FEATURES,
+    PAPER_B_FEATURES,
+    Feature,
+    FeatureSpec,
+)
 
 __all__ = ["ACTION_MODES", "ControllerConfig"]
 
@@ -142,6 +148,32 @@ class ControllerConfig:
             **{
                 "features": PAPER_A_FEATURES,
                 "action_mode": "scale",
+                "steps_per_action": 10,
+                **changes,
+            }
+        )
+
+    @classmethod
+    def lrjax(cls, **changes: Any) -> ControllerConfig:
+        """lrjax's default, the setting of its shipped controller: paper A's scale actions and
+        features plus the run's ``progress``, normalised with ``"frozen"`` statistics gathered
+        across the training episodes; SGD-sized LRs in [1e-4, 1] starting at 0.1, an action
+        every 10 steps that scales the LR by at most 1.25 (so that 40 actions can warm up,
+        hold and decay by up to 1.25^10 = 9.3x within their last quarter).
+
+        Why each choice departs from :meth:`paper_a` (issue 10, ``RESULTS.md``): an episode of
+        paper A's alpha 1.05 moves the LR by at most 1.63x in 10 actions, too little to reach a
+        good LR or to decay; per-episode normalisation hides how large the loss and LR already
+        are; without ``progress`` the actor cannot place a decay within the budget.
+        """
+        return cls(
+            **{
+                "features": FeatureSpec(features=LRJAX_FEATURES, normaliser="frozen"),
+                "action_mode": "scale",
+                "lr_min": 1e-4,
+                "lr_max": 1.0,
+                "alpha": 1.25,
+                "initial_lr": 0.1,
                 "steps_per_action": 10,
                 **changes,
             }

@@ -72,6 +72,7 @@ def scale_by_controller(
     controller: Controller,
     *,
     predictions_shape: Sequence[int] | None = None,
+    total_steps: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """Scale updates by ``-lr`` with the LR chosen by a learned controller at each step.
 
@@ -96,6 +97,9 @@ def scale_by_controller(
       controller: the :class:`~lrjax.controller.Controller` (config and actor params).
       predictions_shape: the shape of the ``predictions`` input, required when a feature needs the
         previous predictions (``pred_change_var``), which the state keeps.
+      total_steps: the number of optimizer steps of the run, required when a feature needs it
+        (``progress``; a learned schedule, like step decay or cosine, places its phases within
+        the budget).
 
     Returns:
       A :class:`optax.GradientTransformationExtraArgs` whose state is a :class:`ControllerState`.
@@ -128,6 +132,14 @@ def scale_by_controller(
             check_positive_int("predictions_shape entry", d)
     else:
         predictions_shape = (0,)
+    if "total_steps" in needed:
+        if total_steps is None:
+            raise ConfigError(
+                "total_steps=None is not allowed: the features "
+                f"{[f.name for f in spec.features if 'total_steps' in f.inputs]} need the run's "
+                "length; pass total_steps=<optimizer steps of the run>."
+            )
+        check_positive_int("total_steps", total_steps)
     lr_bounds = (config.lr_min, config.lr_max)
 
     def init_fn(params: optax.Params) -> ControllerState:
@@ -160,6 +172,8 @@ def scale_by_controller(
             step=state.count,
             prev_predictions=state.prev_predictions,
         )
+        if total_steps is not None:
+            inputs["total_steps"] = total_steps
         if params is None:
             inputs.pop("params", None)
         else:
@@ -239,6 +253,7 @@ def controlled_sgd(
     momentum: float | None = None,
     nesterov: bool = False,
     predictions_shape: Sequence[int] | None = None,
+    total_steps: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """SGD (optionally with momentum) whose learning rate comes from ``controller``.
 
@@ -250,6 +265,7 @@ def controlled_sgd(
       momentum: momentum decay, or ``None`` for plain SGD.
       nesterov: use Nesterov momentum.
       predictions_shape: see :func:`scale_by_controller`.
+      total_steps: see :func:`scale_by_controller`.
 
     Returns:
       A :class:`optax.GradientTransformationExtraArgs`; its ``update`` needs ``value=loss``.
@@ -258,7 +274,9 @@ def controlled_sgd(
         optax.trace(decay=momentum, nesterov=nesterov)
         if momentum is not None
         else optax.identity(),
-        scale_by_controller(controller, predictions_shape=predictions_shape),
+        scale_by_controller(
+            controller, predictions_shape=predictions_shape, total_steps=total_steps
+        ),
     )
 
 

@@ -21,6 +21,8 @@ arguments of ``update``:
 * ``lr``: the learning rate applied at the previous step (float32 scalar);
 * ``lr_bounds``: ``(lr_min, lr_max)`` of the controller;
 * ``step``: the number of optimizer steps applied so far (int32 scalar);
+* ``total_steps``: the number of optimizer steps of the run
+  (``scale_by_controller(..., total_steps=...)``);
 * ``last_layer``: computed from ``params``, the final layer's weights (see
   :func:`find_last_layer` and ``FeatureSpec.last_layer_path``).
 
@@ -33,10 +35,12 @@ Each raw feature x is turned into an observation entry by
 
 1. ``log(max(x, 1e-12))`` when the feature is marked ``log`` (losses, variances: scale-free, so a
    controller transfers across tasks whose losses differ by orders of magnitude);
-2. a running normalisation ``(x - mean_t) / sqrt(var_t + eps)`` with an exponentially weighted
-   mean and variance kept in :class:`NormaliserState` (weight ``a_t = max(1 - momentum, 1 / t)``:
-   an exact running average (Welford) for the first ``1 / (1 - momentum)`` observations, an EMA
-   afterwards), skipped for features marked ``normalise=False``;
+2. a normalisation ``(x - mean) / sqrt(var + eps)``, skipped for features marked
+   ``normalise=False``. ``FeatureSpec.normaliser`` says which statistics: ``"frozen"``, fixed ones
+   gathered across the training episodes (:func:`accumulate`) and carried by the trained
+   controller; ``"ema"``, running ones kept in :class:`NormaliserState` and restarted with every
+   run (weight ``a_t = max(1 - momentum, 1 / t)``: an exact running average for the first
+   ``1 / (1 - momentum)`` observations, an EMA afterwards); or ``"none"``;
 3. clipping to ``[-clip, clip]``.
 
 A non-finite raw feature (e.g. the change of predictions at the first step, or a diverged validation
@@ -48,14 +52,22 @@ from lrjax.features.builtin import (
     DERIVED_INPUTS,
     INPUTS,
     LOG_FLOOR,
+    LRJAX_FEATURES,
     PAPER_A_FEATURES,
     PAPER_B_FEATURES,
     TRANSFORM_INPUTS,
     Feature,
 )
 from lrjax.features.flax_inputs import grads_and_feature_inputs
-from lrjax.features.normaliser import NormaliserState, init_normaliser, normalise, observe
+from lrjax.features.normaliser import (
+    NormaliserState,
+    accumulate,
+    init_normaliser,
+    normalise,
+    observe,
+)
 from lrjax.features.spec import (
+    NORMALISERS,
     FeatureSpec,
     check_inputs,
     find_last_layer,
@@ -68,12 +80,15 @@ __all__ = [
     "DERIVED_INPUTS",
     "INPUTS",
     "LOG_FLOOR",
+    "LRJAX_FEATURES",
+    "NORMALISERS",
     "PAPER_A_FEATURES",
     "PAPER_B_FEATURES",
     "TRANSFORM_INPUTS",
     "Feature",
     "FeatureSpec",
     "NormaliserState",
+    "accumulate",
     "check_inputs",
     "find_last_layer",
     "grads_and_feature_inputs",

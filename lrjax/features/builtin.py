@@ -26,12 +26,21 @@ INPUTS: Mapping[str, str] = types.MappingProxyType(
         "lr": "the learning rate applied at the previous step",
         "lr_bounds": "(lr_min, lr_max) of the controller",
         "step": "the number of optimizer steps applied so far",
+        "total_steps": "the number of optimizer steps the run will take",
     }
 )
 """The one list of feature inputs a training loop can provide, with what each means. Any other
 name a user-defined feature declares is passed to ``update`` as a keyword."""
 
-TRANSFORM_INPUTS = ("params", "updates", "lr", "lr_bounds", "step", "prev_predictions")
+TRANSFORM_INPUTS = (
+    "params",
+    "updates",
+    "lr",
+    "lr_bounds",
+    "step",
+    "total_steps",
+    "prev_predictions",
+)
 """The inputs the controller transform provides itself (``params`` when ``update`` gets them);
 the rest come as keywords of ``update``."""
 
@@ -134,6 +143,11 @@ def _log_lr(inputs: Mapping[str, Any]) -> jax.Array:
     return 2.0 * (jnp.log(lr) - jnp.log(lo)) / (jnp.log(hi) - jnp.log(lo)) - 1.0
 
 
+def _progress(inputs: Mapping[str, Any]) -> jax.Array:
+    step = jnp.asarray(inputs["step"], jnp.float32)
+    return step / jnp.asarray(inputs["total_steps"], jnp.float32)
+
+
 def _update_norm(inputs: Mapping[str, Any]) -> jax.Array:
     leaves = jax.tree.leaves(inputs["updates"])
     sq = [jnp.sum(jnp.square(jnp.asarray(x, jnp.float32))) for x in leaves]
@@ -192,6 +206,14 @@ _BUILTINS = (
         "(paper A)",
     ),
     Feature(
+        "progress",
+        ("step", "total_steps"),
+        _progress,
+        normalise=False,
+        description="the fraction of the run done, step / total_steps, in [0, 1] (lrjax: a "
+        "finite budget's schedule depends on it, as step decay and cosine do)",
+    ),
+    Feature(
         "update_norm",
         ("updates",),
         _update_norm,
@@ -213,6 +235,10 @@ PAPER_A_FEATURES = (
     "log_lr",
 )
 """Paper A's state: losses, prediction variances, final-layer statistics, previous LR."""
+
+LRJAX_FEATURES = (*PAPER_A_FEATURES, "progress")
+"""lrjax's default state: paper A's plus the run's progress, so that a controller can place its
+warm-up and decay within a known budget (``scale_by_controller(..., total_steps=...)``)."""
 
 PAPER_B_FEATURES = ("train_loss",)
 """Paper B's state: the average loss on the current minibatch."""

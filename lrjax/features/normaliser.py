@@ -37,9 +37,14 @@ def init_normaliser(size: int) -> NormaliserState:
 def normalise(
     spec: FeatureSpec, state: NormaliserState, raw: jax.Array
 ) -> tuple[jax.Array, NormaliserState]:
-    """Update the running statistics with ``raw`` and return the normalised, clipped observation.
+    """The normalised, clipped observation of ``raw``, and the statistics after it.
 
-    With ``a_t = max(1 - momentum, 1 / t)`` and ``d = x - mean_{t-1}``:
+    ``spec.normaliser == "frozen"``: ``obs = clip((x - mean) / sqrt(var + eps), -clip, clip)``
+    with the given statistics (gathered across training episodes by :func:`accumulate`), which
+    are returned unchanged; a feature with no statistics yet (count 0) passes through, clipped.
+
+    ``spec.normaliser == "ema"``: the statistics are updated first. With
+    ``a_t = max(1 - momentum, 1 / t)`` and ``d = x - mean_{t-1}``:
     ``mean_t = mean_{t-1} + a_t d``, ``var_t = (1 - a_t) (var_{t-1} + a_t d^2)`` and
     ``obs = clip((x - mean_t) / sqrt(var_t + eps), -clip, clip)``. Non-finite entries give 0 and
     keep their statistics.
@@ -55,16 +60,48 @@ def normalise(
     raw = jnp.asarray(raw, jnp.float32)
     finite = jnp.isfinite(raw)
     x = jnp.where(finite, raw, 0.0)
+    if spec.normaliser == "frozen":
+        return _normalised(
+            spec, state.mean, jnp.where(state.count > 0, state.var, 1.0), x, finite
+        ), state
     count = jnp.where(finite, state.count + 1, state.count)
     a = jnp.maximum(1.0 - spec.momentum, 1.0 / jnp.maximum(count, 1).astype(jnp.float32))
     d = x - state.mean
     mean = jnp.where(finite, state.mean + a * d, state.mean)
     var = jnp.where(finite, (1.0 - a) * (state.var + a * d * d), state.var)
+    return _normalised(spec, mean, var, x, finite), NormaliserState(mean, var, count)
+
+
+def _normalised(spec: FeatureSpec, mean, var, x, finite) -> jax.Array:
     normed = (x - mean) / jnp.sqrt(var + spec.eps)
-    do_norm = jnp.asarray([f.normalise and spec.normaliser == "ema" for f in spec.features])
+    do_norm = jnp.asarray([f.normalise and spec.normaliser != "none" for f in spec.features])
     obs = jnp.where(do_norm, normed, x)
-    obs = jnp.where(finite, jnp.clip(obs, -spec.clip, spec.clip), 0.0)
-    return obs, NormaliserState(mean=mean, var=var, count=count)
+    return jnp.where(finite, jnp.clip(obs, -spec.clip, spec.clip), 0.0)
+
+
+def accumulate(state: NormaliserState, raw: jax.Array) -> NormaliserState:
+    """The statistics of every observation so far: ``state`` merged with a batch ``raw[..., n]``.
+
+    Exact count-weighted mean and variance (Chan et al.'s parallel update: with batch count
+    ``m``, mean ``mu_b`` and variance ``var_b``, ``delta = mu_b - mean``,
+    ``mean' = mean + delta m / (count + m)`` and ``var' = (count var + m var_b + delta^2 count m
+    / (count + m)) / (count + m)``), per feature over its finite entries only. PPO gathers the
+    ``"frozen"`` normaliser's statistics this way across all its training episodes, as PPO
+    implementations normalise observations; the trained controller then carries them fixed.
+    """
+    raw = jnp.asarray(raw, jnp.float32).reshape(-1, state.mean.shape[0])
+    finite = jnp.isfinite(raw)
+    m = finite.sum(axis=0)
+    x = jnp.where(finite, raw, 0.0)
+    mf = jnp.maximum(m, 1).astype(jnp.float32)
+    batch_mean = x.sum(axis=0) / mf
+    batch_var = jnp.where(finite, jnp.square(x - batch_mean), 0.0).sum(axis=0) / mf
+    n, nf = state.count + m, jnp.maximum(state.count + m, 1).astype(jnp.float32)
+    c, mb = state.count.astype(jnp.float32), m.astype(jnp.float32)
+    delta = batch_mean - state.mean
+    mean = state.mean + delta * mb / nf
+    var = (c * state.var + mb * batch_var + jnp.square(delta) * c * mb / nf) / nf
+    return NormaliserState(mean=mean, var=var, count=n.astype(jnp.int32))
 
 
 def observe(

@@ -23,6 +23,9 @@ from lrjax.features.builtin import (
 # ----------------------------------------------------------------------------------------------
 # The spec.
 
+NORMALISERS = ("ema", "frozen", "none")
+"""How raw features are normalised (see ``FeatureSpec.normaliser``)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class FeatureSpec:
@@ -34,8 +37,11 @@ class FeatureSpec:
         paper B's ``("train_loss",)``.
       clip: observations are clipped to ``[-clip, clip]`` after normalisation. Default 5 (the
         usual observation clip of PPO implementations).
-      normaliser: ``"ema"``: running mean/variance normalisation kept in the transform state;
-        ``"none"``: raw (logged) values, only clipped.
+      normaliser: ``"ema"``: running mean/variance normalisation kept in the transform state,
+        restarted with every run (each episode normalises itself); ``"frozen"``: fixed
+        statistics gathered across the training episodes and carried by the trained controller
+        (:func:`~lrjax.features.accumulate`), so absolute magnitudes stay visible; ``"none"``:
+        raw (logged) values, only clipped.
       momentum: the EMA's momentum in [0, 1): about ``1 / (1 - momentum)`` observations are
         averaged. Default 0.99 (the last ~100 observations).
       eps: added to the running variance before the square root. Default 1e-8.
@@ -76,7 +82,7 @@ class FeatureSpec:
             raise ConfigError(f"features={tuple(names)!r} is not allowed: duplicate names {dupes}.")
         object.__setattr__(self, "features", tuple(resolved))
         check_positive("clip", self.clip)
-        check_choice("normaliser", self.normaliser, ("ema", "none"))
+        check_choice("normaliser", self.normaliser, NORMALISERS)
         check_in_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
         check_positive("eps", self.eps)
         if self.last_layer_path is not None and (

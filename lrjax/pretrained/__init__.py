@@ -1,0 +1,45 @@
+"""Pretrained controllers shipped with lrjax, loadable in one call.
+
+  controller = lrjax.pretrained.load("fashion_mlp_ppo")
+  tx = lrjax.controlled_sgd(controller, total_steps=400, predictions_shape=(32, 10))
+
+Each controller is a directory here in the saved-controller format
+(:func:`lrjax.controller.save_controller`) with a ``MODEL_CARD.md``: the task it was trained on,
+the exact training command, and its evaluation against tuned baselines on held-out seeds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lrjax._validation import ConfigError
+
+_HERE = Path(__file__).parent
+
+
+def available() -> tuple[str, ...]:
+    """The names of the shipped controllers."""
+    return tuple(sorted(p.name for p in _HERE.iterdir() if (p / "metadata.json").is_file()))
+
+
+def path(name: str) -> Path:
+    """The directory of the shipped controller ``name``."""
+    if name not in available():
+        raise ConfigError(
+            f"pretrained controller {name!r} is not known: expected one of "
+            f"{', '.join(available()) or 'none'}."
+        )
+    return _HERE / name
+
+
+def model_card(name: str) -> str:
+    """The model card of ``name``: task, training command, evaluation table."""
+    return (path(name) / "MODEL_CARD.md").read_text()
+
+
+def load(name: str):
+    """The shipped controller ``name`` as a :class:`~lrjax.controller.Controller`, ready for
+    ``scale_by_controller(controller, total_steps=...)``."""
+    from lrjax.controller import load_controller
+
+    return load_controller(path(name))

@@ -1,0 +1,266 @@
+"""The held-out protocol: baselines tuned on tuning seeds, then every method on held-out seeds.
+
+Paper A's claim is that a learned schedule beats tuned ones. Judging that fairly needs three
+disjoint sets of episodes (trainee initialisations and minibatch orders):
+
+1. the controller's training episodes (PPO's, from the training seed);
+2. *tuning* episodes, on which each baseline family picks its best LR
+   (:func:`tune_baselines`), by the final trainee's loss on the whole validation split;
+3. *held-out* evaluation episodes, on which every method runs on the same seeds (paired,
+   common random numbers) and is reported by its final test loss and accuracy
+   (:func:`evaluate_methods`), with the mean and 95% confidence interval of its paired
+   differences to each other method (:func:`paired_difference`).
+
+Tuning and evaluation episodes come from ``fold_in(key, 0)`` and ``fold_in(key, 1)`` of the
+evaluation key, and training episodes from a different root key, so the three sets never share
+a trainee. The baselines (:data:`BASELINES`): a constant LR, paper A's step decay, cosine with
+linear warm-up (SGD), and Adam at a constant LR; each grid is extended past its winner until the
+winner is interior or the grid reaches its bounds (:func:`tune_baselines`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from lrjax._validation import ConfigError, check_positive_int
+from lrjax.controller import Controller
+from lrjax.env import TraineeEnv
+from lrjax.evaluate import step_decay_lrs
+from lrjax.rollouts import Episodes, run_episodes, run_schedules
+
+WARMUP_FRACTION = 0.1
+"""Cosine's linear warm-up takes the first tenth of the actions."""
+
+
+def cosine_warmup_lrs(lr: float, horizon: int) -> np.ndarray:
+    """Linear warm-up to ``lr`` over the first :data:`WARMUP_FRACTION` of the actions, then a
+    cosine decay towards 0 (Loshchilov and Hutter 2017; Goyal et al. 2017's warm-up)."""
+    w = max(1, round(WARMUP_FRACTION * horizon))
+    t = np.arange(horizon, dtype=np.float64)
+    warm = lr * (t + 1) / w
+    cos = lr * 0.5 * (1 + np.cos(np.pi * (t - w) / max(horizon - w, 1)))
+    return np.where(t < w, warm, cos).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Baseline:
+    """A baseline family: an LR schedule shape for an optimizer, over an LR grid.
+
+    Attributes:
+      name: e.g. ``"constant"``.
+      shape: ``"constant"``, ``"step_decay"`` or ``"cosine_warmup"``.
+      optimizer: ``"sgd"`` (the controller's) or ``"adam"``.
+      grid: the initial LR grid (log-spaced; extended past its winner when tuning).
+      bounds: the grid is never extended past these.
+    """
+
+    name: str
+    shape: str
+    optimizer: str
+    grid: tuple[float, ...]
+    bounds: tuple[float, float] = (1e-5, 10.0)
+
+    def schedule(self, lr: float, horizon: int) -> np.ndarray:
+        """The LR of each action for initial (peak) LR ``lr``."""
+        if self.shape == "constant":
+            return np.full(horizon, lr, np.float32)
+        if self.shape == "step_decay":
+            return step_decay_lrs(lr, horizon)
+        return cosine_warmup_lrs(lr, horizon)
+
+
+_SGD_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+BASELINES: Mapping[str, Baseline] = {
+    "constant": Baseline("constant", "constant", "sgd", _SGD_GRID),
+    "step_decay": Baseline("step_decay", "step_decay", "sgd", _SGD_GRID),
+    "cosine_warmup": Baseline("cosine_warmup", "cosine_warmup", "sgd", _SGD_GRID),
+    "adam": Baseline("adam", "constant", "adam", (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)),
+}
+"""The baseline families of the protocol, by name (SGD grids from 0.01 to 1, Adam's from 1e-4
+to 1e-2, both half-decade steps)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuned:
+    """A baseline family's tuning: every LR tried and its mean final validation loss."""
+
+    baseline: Baseline
+    lrs: tuple[float, ...]
+    validation_loss: tuple[float, ...]  # mean over tuning seeds (inf if any diverged)
+
+    @property
+    def best_lr(self) -> float:
+        return self.lrs[int(np.argmin(self.validation_loss))]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.baseline.name,
+            "shape": self.baseline.shape,
+            "optimizer": self.baseline.optimizer,
+            "best_lr": self.best_lr,
+            "lrs": list(self.lrs),
+            "validation_loss": [float(v) for v in self.validation_loss],
+        }
+
+
+def _env_for(env: TraineeEnv, optimizer: str) -> TraineeEnv:
+    if optimizer == env.config.optimizer:
+        return env
+    return TraineeEnv(env.task, dataclasses.replace(env.config, optimizer=optimizer))
+
+
+def _mean_or_inf(x: np.ndarray) -> float:
+    return float(np.mean(x)) if np.all(np.isfinite(x)) else math.inf
+
+
+def tune_baselines(
+    env: TraineeEnv,
+    baselines: Sequence[Baseline],
+    key: jax.Array,
+    data: Any,
+    num_seeds: int,
+    *,
+    max_extensions: int = 3,
+) -> list[Tuned]:
+    """Pick each family's LR on ``num_seeds`` tuning episodes, by the mean loss of the final
+    trainee on the whole validation split.
+
+    A winner at an end of its grid is not trusted: the grid grows by one more half-decade step
+    on that side (within the family's bounds) and the new LR runs on the same episodes, up to
+    ``max_extensions`` times, so that the chosen LR has a worse neighbour on both sides.
+    """
+    check_positive_int("num_seeds", num_seeds)
+    horizon = env.config.horizon
+    out = []
+    for b in baselines:
+        benv = _env_for(env, b.optimizer)
+        results: dict[float, float] = {}
+
+        def run(lrs, b=b, benv=benv, results=results):
+            todo = [lr for lr in lrs if lr not in results]
+            if todo:
+                shapes = np.stack([b.schedule(lr, horizon) for lr in todo])
+                for lr, e in zip(
+                    todo, run_schedules(benv, shapes, key, data, num_seeds), strict=True
+                ):
+                    results[lr] = _mean_or_inf(e.validation_loss)
+
+        run(b.grid)
+        for _ in range(max_extensions):
+            lrs = sorted(results)
+            best = min(lrs, key=lambda lr: results[lr])
+            step = math.sqrt(10.0)
+            if best == lrs[0] and best / step >= b.bounds[0]:
+                run([best / step])
+            elif best == lrs[-1] and best * step <= b.bounds[1]:
+                run([best * step])
+            else:
+                break
+        lrs = tuple(sorted(results))
+        out.append(Tuned(b, lrs, tuple(results[lr] for lr in lrs)))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A method evaluated on the held-out seeds: its name and episodes."""
+
+    name: str
+    episodes: Episodes
+
+
+def evaluate_methods(
+    env: TraineeEnv,
+    controllers: Mapping[str, Controller],
+    tuned: Sequence[Tuned],
+    key: jax.Array,
+    data: Any,
+    num_seeds: int,
+) -> list[Method]:
+    """Every controller and every tuned baseline (at its best LR) on the same ``num_seeds``
+    held-out episodes."""
+    check_positive_int("num_seeds", num_seeds)
+    methods = [
+        Method(name, run_episodes(env, c, key, data, num_seeds)) for name, c in controllers.items()
+    ]
+    horizon = env.config.horizon
+    for t in tuned:
+        benv = _env_for(env, t.baseline.optimizer)
+        shape = t.baseline.schedule(t.best_lr, horizon)[None]
+        (episodes,) = run_schedules(benv, shape, key, data, num_seeds)
+        methods.append(Method(f"{t.baseline.name} (lr {t.best_lr:.3g})", episodes))
+    return methods
+
+
+@dataclasses.dataclass(frozen=True)
+class Difference:
+    """Mean and 95% confidence interval (Student t) of paired per-seed differences."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.high < 0 or self.low > 0
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray) -> Difference:
+    """``a - b`` per seed: its mean and 95% CI, ``mean +- t_{0.975, n-1} sd / sqrt(n)``."""
+    from scipy import stats
+
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    if d.ndim != 1 or d.size < 2:
+        raise ConfigError(f"paired differences need >= 2 seeds, got {d.shape}.")
+    mean = float(np.mean(d))
+    if not np.all(np.isfinite(d)):
+        return Difference(mean, math.nan, math.nan, d.size)
+    half = float(stats.t.ppf(0.975, d.size - 1) * np.std(d, ddof=1) / math.sqrt(d.size))
+    return Difference(mean, mean - half, mean + half, d.size)
+
+
+def results_table(methods: Sequence[Method], reference: str) -> str:
+    """Markdown: each method's final test loss and accuracy (mean +- 95% CI half-width over
+    the seeds) and the paired test-loss difference ``reference - method`` (negative: the
+    reference is better) with its 95% CI."""
+    ref = next(m for m in methods if m.name == reference)
+    lines = [
+        f"| method | test loss | test accuracy | diverged | {reference} - method: test loss "
+        "[95% CI] |",
+        "|---|---|---|---|---|",
+    ]
+    for m in methods:
+        e = m.episodes
+        loss = _mean_ci(e.test_loss)
+        acc = _mean_ci(e.test_accuracy)
+        if m.name == reference:
+            diff = "reference"
+        else:
+            d = paired_difference(ref.episodes.test_loss, e.test_loss)
+            verdict = (
+                (f" ({reference} better)" if d.high < 0 else f" ({reference} worse)")
+                if d.excludes_zero
+                else " (not significant)"
+            )
+            diff = f"{d.mean:+.4f} [{d.low:+.4f}, {d.high:+.4f}]{verdict}"
+        lines.append(f"| {m.name} | {loss} | {acc} | {int(e.diverged.sum())} | {diff} |")
+    return "\n".join(lines)
+
+
+def _mean_ci(x: np.ndarray) -> str:
+    from scipy import stats
+
+    x = np.asarray(x, np.float64)
+    if np.all(np.isnan(x)):
+        return "n/a"  # e.g. the accuracy of a regression
+    if not np.all(np.isfinite(x)):
+        return "inf"
+    half = stats.t.ppf(0.975, x.size - 1) * np.std(x, ddof=1) / math.sqrt(x.size)
+    return f"{np.mean(x):.4f} +- {half:.4f}"
