@@ -23,8 +23,10 @@ data-%: setup
 	$(BIN)/lrjax data prepare $* $(call raw_arg,$*)
 
 demo: data-fashion_mnist
-	$(BIN)/lrjax train --algo ppo --task fashion_cnn --updates 4 --num-envs 4 --horizon 10 \
-		--steps-per-action 5 --batch-size 32 --eval-episodes 2
+	$(BIN)/lrjax train --task fashion_mlp --updates 30 --num-envs 8 --eval-episodes 0 \
+		--out runs/demo
+	$(BIN)/lrjax evaluate --controller demo=runs/demo/controller --controller fashion_mlp_ppo \
+		--task fashion_mlp --tune-seeds 4 --seeds 10 --out runs/demo/evaluation
 
 test: data
 	$(BIN)/python -m pytest -q -n 2

@@ -93,8 +93,10 @@ def plot_comparison(comparison, path, *, title: str = "", steps_per_action: int 
 
 
 def plot_training(history: Sequence[dict[str, Any]], path, *, title: str = "") -> Path:
-    """An RL run's learning curves from its metrics rows: mean episode return, final validation
-    loss of the episodes that ended, and the range of LRs the controller applied, per update."""
+    """An RL run's learning curves from its metrics rows, per update. Top: mean episode return,
+    final validation loss of the episodes that ended, and the range of LRs the controller
+    applied. Bottom, the diagnostics that say whether RL is learning: approx_kl (the policy
+    moved), the critic's explained variance (it fitted the returns) and the policy's entropy."""
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
@@ -102,21 +104,34 @@ def plot_training(history: Sequence[dict[str, Any]], path, *, title: str = "") -
         [np.nan if h.get(key) is None else h[key] for h in history], dtype=float
     )
     updates = get("update")
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    axes[0].plot(updates, get("episode_return"), marker="o", ms=3, label="mean episode return")
-    axes[0].set(ylabel="episode return")
-    axes[1].plot(
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7.5))
+    top, bottom = axes
+    top[0].plot(updates, get("episode_return"), marker="o", ms=3, label="mean episode return")
+    top[0].set(ylabel="episode return")
+    top[1].plot(
         updates, get("final_val_loss"), marker="o", ms=3, color="C1", label="final validation loss"
     )
-    axes[1].set(ylabel="validation loss")
-    axes[2].fill_between(
+    top[1].set(ylabel="validation loss")
+    top[2].fill_between(
         updates, get("lr_min"), get("lr_max"), alpha=0.3, color="C2", label="applied LR, min to max"
     )
-    axes[2].plot(updates, get("lr_mean"), color="C2", label="applied LR, mean")
-    axes[2].set(ylabel="learning rate", yscale="log")
-    for ax, name in zip(
-        axes, ("episode return", "final validation loss", "learning rate"), strict=True
-    ):
+    top[2].plot(updates, get("lr_mean"), color="C2", label="applied LR, mean")
+    top[2].set(ylabel="learning rate", yscale="log")
+    bottom[0].plot(updates, get("approx_kl"), marker="o", ms=3, color="C3", label="approx_kl")
+    bottom[0].set(ylabel="approx KL(old || new)", yscale="log")
+    bottom[1].plot(updates, get("explained_variance"), marker="o", ms=3, color="C4", label="critic")
+    bottom[1].set(ylabel="explained variance", ylim=(-1.05, 1.05))
+    bottom[2].plot(updates, get("entropy"), marker="o", ms=3, color="C5", label="policy")
+    bottom[2].set(ylabel="entropy (nats)")
+    names = (
+        "episode return",
+        "final validation loss",
+        "learning rate",
+        "approx_kl",
+        "explained variance",
+        "entropy",
+    )
+    for ax, name in zip(axes.flat, names, strict=True):
         ax.set(xlabel="RL update", title=f"{title}: {name}" if title else name)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)

@@ -93,10 +93,17 @@ class Tuned:
     baseline: Baseline
     lrs: tuple[float, ...]
     validation_loss: tuple[float, ...]  # mean over tuning seeds (inf if any diverged)
+    tuned_on: str | None = None  # the task it was tuned on, when not the evaluated one
 
     @property
     def best_lr(self) -> float:
         return self.lrs[int(np.argmin(self.validation_loss))]
+
+    @property
+    def at_edge(self) -> bool:
+        """Whether the best LR is the smallest or largest tried: the grid met its bounds or
+        ran out of extensions, so a better LR may lie beyond."""
+        return len(self.lrs) > 1 and self.best_lr in (self.lrs[0], self.lrs[-1])
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -104,6 +111,7 @@ class Tuned:
             "shape": self.baseline.shape,
             "optimizer": self.baseline.optimizer,
             "best_lr": self.best_lr,
+            "at_edge": self.at_edge,
             "lrs": list(self.lrs),
             "validation_loss": [float(v) for v in self.validation_loss],
         }
@@ -117,6 +125,18 @@ def _env_for(env: TraineeEnv, optimizer: str) -> TraineeEnv:
 
 def _mean_or_inf(x: np.ndarray) -> float:
     return float(np.mean(x)) if np.all(np.isfinite(x)) else math.inf
+
+
+def read_tuning(data: Mapping[str, Any], names: Sequence[str] | None = None) -> list[Tuned]:
+    """The tuned baselines of a ``tuning.json`` (as ``lrjax evaluate`` writes it), labelled with
+    the task they were tuned on; only ``names`` if given."""
+    out = []
+    for t in data["baselines"]:
+        if names is not None and t["name"] not in names:
+            continue
+        base = dataclasses.replace(BASELINES[t["name"]], grid=tuple(t["lrs"]))
+        out.append(Tuned(base, tuple(t["lrs"]), tuple(t["validation_loss"]), data["task"]))
+    return out
 
 
 def tune_baselines(
@@ -133,7 +153,9 @@ def tune_baselines(
 
     A winner at an end of its grid is not trusted: the grid grows by one more half-decade step
     on that side (within the family's bounds) and the new LR runs on the same episodes, up to
-    ``max_extensions`` times, so that the chosen LR has a worse neighbour on both sides.
+    ``max_extensions`` times, so that the chosen LR has a worse neighbour on both sides. Then
+    the grid is refined around the winner, at a quarter decade on each side, so that each
+    baseline is tuned to within a factor of 10^(1/8) = 1.33 of its best LR on these episodes.
     """
     check_positive_int("num_seeds", num_seeds)
     horizon = env.config.horizon
@@ -162,6 +184,9 @@ def tune_baselines(
                 run([best * step])
             else:
                 break
+        best = min(results, key=results.get)
+        quarter = 10.0**0.25
+        run([lr for lr in (best / quarter, best * quarter) if b.bounds[0] <= lr <= b.bounds[1]])
         lrs = tuple(sorted(results))
         out.append(Tuned(b, lrs, tuple(results[lr] for lr in lrs)))
     return out
@@ -194,7 +219,8 @@ def evaluate_methods(
         benv = _env_for(env, t.baseline.optimizer)
         shape = t.baseline.schedule(t.best_lr, horizon)[None]
         (episodes,) = run_schedules(benv, shape, key, data, num_seeds)
-        methods.append(Method(f"{t.baseline.name} (lr {t.best_lr:.3g})", episodes))
+        where = f", tuned on {t.tuned_on}" if t.tuned_on else ""
+        methods.append(Method(f"{t.baseline.name} (lr {t.best_lr:.3g}{where})", episodes))
     return methods
 
 

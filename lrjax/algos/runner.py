@@ -126,7 +126,7 @@ def run(
             chunks[n] = jax.jit(lambda s, d, n=n: algo.run_updates(s, d, n))
             if bar is not None:
                 bar.set_description(f"{algo.name}: compiling, then {n} update(s)")
-        state, metrics = chunks[n](state, data)
+        state, metrics = jax.block_until_ready(chunks[n](state, data))  # dispatch is async
         if first and bar is not None:
             bar.set_description(f"{algo.name} updates")
         rows = _rows(metrics, done, (time.perf_counter() - begin) / n)

@@ -3,11 +3,11 @@
   lrjax evaluate --controller runs/ppo-fashion_mlp/controller --task fashion_mlp --out results/x
 
 Tunes the baselines (constant LR, step decay, cosine with warm-up, Adam) on ``--tune-seeds``
-episodes, or takes their LRs from a previous ``tuning.json`` (``--tuning``: e.g. those tuned on
-the source task of a transfer), then runs every controller and baseline on ``--seeds`` held-out
-episodes. Prints and writes ``results.md`` (test loss and accuracy with 95% CIs, paired
-differences), ``evaluation.json``, ``tuning.json`` and ``curves.png`` (validation-loss curves
-with 95% bands, and the LR schedules).
+episodes, and/or takes them as tuned in previous ``tuning.json`` files (``--tuning``: e.g.
+those tuned on the source task of a transfer), then runs every controller and baseline on
+``--seeds`` held-out episodes. Prints and writes ``results.md`` (test loss and accuracy with
+95% CIs, paired differences), ``evaluation.json``, ``tuning.json`` and ``curves.png``
+(validation-loss curves with 95% bands, and the LR schedules).
 """
 
 from __future__ import annotations
@@ -43,12 +43,19 @@ def add_parser(sub, detailed: bool = False) -> None:
         default="constant,step_decay,cosine_warmup,adam",
         help="comma-separated baseline families (lrjax.protocol.BASELINES)",
     )
-    p.add_argument("--tune-seeds", type=int, default=8, help="tuning episodes per LR")
+    p.add_argument(
+        "--tune-seeds",
+        type=int,
+        default=8,
+        help="tuning episodes per LR (0: tune nothing here, use --tuning)",
+    )
     p.add_argument("--seeds", type=int, default=10, help="held-out episodes per method")
     p.add_argument(
         "--tuning",
-        default=None,
-        help="take the baselines' LRs from this tuning.json instead of tuning here",
+        action="append",
+        default=[],
+        help="also evaluate the baselines as tuned in this tuning.json (e.g. on a transfer's "
+        "source task); repeatable",
     )
     p.add_argument(
         "--seed",
@@ -78,7 +85,10 @@ def _check_args(args) -> None:
     check_positive_int("--seeds", args.seeds)
     if args.seeds < 2:
         raise ConfigError(f"--seeds={args.seeds} is not allowed: confidence intervals need >= 2.")
-    check_positive_int("--tune-seeds", args.tune_seeds)
+    if args.tune_seeds < 0 or (args.tune_seeds == 0 and not args.tuning):
+        raise ConfigError(
+            f"--tune-seeds={args.tune_seeds} is not allowed: expected > 0, or 0 with --tuning."
+        )
     for b in args.baselines.split(","):
         if b not in BASELINES:
             raise ConfigError(
@@ -87,8 +97,6 @@ def _check_args(args) -> None:
 
 
 def run(args) -> int:
-    import dataclasses
-
     import jax
 
     from lrjax import plots, protocol, tasks
@@ -120,39 +128,41 @@ def run(args) -> int:
     )
 
     start = time.perf_counter()
-    if args.tuning:
-        saved = json.loads(Path(args.tuning).read_text())
-        tuned = [
-            protocol.Tuned(
-                dataclasses.replace(protocol.BASELINES[t["name"]], grid=(t["best_lr"],)),
-                (t["best_lr"],),
-                (float("nan"),),
-            )
-            for t in saved["baselines"]
-            if t["name"] in args.baselines.split(",")
-        ]
-        print(f"baseline LRs from {args.tuning} (tuned on {saved['task']})")
-        tuned_on = saved["task"]
-    else:
-        families = [protocol.BASELINES[b] for b in args.baselines.split(",")]
+    names = args.baselines.split(",")
+    tuned = []
+    for path in args.tuning:
+        saved = json.loads(Path(path).read_text())
+        tuned += protocol.read_tuning(saved, names)
+        print(f"baselines as tuned on {saved['task']} ({path})")
+    if args.tune_seeds:
         print(f"tuning on {args.tune_seeds} seeds ...", flush=True)
-        tuned = protocol.tune_baselines(
-            env, families, jax.random.fold_in(key, 0), data, args.tune_seeds
+        here = protocol.tune_baselines(
+            env,
+            [protocol.BASELINES[b] for b in names],
+            jax.random.fold_in(key, 0),
+            data,
+            args.tune_seeds,
         )
-        tuned_on = args.task
         (out / "tuning.json").write_text(
             json.dumps(
                 {
                     "task": args.task,
                     "horizon": args.horizon,
                     "tune_seeds": args.tune_seeds,
-                    "baselines": [t.to_json() for t in tuned],
+                    "baselines": [t.to_json() for t in here],
                 },
                 indent=1,
             )
         )
+        tuned += here
+    tuned_on = ", ".join(
+        dict.fromkeys([t.tuned_on or f"{args.task} ({args.tune_seeds} seeds)" for t in tuned])
+    )
     for t in tuned:
-        print(f"  {t.baseline.name}: best LR {t.best_lr:.3g} of {[f'{x:.3g}' for x in t.lrs]}")
+        edge = " (at the end of its grid: a better LR may lie beyond)" if t.at_edge else ""
+        print(
+            f"  {t.baseline.name}: best LR {t.best_lr:.3g} of {[f'{x:.3g}' for x in t.lrs]}{edge}"
+        )
     tune_seconds = time.perf_counter() - start
 
     print(f"evaluating on {args.seeds} held-out seeds ...", flush=True)
@@ -164,8 +174,8 @@ def run(args) -> int:
     reference = next(iter(controllers))
     table = protocol.results_table(methods, reference)
     header = (
-        f"{args.task}, {args.horizon} actions x {k} steps, baselines tuned on {tuned_on} "
-        f"({args.tuning or f'{args.tune_seeds} tuning seeds'}), {args.seeds} held-out seeds "
+        f"{args.task}, {args.horizon} actions x {k} steps, baselines tuned on {tuned_on}, "
+        f"{args.seeds} held-out seeds "
         f"(root seed {args.seed}); tuning {tune_seconds:.0f} s, evaluation {eval_seconds:.0f} s"
     )
     (out / "results.md").write_text(f"{header}\n\n{table}\n")

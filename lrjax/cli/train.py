@@ -102,7 +102,13 @@ def add_parser(sub, detailed: bool = False) -> None:
     p.add_argument("--updates", type=int, default=100, help="RL updates")
     p.add_argument("--ppo-lr", type=float, default=None, help="Adam step size of PPO (PPOConfig's)")
     p.add_argument("--updates-per-chunk", type=int, default=2, help="updates per compiled call")
-    p.add_argument("--eval-episodes", type=int, default=8, help="evaluation episodes per method")
+    p.add_argument(
+        "--eval-episodes",
+        type=int,
+        default=8,
+        help="episodes of the quick comparison after training (0: skip it; `lrjax evaluate` "
+        "runs the held-out protocol)",
+    )
     p.add_argument("--seed", type=int, default=0, help="root seed of training and evaluation")
     p.add_argument("--out", default=None, help="output directory (default: runs/ALGO-TASK)")
     _common.add_data_options(p)
@@ -160,6 +166,13 @@ def run(args) -> int:
         from lrjax._validation import ConfigError
 
         raise ConfigError(f"--out={str(out)!r} is a file: expected a directory.")
+    if args.eval_episodes < 0:
+        from lrjax._validation import ConfigError
+
+        raise ConfigError(
+            f"--eval-episodes={args.eval_episodes} is not allowed: expected >= 0 (0 skips the "
+            "comparison after training)."
+        )
     task, env, algo, signature = _setup(args)
     key = jax.random.key(args.seed)
     data = _common.load_task_data(task, jax.random.fold_in(key, 1), args)
@@ -183,6 +196,20 @@ def run(args) -> int:
         print(f"the run in {out} is complete ({args.updates} updates); evaluating its controller")
     trained = algo.controller(result.state)
     save_controller(out / "controller", trained, overwrite=True)
+    plots.plot_training(result.history, out / "training.png", title=f"{args.task} {algo.name}")
+    last = result.history[-1] if result.history else {}
+    get = lambda name: float("nan") if last.get(name) is None else float(last[name])
+    print(
+        f"trained in {result.train_seconds:.0f} s; last update: return "
+        f"{get('episode_return'):.4g}, approx_kl {get('approx_kl'):.2g}, explained variance "
+        f"{get('explained_variance'):.2f}, LRs [{get('lr_min'):.3g}, {get('lr_max'):.3g}]"
+    )
+    if args.eval_episodes == 0:
+        print(
+            f"controller:  {out / 'controller'}\nmetrics:     {out / 'metrics.jsonl'}\n"
+            f"plots:       {out / 'training.png'}"
+        )
+        return 0
 
     start = time.perf_counter()
     print(
@@ -204,13 +231,12 @@ def run(args) -> int:
     }
     (out / "evaluation.json").write_text(json.dumps(summary, indent=1))
     plots.plot_comparison(comparison, out / "evaluation.png", title=args.task, steps_per_action=k)
-    plots.plot_training(result.history, out / "training.png", title=f"{args.task} {algo.name}")
 
     learned = comparison.learned
     print(
-        f"trained in {result.train_seconds:.0f} s, evaluated in {eval_seconds:.0f} s; "
-        f"evaluation over {args.eval_episodes} episodes (the best of each baseline family is "
-        "chosen on these same episodes, which favours the baselines):"
+        f"evaluated in {eval_seconds:.0f} s; evaluation over {args.eval_episodes} episodes "
+        "(the best of each baseline family is chosen on these same episodes, which favours "
+        "the baselines):"
     )
     print(comparison.table())
     print(f"learned LRs ranged over [{np.nanmin(learned.lr):.3g}, {np.nanmax(learned.lr):.3g}]")
