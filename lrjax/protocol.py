@@ -270,6 +270,12 @@ def results_table(methods: Sequence[Method], reference: str) -> str:
             diff = "reference"
         else:
             d = paired_difference(ref.episodes.test_loss, e.test_loss)
+            if not math.isfinite(d.low):
+                lines.append(
+                    f"| {m.name} | {loss} | {acc} | {int(e.diverged.sum())} | n/a (a diverged "
+                    "episode) |"
+                )
+                continue
             verdict = (
                 (f" ({reference} better)" if d.high < 0 else f" ({reference} worse)")
                 if d.excludes_zero
@@ -286,7 +292,10 @@ def _mean_ci(x: np.ndarray) -> str:
     x = np.asarray(x, np.float64)
     if np.all(np.isnan(x)):
         return "n/a"  # e.g. the accuracy of a regression
-    if not np.all(np.isfinite(x)):
-        return "inf"
+    if not np.all(np.isfinite(x)):  # diverged episodes: inf loss, NaN accuracy
+        bad = int(np.sum(~np.isfinite(x)))
+        if np.any(np.isposinf(x)):
+            return f"inf ({bad} of {x.size} diverged)"
+        return f"{np.nanmean(x):.4f} over {x.size - bad} of {x.size}"
     half = stats.t.ppf(0.975, x.size - 1) * np.std(x, ddof=1) / math.sqrt(x.size)
     return f"{np.mean(x):.4f} +- {half:.4f}"
