@@ -96,6 +96,55 @@ def _check_args(args) -> None:
             )
 
 
+def _tuned_baselines(args, env, key, data, out: Path):
+    """The baselines as read from ``--tuning`` files and/or tuned here on ``--tune-seeds``
+    (written to ``tuning.json``), printed, and a label of where they were tuned."""
+    from lrjax import protocol
+
+    names = args.baselines.split(",")
+    tuned = []
+    for path in args.tuning:
+        saved = json.loads(Path(path).read_text())
+        tuned += protocol.read_tuning(saved, names)
+        print(f"baselines as tuned on {saved['task']} ({path})")
+    if args.tune_seeds:
+        print(f"tuning on {args.tune_seeds} seeds ...", flush=True)
+        families = [protocol.BASELINES[b] for b in names]
+        here = protocol.tune_baselines(env, families, key, data, args.tune_seeds)
+        saved = {
+            "task": args.task,
+            "horizon": args.horizon,
+            "tune_seeds": args.tune_seeds,
+            "baselines": [t.to_json() for t in here],
+        }
+        (out / "tuning.json").write_text(json.dumps(saved, indent=1))
+        tuned += here
+    for t in tuned:
+        edge = " (at the end of its grid: a better LR may lie beyond)" if t.at_edge else ""
+        print(
+            f"  {t.baseline.name}: best LR {t.best_lr:.3g} of {[f'{x:.3g}' for x in t.lrs]}{edge}"
+        )
+    tuned_on = ", ".join(
+        dict.fromkeys([t.tuned_on or f"{args.task} ({args.tune_seeds} seeds)" for t in tuned])
+    )
+    return tuned, tuned_on
+
+
+def _write_evaluation(out: Path, args, tuned_on: str, methods) -> None:
+    """``evaluation.json``: every method's per-seed results."""
+    per_method = {
+        m.name: {
+            "test_loss": m.episodes.test_loss.tolist(),
+            "test_accuracy": m.episodes.test_accuracy.tolist(),
+            "validation_loss": m.episodes.validation_loss.tolist(),
+            "lr": m.episodes.lr.tolist(),
+        }
+        for m in methods
+    }
+    summary = {"task": args.task, "tuned_on": tuned_on, "seeds": args.seeds, "methods": per_method}
+    (out / "evaluation.json").write_text(json.dumps(summary))
+
+
 def run(args) -> int:
     import jax
 
@@ -128,41 +177,7 @@ def run(args) -> int:
     )
 
     start = time.perf_counter()
-    names = args.baselines.split(",")
-    tuned = []
-    for path in args.tuning:
-        saved = json.loads(Path(path).read_text())
-        tuned += protocol.read_tuning(saved, names)
-        print(f"baselines as tuned on {saved['task']} ({path})")
-    if args.tune_seeds:
-        print(f"tuning on {args.tune_seeds} seeds ...", flush=True)
-        here = protocol.tune_baselines(
-            env,
-            [protocol.BASELINES[b] for b in names],
-            jax.random.fold_in(key, 0),
-            data,
-            args.tune_seeds,
-        )
-        (out / "tuning.json").write_text(
-            json.dumps(
-                {
-                    "task": args.task,
-                    "horizon": args.horizon,
-                    "tune_seeds": args.tune_seeds,
-                    "baselines": [t.to_json() for t in here],
-                },
-                indent=1,
-            )
-        )
-        tuned += here
-    tuned_on = ", ".join(
-        dict.fromkeys([t.tuned_on or f"{args.task} ({args.tune_seeds} seeds)" for t in tuned])
-    )
-    for t in tuned:
-        edge = " (at the end of its grid: a better LR may lie beyond)" if t.at_edge else ""
-        print(
-            f"  {t.baseline.name}: best LR {t.best_lr:.3g} of {[f'{x:.3g}' for x in t.lrs]}{edge}"
-        )
+    tuned, tuned_on = _tuned_baselines(args, env, jax.random.fold_in(key, 0), data, out)
     tune_seconds = time.perf_counter() - start
 
     print(f"evaluating on {args.seeds} held-out seeds ...", flush=True)
@@ -179,24 +194,7 @@ def run(args) -> int:
         f"(root seed {args.seed}); tuning {tune_seconds:.0f} s, evaluation {eval_seconds:.0f} s"
     )
     (out / "results.md").write_text(f"{header}\n\n{table}\n")
-    (out / "evaluation.json").write_text(
-        json.dumps(
-            {
-                "task": args.task,
-                "tuned_on": tuned_on,
-                "seeds": args.seeds,
-                "methods": {
-                    m.name: {
-                        "test_loss": m.episodes.test_loss.tolist(),
-                        "test_accuracy": m.episodes.test_accuracy.tolist(),
-                        "validation_loss": m.episodes.validation_loss.tolist(),
-                        "lr": m.episodes.lr.tolist(),
-                    }
-                    for m in methods
-                },
-            }
-        )
-    )
+    _write_evaluation(out, args, tuned_on, methods)
     plots.plot_methods(methods, out / "curves.png", title=header.split(",")[0], steps_per_action=k)
     print(header)
     print(table)
