@@ -1,0 +1,664 @@
+"""Paper B: the deterministic actor-critic that learns the learning rate (Algorithm 1).
+
+Xu et al. 2017, "Reinforcement Learning for Learning Rate Control", sections 3 and 4. At every
+trainee step ``t`` of each of ``num_envs`` trainees (episodes run side by side, sharing one actor
+and one critic):
+
+1. sample a minibatch ``x_i``; ``s_t = chi(w_t, x_i)`` (paper B: the minibatch loss; any
+   features whose inputs are :data:`AC_INPUTS`), normalised as the controller's features say;
+2. ``a_t = pi_theta(s_t)``: the LSTM actor's deterministic action (its mean head), mapped to the
+   learning rate by :func:`~lrjax.controller.action_to_lr` (``"absolute"``: the LR itself, paper
+   B; ``"scale"``: a factor on the previous LR, the ablation);
+3. ``w_{t+1} = w_t - lr_t grad f(w_t; x_i)`` (Eq. 2; the base direction of ``optimizer``);
+4. ``r_t = (f(w_t; x_i) - f(w_{t+1}; x_i)) / L_0``: the loss decrement on the same minibatch
+   (Eq. 5), in units of the initial loss ``L_0 = f(w_0; x)`` so that one critic serves any task;
+5. ``s_{t+1} = chi(w_{t+1}, x_i)`` and the TD error
+   ``delta_t = r_t + gamma Q(s_{t+1}, pi(s_{t+1})) - Q(s_t, a_t)`` (Eq. 7); the critic's
+   gradient ``delta_t grad_phi Q(s_t, a_t)`` (Eq. 8) is accumulated and its mean over
+   ``critic_every`` (m_phi) steps (and the episodes) applied with Adam;
+6. a different minibatch ``x_j``; ``s^j = chi(w_{t+1}, x_j)``; the actor's gradient
+   ``grad_theta pi(s^j) grad_a Q(s^j, a)|_{a = pi(s^j)}`` (Eq. 9) is accumulated and its mean
+   over ``actor_every`` (m_theta) steps applied with Adam (ascending Q);
+7. every ``reset_every`` (e) steps of an episode, ``w`` goes back to ``w_0``.
+
+Choices the paper leaves open, made here:
+
+- The critic's action input is the applied LR's position in the log-LR range,
+  ``2 (log lr - log lr_min) / (log lr_max - log lr_min) - 1`` in ``[-1, 1]`` (for ``"absolute"``
+  actions a monotone reparametrisation of the actor's output; for ``"scale"`` actions it is what
+  the action did, previous LR included). ``grad_a Q`` flows through this map to theta.
+- The actor is recurrent: ``pi(s_{t+1})`` and ``pi(s^j)`` are one LSTM step from the carry after
+  ``s_t``, and the actor's gradient goes through that step only (the carry is held fixed:
+  truncated backpropagation through time of length one).
+- The TD target is held fixed (semi-gradient TD, as Eq. 8 states); it bootstraps at a reset (the
+  critic values the loss level, not the time left), except after a divergence (a minibatch
+  loss not finite or above ``divergence_factor * L_0``), which pays the environment's penalty
+  ``L_t / L_0 - divergence_factor`` with no bootstrap (:mod:`lrjax.env`). In meta mode it ends
+  the episode; online, the user's model trains on unless its loss is not finite (then it
+  restarts from ``w_0``).
+- A model reset also restarts the actor's LSTM state, the LR and the per-run normaliser: each
+  episode is a fresh run, as a deployed controller sees one.
+- Steps ``s_{t+1}`` and ``s^j`` are normalised with the statistics after ``s_t`` (not updated by
+  them), so only what a deployed controller observes enters its running normaliser.
+- Gradient accumulation is ``optax.MultiSteps`` (mean over m steps), so "update every m
+  steps" is the library's, not hand-written.
+
+Two modes:
+
+- ``"online"`` (paper B's figures 2 and 3): one trainee (or a few) trains once, with the
+  actor-critic learning alongside; the result is that model's learning curve and final test
+  loss (:meth:`ActorCritic.train`, vmapped or mapped over seeds by :meth:`train_seeds`).
+- ``"meta"``: many episodes of ``reset_every`` steps train the actor, which is then saved in the
+  controller format (:meth:`ActorCritic.controller`) and deploys through
+  :func:`~lrjax.controller.scale_by_controller` exactly like a PPO controller.
+
+The algorithm has the runner's interface (``init``, ``run_updates``, ``num_updates``,
+``updates_done``): an *update* is ``steps_per_update`` steps in one ``lax.scan``, after which
+the host may show progress, write metrics and checkpoint (:func:`lrjax.algos.runner.run`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from lrjax import engine as engine_lib
+from lrjax import features as features_lib
+from lrjax import training
+from lrjax._validation import (
+    ConfigError,
+    check_choice,
+    check_in_range,
+    check_non_negative,
+    check_positive,
+    check_positive_int,
+)
+from lrjax.algos.policy import QCritic
+from lrjax.controller import (
+    Carry,
+    Controller,
+    ControllerConfig,
+    action_to_lr,
+    actor_step,
+    init_actor_params,
+    initial_carry,
+)
+from lrjax.tasks import Task
+
+MODES = ("online", "meta")
+OPTIMIZERS = ("sgd", "momentum", "adam")
+AC_INPUTS = ("value", "params", "last_layer", "lr", "lr_bounds", "step", "total_steps")
+"""The feature inputs the actor-critic provides at every step: the minibatch loss (``value``),
+the params (and the output layer), the LR and its bounds, the step and the episode length.
+Validation inputs (``val_loss``, ``predictions``) would cost a validation pass per step and are
+PPO's (:mod:`lrjax.env`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ActorCriticConfig:
+    """Settings of Algorithm 1. Paper B fixes the networks (actor: LSTM 2 x 20; critic: one
+    hidden layer of 10) and the optimizer of both (Adam at default settings); the rest it leaves
+    open, and the defaults are justified here.
+
+    Attributes:
+      controller: the actor, its state function and action map (what a trained controller
+        carries). Default :meth:`ControllerConfig.paper_b`: the minibatch loss, the LR itself in
+        [1e-4, 1] (paper B's LR grid), starting at 1e-2. Must act every step
+        (``steps_per_action == 1``), as Algorithm 1 does.
+      mode: ``"online"`` (train one model, paper B's experiments) or ``"meta"`` (train the
+        actor over many reset episodes, then deploy it). Default ``"online"``.
+      optimizer: the direction the LR scales: ``"sgd"`` (paper B), ``"momentum"`` (0.9) or
+        ``"adam"``.
+      num_envs: trainees run side by side sharing the actor and critic (their gradients are
+        averaged). Default 1 (online: one model; vmap :meth:`ActorCritic.train` over seeds).
+      num_updates: updates (chunks of ``steps_per_update`` steps). Default 10.
+      steps_per_update: Algorithm-1 steps per update. Default 100.
+      gamma: discount of Eq. 7, in [0, 1]. Default 0.9: a horizon of about 10 steps, long
+        enough to value a step's effect beyond the next minibatch (paper B's point against
+        greedy decrements) while TD targets stay low-variance for a critic fitted online.
+      critic_every: m_phi, steps whose critic gradients are averaged per Adam step. Default 1:
+        TD learning per step, so the critic keeps up with an actor that changes every step.
+      actor_every: m_theta, the same for the actor. Default 1: online, the model trains only
+        once, so every step's gradient counts; at 10 the actor moved too little in 1,000 steps
+        to raise an LR that started 10x too small on ``regression_2d`` (``RESULTS.md``). Meta
+        mode averages over ``num_envs`` as well.
+      reset_every: e, reset the model to ``w_0`` every this many steps of an episode. Default
+        None: never (online: one run); meta mode needs it.
+      same_minibatch: the ablation of paper B section 3.4: the actor's gradient on ``x_i``
+        (``s_{t+1}``) instead of a different minibatch ``x_j``. Default False (paper B).
+      exploration_std: the applied action is ``pi(s_t) + exploration_std * N(0, 1)`` (in the
+        actor's output units u). Paper B states none (its on-policy deterministic
+        actor-critic applies ``pi(s_t)`` itself); without it the critic sees one action per
+        state, ``grad_a Q`` is its extrapolation, and on ``regression_2d`` the LR fell to
+        ``lr_min`` within 100 steps (``RESULTS.md``). Default 0.3 (in ``"absolute"`` mode
+        about a factor 2 on the LR either way). 0 is paper B exactly.
+      actor_learning_rate: Adam step size of the actor. Default 1e-3 (Adam's default, as
+        paper B); 0 freezes the actor.
+      critic_learning_rate: Adam step size of the critic. Default 1e-2: the per-step rewards
+        are small (a thousandth of ``L_0`` once training slows), and at Adam's default 1e-3
+        the critic lagged so far behind that the actor followed its initial random slope
+        to ``lr_min`` (``RESULTS.md``).
+      critic_hidden: the critic's hidden units. Default 10 (paper B).
+      divergence_factor: a minibatch loss above this times ``L_0`` (or not finite) ends the
+        episode with a penalty (see the module doc). Default 3, as the environment's.
+      eval_examples: test examples evaluated after each online update (the learning curve).
+        Default 1000.
+      engine: how the episodes run side by side and the scan is unrolled (:mod:`lrjax.engine`).
+    """
+
+    controller: ControllerConfig = dataclasses.field(
+        default_factory=lambda: ControllerConfig.paper_b()
+    )
+    mode: str = "online"
+    optimizer: str = "sgd"
+    num_envs: int = 1
+    num_updates: int = 10
+    steps_per_update: int = 100
+    gamma: float = 0.9
+    critic_every: int = 1
+    actor_every: int = 1
+    reset_every: int | None = None
+    same_minibatch: bool = False
+    exploration_std: float = 0.3
+    actor_learning_rate: float = 1e-3
+    critic_learning_rate: float = 1e-2
+    critic_hidden: int = 10
+    divergence_factor: float = 3.0
+    eval_examples: int = 1000
+    engine: engine_lib.EngineConfig = engine_lib.EngineConfig()
+
+    def __post_init__(self):
+        if not isinstance(self.controller, ControllerConfig):
+            raise ConfigError(
+                f"controller={self.controller!r} is not allowed: expected a ControllerConfig."
+            )
+        if self.controller.steps_per_action != 1:
+            raise ConfigError(
+                f"controller.steps_per_action={self.controller.steps_per_action} is not allowed "
+                "for the actor-critic: expected 1 (Algorithm 1 acts at every step)."
+            )
+        features_lib.check_inputs(
+            self.controller.features,
+            AC_INPUTS,
+            hint="the actor-critic provides these inputs at every step (validation features "
+            "are PPO's: lrjax train --algo ppo).",
+        )
+        check_choice("mode", self.mode, MODES)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        for f in ("num_envs", "num_updates", "steps_per_update", "critic_every", "actor_every"):
+            check_positive_int(f, getattr(self, f))
+        check_in_range("gamma", self.gamma, 0.0, 1.0)
+        if self.reset_every is not None:
+            check_positive_int("reset_every", self.reset_every)
+        elif self.mode == "meta":
+            raise ConfigError(
+                "reset_every=None is not allowed in mode='meta': the actor learns over episodes "
+                "that reset the model every e steps; give e (e.g. reset_every=1000)."
+            )
+        if not isinstance(self.same_minibatch, bool):
+            raise ConfigError(
+                f"same_minibatch={self.same_minibatch!r} is not allowed: expected True or False."
+            )
+        check_non_negative("exploration_std", self.exploration_std)
+        check_non_negative("actor_learning_rate", self.actor_learning_rate)
+        check_non_negative("critic_learning_rate", self.critic_learning_rate)
+        check_positive_int("critic_hidden", self.critic_hidden)
+        check_positive("divergence_factor", self.divergence_factor)
+        if self.divergence_factor <= 1:
+            raise ConfigError(
+                f"divergence_factor={self.divergence_factor!r} is not allowed: "
+                "expected a number > 1."
+            )
+        check_positive_int("eval_examples", self.eval_examples)
+        if not isinstance(self.engine, engine_lib.EngineConfig):
+            raise ConfigError(f"engine={self.engine!r} is not allowed: expected an EngineConfig.")
+
+    @property
+    def total_steps(self) -> int:
+        """Steps of the whole run."""
+        return self.num_updates * self.steps_per_update
+
+    @property
+    def episode_length(self) -> int:
+        """Steps per episode: ``reset_every``, or the whole run (the ``total_steps`` input)."""
+        return self.reset_every or self.total_steps
+
+
+@struct.dataclass
+class Learner:
+    """One trainee episode in progress."""
+
+    trainee: training.TraineeState
+    initial_params: Any  # w_0, restored every reset_every steps
+    initial_loss: jax.Array  # L_0 = f(w_0; first minibatch)
+    carry: Carry  # the actor's LSTM state
+    lr: jax.Array  # the LR applied at the last step (initial_lr before the first)
+    normaliser: features_lib.NormaliserState  # per-run statistics ("ema")
+    t: jax.Array  # steps of this episode
+
+
+@struct.dataclass
+class ACState:
+    """Everything the actor-critic carries from one update to the next."""
+
+    actor: Any  # theta
+    critic: Any  # phi
+    actor_opt: Any  # optax.MultiSteps(adam) state: accumulates m_theta gradients
+    critic_opt: Any  # optax.MultiSteps(adam) state: accumulates m_phi gradients
+    learners: Learner  # [num_envs]
+    obs_stats: features_lib.NormaliserState  # of every s_t so far ("frozen" normaliser)
+    steps_done: jax.Array
+    updates_done: jax.Array
+
+
+class StepOutput(NamedTuple):
+    """What one step of one learner gives: the gradients to average and what to log."""
+
+    critic_grad: Any  # -delta grad_phi Q(s_t, a_t)  (Adam descends it)
+    actor_grad: Any  # -grad_theta Q(s^j, pi(s^j))
+    raw_obs: jax.Array  # chi(w_t, x_i) before normalisation
+    train_loss: jax.Array  # f(w_t; x_i)
+    lr: jax.Array
+    reward: jax.Array
+    td_error: jax.Array
+    q: jax.Array  # Q(s_t, a_t)
+    episode_end: jax.Array
+    diverged: jax.Array
+
+
+# ----------------------------------------------------------------------------------------------
+# Eqs. 7-9 as pure functions (tested against hand computations).
+
+
+def lr_position(lr: jax.Array, config: ControllerConfig) -> jax.Array:
+    """The critic's action input: the LR's position in the log-LR range, in [-1, 1]."""
+    lo, hi = jnp.log(config.lr_min), jnp.log(config.lr_max)
+    return 2.0 * (jnp.log(jnp.asarray(lr, jnp.float32)) - lo) / (hi - lo) - 1.0
+
+
+def td_error(critic, critic_params, obs, action, reward, next_obs, next_action, gamma, terminal):
+    """``delta = r + gamma (1 - terminal) Q(s', a') - Q(s, a)`` (paper B, Eq. 7)."""
+    q = critic.apply({"params": critic_params}, obs, action)
+    q_next = critic.apply({"params": critic_params}, next_obs, next_action)
+    return reward + gamma * jnp.where(terminal, 0.0, q_next) - q
+
+
+def critic_gradient(critic, critic_params, obs, action, delta):
+    """``-delta grad_phi Q(s, a)``: Eq. 8 with the sign for a minimiser (the TD target held
+    fixed, i.e. the gradient of ``delta^2 / 2``)."""
+    q_fn = lambda p: critic.apply({"params": p}, obs, action)
+    return jax.tree.map(lambda g: -delta * g, jax.grad(q_fn)(critic_params))
+
+
+def actor_gradient(critic, critic_params, actor_params, carry, obs, prev_lr, config):
+    """``-grad_theta pi(s) grad_a Q(s, a)|_{a = pi(s)}`` (Eq. 9, sign for a minimiser): the
+    chain rule through one LSTM step from ``carry`` (held fixed) and the action-to-LR map."""
+
+    def neg_q(theta):
+        _, u, _ = actor_step(theta, carry, obs, config)
+        a = lr_position(action_to_lr(u, prev_lr, config), config)
+        return -critic.apply({"params": critic_params}, obs, a)
+
+    return jax.grad(neg_q)(actor_params)
+
+
+# ----------------------------------------------------------------------------------------------
+# The algorithm.
+
+
+@dataclasses.dataclass(frozen=True)
+class ActorCritic:
+    """Algorithm 1 on ``task`` (see the module doc). Frozen and hashable: a static argument."""
+
+    task: Task
+    config: ActorCriticConfig = ActorCriticConfig()
+    name = "actor-critic"
+
+    @property
+    def num_updates(self) -> int:
+        return self.config.num_updates
+
+    @property
+    def controller_config(self) -> ControllerConfig:
+        return self.config.controller
+
+    @property
+    def _spec(self):
+        return self.controller_config.features
+
+    @property
+    def _frozen(self) -> bool:
+        return self._spec.normaliser == "frozen"
+
+    def _critic(self) -> QCritic:
+        return QCritic(hidden=self.config.critic_hidden)
+
+    def engine(self, num_items: int | None = None) -> engine_lib.Engine:
+        """The execution policy of ``num_items`` episodes (default ``num_envs``)."""
+        return engine_lib.resolve(
+            self.config.engine,
+            uses_conv=self.task.uses_conv,
+            num_steps=self.config.steps_per_update,
+            num_items=num_items or self.config.num_envs,
+            shard_vmapped=False,
+        )
+
+    def _optimizer(self, lr) -> optax.GradientTransformation:
+        base = {
+            "sgd": optax.identity(),
+            "momentum": optax.trace(decay=0.9),
+            "adam": optax.scale_by_adam(),
+        }[self.config.optimizer]
+        return optax.chain(base, optax.scale(-lr))
+
+    def _tx(self, learning_rate: float, every: int) -> optax.MultiSteps:
+        return optax.MultiSteps(optax.adam(learning_rate), every_k_schedule=every)
+
+    def _actor_tx(self):
+        return self._tx(self.config.actor_learning_rate, self.config.actor_every)
+
+    def _critic_tx(self):
+        return self._tx(self.config.critic_learning_rate, self.config.critic_every)
+
+    # -- observation --------------------------------------------------------------------------
+
+    def _raw(self, params, loss, lr, step) -> jax.Array:
+        c = self.controller_config
+        inputs = {
+            "value": loss,
+            "params": params,
+            "last_layer": self.task.output_weights(params),
+            "lr": lr,
+            "lr_bounds": (c.lr_min, c.lr_max),
+            "step": step,
+            "total_steps": self.config.episode_length,
+        }
+        return features_lib.raw_features(self._spec, inputs)
+
+    def _observe(self, normaliser, obs_stats, raw):
+        """``s_t``: normalised as a deployed controller does (updating per-run statistics)."""
+        if self._frozen:
+            return features_lib.normalise(self._spec, obs_stats, raw)[0], normaliser
+        return features_lib.normalise(self._spec, normaliser, raw)
+
+    def _peek(self, normaliser, obs_stats, raw):
+        """``s_{t+1}``, ``s^j``: normalised with the current statistics, which stay as they are."""
+        spec = self._spec
+        stats = obs_stats if self._frozen else normaliser
+        if spec.normaliser == "ema":
+            spec = dataclasses.replace(spec, normaliser="frozen")
+        return features_lib.normalise(spec, stats, raw)[0]
+
+    # -- init ---------------------------------------------------------------------------------
+
+    def _init_learner(self, key, data) -> Learner:
+        c = self.controller_config
+        lr = jnp.float32(c.initial_lr)
+        trainee = training.init_trainee(
+            self.engine().train_task(self.task), self._optimizer(lr), key, data
+        )
+        loss0 = (
+            self.engine()
+            .eval_task(self.task)
+            .loss(trainee.params, data, training.minibatch_key(trainee))
+        )
+        return Learner(
+            trainee=trainee,
+            initial_params=trainee.params,
+            initial_loss=loss0,
+            carry=initial_carry(c),
+            lr=lr,
+            normaliser=features_lib.init_normaliser(c.obs_size),
+            t=jnp.zeros((), jnp.int32),
+        )
+
+    def init(self, key: jax.Array, data: Any) -> ACState:
+        """Fresh actor (its untrained output is ``initial_lr``), critic and trainees. With one
+        trainee its key is ``key`` itself: the trainee of ``lrjax.training`` given that key
+        starts from the same weights and draws the same minibatches."""
+        cfg, c = self.config, self.controller_config
+        k_actor, k_critic = jax.random.split(jax.random.fold_in(key, 1))
+        actor = init_actor_params(k_actor, c)
+        critic = self._critic().init(k_critic, jnp.zeros((c.obs_size,)), jnp.zeros(()))["params"]
+        # One trainee: the key itself, so an online run and a baseline given the same seed key
+        # start from the same weights and see the same minibatches (lrjax.training).
+        trainee_keys = key[None] if cfg.num_envs == 1 else jax.random.split(key, cfg.num_envs)
+        learners = self.engine().over_items(self._init_learner, 1)(trainee_keys, data)
+        obs_stats = features_lib.init_normaliser(c.obs_size)
+        if self._frozen:  # the statistics start from the first observations, as PPO's do
+            raw = jax.vmap(lambda ln: self._raw(ln.trainee.params, ln.initial_loss, ln.lr, 0))(
+                learners
+            )
+            obs_stats = features_lib.accumulate(obs_stats, raw)
+        return ACState(
+            actor=actor,
+            critic=critic,
+            actor_opt=self._actor_tx().init(actor),
+            critic_opt=self._critic_tx().init(critic),
+            learners=learners,
+            obs_stats=obs_stats,
+            steps_done=jnp.zeros((), jnp.int32),
+            updates_done=jnp.zeros((), jnp.int32),
+        )
+
+    # -- one step of one learner ----------------------------------------------------------------
+
+    def learner_step(
+        self, learner: Learner, actor, critic, obs_stats, data
+    ) -> tuple[Learner, StepOutput]:
+        """Lines 3-23 and 27 of Algorithm 1 for one trainee, with the shared actor and critic
+        fixed: the trainee's step, the TD error and both gradients (to be averaged)."""
+        cfg, c = self.config, self.controller_config
+        train_task = self.engine().train_task(self.task)
+        eval_task = self.engine().eval_task(self.task)
+        q_net = self._critic()
+        trainee = learner.trainee
+        key, batch_i = jax.random.split(trainee.key)  # as training.train_step draws x_i
+        loss, grads = jax.value_and_grad(train_task.loss)(trainee.params, data, batch_i)
+        raw = self._raw(trainee.params, loss, learner.lr, trainee.step)
+        obs, normaliser = self._observe(learner.normaliser, obs_stats, raw)
+        carry, u, _ = actor_step(actor, learner.carry, obs, c)
+        noise = jax.random.normal(jax.random.fold_in(batch_i, 2), (), jnp.float32)
+        lr = action_to_lr(u + cfg.exploration_std * noise, learner.lr, c)
+        updates, opt_state = self._optimizer(lr).update(grads, trainee.opt_state, trainee.params)
+        params = optax.apply_updates(trainee.params, updates)
+        stepped = training.TraineeState(params, opt_state, key, trainee.step + 1)
+
+        # Critic (lines 11-15): the decrement on the same minibatch, and the TD error.
+        loss_after = eval_task.loss(params, data, batch_i)
+        l0 = learner.initial_loss
+        diverged = (
+            ~jnp.isfinite(loss_after)
+            | ~jnp.isfinite(loss)
+            | (loss_after > cfg.divergence_factor * l0)
+        )
+        reward = jnp.where(
+            diverged, loss / l0 - cfg.divergence_factor, (loss - loss_after) / l0
+        ).astype(jnp.float32)
+
+        def peek(value):  # chi(w_{t+1}, x) with the minibatch loss ``value``
+            return self._peek(normaliser, obs_stats, self._raw(params, value, lr, stepped.step))
+
+        next_obs = peek(loss_after)
+        actor_fixed = jax.lax.stop_gradient(actor)
+        _, u_next, _ = actor_step(actor_fixed, carry, next_obs, c)
+        action = lr_position(lr, c)
+        next_action = lr_position(action_to_lr(u_next, lr, c), c)
+        delta = td_error(
+            q_net, critic, obs, action, reward, next_obs, next_action, cfg.gamma, diverged
+        )
+        delta = jax.lax.stop_gradient(jnp.where(jnp.isfinite(delta), delta, 0.0))
+        g_critic = critic_gradient(q_net, critic, obs, action, delta)
+
+        # Actor (lines 20-23): a different minibatch x_j at w_{t+1}.
+        if cfg.same_minibatch:
+            actor_obs = next_obs
+        else:
+            actor_obs = peek(eval_task.loss(params, data, jax.random.fold_in(batch_i, 1)))
+        g_actor = actor_gradient(q_net, critic, actor, carry, actor_obs, lr, c)
+        finite = lambda g: jnp.where(diverged | ~jnp.isfinite(g), 0.0, g)
+        g_actor = jax.tree.map(finite, g_actor)
+        g_critic = jax.tree.map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), g_critic)
+
+        # Line 27: every e steps the episode restarts from w_0; so does a diverged one in meta
+        # mode, while online the user's model trains on unless its params are lost (not finite).
+        t = learner.t + 1
+        lost = ~jnp.isfinite(loss_after) | ~jnp.isfinite(loss)
+        episode_end = diverged if cfg.mode == "meta" else lost
+        if cfg.reset_every is not None:
+            episode_end = episode_end | (t >= cfg.reset_every)
+        new = Learner(
+            trainee=stepped,
+            initial_params=learner.initial_params,
+            initial_loss=l0,
+            carry=carry,
+            lr=lr,
+            normaliser=normaliser,
+            t=t,
+        )
+        new = jax.lax.cond(episode_end, lambda: self._reset(new), lambda: new)
+        q = q_net.apply({"params": critic}, obs, action)
+        return new, StepOutput(
+            g_critic, g_actor, raw, loss, lr, reward, delta, q, episode_end, diverged
+        )
+
+    def _reset(self, learner: Learner) -> Learner:
+        """``w <- w_0``, with a fresh optimizer state, LSTM state, LR and per-run statistics;
+        the minibatch order continues."""
+        c = self.controller_config
+        lr = jnp.float32(c.initial_lr)
+        trainee = learner.trainee
+        return learner.replace(
+            trainee=training.TraineeState(
+                learner.initial_params,
+                self._optimizer(lr).init(learner.initial_params),
+                trainee.key,
+                jnp.zeros_like(trainee.step),
+            ),
+            carry=initial_carry(c),
+            lr=lr,
+            normaliser=features_lib.init_normaliser(c.obs_size),
+            t=jnp.zeros_like(learner.t),
+        )
+
+    # -- one step of all learners, and updates ------------------------------------------------
+
+    def step(self, state: ACState, data: Any) -> tuple[ACState, StepOutput]:
+        """One step of Algorithm 1 for every learner; the averaged gradients go to the
+        accumulating optimizers (which apply their mean every m steps)."""
+        run = self.engine().over_items(self.learner_step, 1)
+        learners, out = run(state.learners, state.actor, state.critic, state.obs_stats, data)
+        mean = lambda tree: jax.tree.map(lambda g: g.mean(axis=0), tree)
+        updates, critic_opt = self._critic_tx().update(
+            mean(out.critic_grad), state.critic_opt, state.critic
+        )
+        critic = optax.apply_updates(state.critic, updates)
+        updates, actor_opt = self._actor_tx().update(
+            mean(out.actor_grad), state.actor_opt, state.actor
+        )
+        actor = optax.apply_updates(state.actor, updates)
+        obs_stats = state.obs_stats
+        if self._frozen:
+            obs_stats = features_lib.accumulate(obs_stats, out.raw_obs)
+        state = state.replace(
+            actor=actor,
+            critic=critic,
+            actor_opt=actor_opt,
+            critic_opt=critic_opt,
+            learners=learners,
+            obs_stats=obs_stats,
+            steps_done=state.steps_done + 1,
+        )
+        return state, out._replace(critic_grad=None, actor_grad=None)
+
+    def update(self, state: ACState, data: Any) -> tuple[ACState, dict[str, jax.Array]]:
+        """``steps_per_update`` steps in one ``lax.scan``, and their summary metrics."""
+        unroll = self.engine().unroll
+        state, out = jax.lax.scan(
+            lambda s, _: self.step(s, data),
+            state,
+            None,
+            length=self.config.steps_per_update,
+            unroll=unroll,
+        )
+        state = state.replace(updates_done=state.updates_done + 1)
+        return state, self._metrics(state, out, data)
+
+    def _metrics(self, state: ACState, out: StepOutput, data) -> dict[str, jax.Array]:
+        ends = out.episode_end.astype(jnp.float32)
+        finite_loss = jnp.where(jnp.isfinite(out.train_loss), out.train_loss, jnp.nan)
+        metrics = {
+            "train_loss": jnp.nanmean(finite_loss),
+            "mean_reward": out.reward.mean(),
+            "td_error_sq": jnp.mean(jnp.square(out.td_error)),
+            "q_mean": out.q.mean(),
+            "lr_min": out.lr.min(),
+            "lr_max": out.lr.max(),
+            "lr_mean": out.lr.mean(),
+            "lr_last": out.lr[-1].mean(),
+            "episodes": ends.sum(),
+            "diverged": out.diverged.astype(jnp.float32).sum(),
+            "final_train_loss": jnp.where(
+                ends.sum() > 0, (jnp.nan_to_num(out.train_loss) * ends).sum() / ends.sum(), jnp.nan
+            ),
+        }
+        if self.config.mode == "online":
+            task, n = self.engine().eval_task(self.task), self.config.eval_examples
+            test = self.engine().over_items(
+                lambda ln, d: task.metrics(ln.trainee.params, d, "test", n), 1
+            )(state.learners, data)
+            metrics["test_loss"] = test["loss"].mean()
+            metrics["test_accuracy"] = test["accuracy"].mean()
+        return metrics
+
+    def run_updates(self, state: ACState, data: Any, num_updates: int):
+        """``num_updates`` updates in one ``lax.scan``; metrics stacked per update."""
+        return jax.lax.scan(lambda s, _: self.update(s, data), state, None, length=num_updates)
+
+    def train(self, key: jax.Array, data: Any) -> tuple[ACState, dict[str, jax.Array]]:
+        """The whole run, ``init`` and ``num_updates`` updates, as one program (vmappable over
+        keys: one learner per key)."""
+        return self.run_updates(self.init(key, data), data, self.config.num_updates)
+
+    def train_seeds(self, keys: jax.Array, data: Any) -> tuple[ACState, dict[str, jax.Array]]:
+        """:meth:`train` for each key (independent learners, e.g. seeds of an online run),
+        batched as the engine says (vmap, or ``lax.map`` for conv trainees on CPU, split over
+        the host devices). Results have a leading seed axis."""
+        eng = engine_lib.resolve(
+            self.config.engine,
+            uses_conv=self.task.uses_conv,
+            num_steps=self.config.steps_per_update,
+            num_items=len(keys),
+        )
+        return eng.over_items(self.train, 1)(keys, data)
+
+    def final_metrics(self, state: ACState, data: Any) -> dict[str, jax.Array]:
+        """Validation and test loss and accuracy of every learner's current model, on the full
+        splits, ``[num_envs]`` each."""
+        task = self.engine().eval_task(self.task)
+
+        def one(learner, d):
+            val = task.metrics(learner.trainee.params, d, "validation")
+            test = task.metrics(learner.trainee.params, d, "test")
+            return {
+                "val_loss": val["loss"],
+                "val_accuracy": val["accuracy"],
+                "test_loss": test["loss"],
+                "test_accuracy": test["accuracy"],
+            }
+
+        return self.engine().over_items(one, 1)(state.learners, data)
+
+    def controller(self, state: ACState) -> Controller:
+        """The trained actor as a deployable controller (``scale_by_controller``, savable):
+        with the ``"frozen"`` normaliser it carries the statistics of every observation."""
+        c = self.controller_config
+        fresh = features_lib.init_normaliser(c.obs_size)
+        return Controller(
+            config=c, params=state.actor, normaliser=state.obs_stats if self._frozen else fresh
+        )
