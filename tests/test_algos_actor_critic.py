@@ -2,7 +2,6 @@
 over m steps, the reset every e steps, gamma = 0, deployment through the optax transform, bad
 input, and the online learner on the 2-D regression against SGD's LR grid."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -275,9 +274,7 @@ def test_same_and_different_minibatch_both_run_and_differ(regression):
     task, data = regression
     runs = {}
     for same in (False, True):
-        ac = ActorCritic(
-            task, _config(same_minibatch=same, num_updates=1, steps_per_update=20)
-        )
+        ac = ActorCritic(task, _config(same_minibatch=same, num_updates=1, steps_per_update=20))
         state, metrics = jax.jit(ac.train)(jax.random.key(7), data)
         assert np.isfinite(metrics["train_loss"]).all()
         runs[same] = state.actor
@@ -329,9 +326,7 @@ def test_meta_mode_trains_over_resets_and_deploys_as_a_controller(regression, tm
     save_controller(tmp_path / "ac", trained)
     loaded = load_controller(tmp_path / "ac")
     chex_equal(loaded.params, trained.params)
-    result = training.train_one(
-        task, scale_by_controller(loaded), jax.random.key(9), data, 20
-    )
+    result = training.train_one(task, scale_by_controller(loaded), jax.random.key(9), data, 20)
     assert np.isfinite(result.test_loss).all()
     lr = result.learning_rate[0]
     assert (lr >= controller.lr_min).all() and (lr <= controller.lr_max).all()
