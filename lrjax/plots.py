@@ -138,6 +138,52 @@ def plot_training(history: Sequence[dict[str, Any]], path, *, title: str = "") -
     return _save(fig, path)
 
 
+def plot_actor_critic_training(history: Sequence[dict[str, Any]], path, *, title: str = "") -> Path:
+    """An actor-critic run's curves per update (:mod:`lrjax.algos.actor_critic`). Top: the
+    minibatch training loss (mean over the update's steps; in meta mode also at the episodes'
+    ends), the test loss of the model being trained (online mode) and the range of LRs the actor
+    applied. Bottom, whether the RL is learning: the critic's mean squared TD error, its mean
+    Q(s_t, a_t) against the mean reward, and the episodes that ended and diverged."""
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    get = lambda key: np.array(
+        [np.nan if h.get(key) is None else h[key] for h in history], dtype=float
+    )
+    updates = get("update")
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7.5))
+    top, bottom = axes
+    top[0].plot(updates, get("train_loss"), marker="o", ms=3, label="mean minibatch loss")
+    if np.isfinite(get("final_train_loss")).any():
+        top[0].plot(updates, get("final_train_loss"), marker="s", ms=3, label="at episode ends")
+    top[0].set(ylabel="training loss", yscale="log")
+    if np.isfinite(get("test_loss")).any():
+        top[1].plot(updates, get("test_loss"), marker="o", ms=3, color="C1", label="test loss")
+    else:
+        top[1].text(0.5, 0.5, "meta mode: no single model", ha="center", transform=top[1].transAxes)
+    top[1].set(ylabel="test loss")
+    top[2].fill_between(
+        updates, get("lr_min"), get("lr_max"), alpha=0.3, color="C2", label="applied LR, min to max"
+    )
+    top[2].plot(updates, get("lr_mean"), color="C2", label="applied LR, mean")
+    top[2].set(ylabel="learning rate", yscale="log")
+    bottom[0].plot(updates, get("td_error_sq"), marker="o", ms=3, color="C3", label="TD error^2")
+    bottom[0].set(ylabel="mean squared TD error", yscale="log")
+    bottom[1].plot(updates, get("q_mean"), marker="o", ms=3, color="C4", label="Q(s_t, a_t)")
+    bottom[1].plot(updates, get("mean_reward"), marker="o", ms=3, color="C5", label="reward")
+    bottom[1].set(ylabel="value (units of L_0)")
+    bottom[2].plot(updates, get("episodes"), marker="o", ms=3, color="C6", label="episodes ended")
+    bottom[2].plot(updates, get("diverged"), marker="x", ms=4, color="C3", label="diverged")
+    bottom[2].set(ylabel="episodes per update")
+    names = ("training loss", "test loss", "learning rate", "critic", "Q and reward", "episodes")
+    for ax, name in zip(axes.flat, names, strict=True):
+        ax.set(xlabel="update", title=f"{title}: {name}" if title else name)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def plot_sweeps(runs: Sequence[Any], path, *, title: str = "") -> Path:
     """Baseline sweeps (:class:`lrjax.baselines.sweep.OptimizerRun`): for each optimizer's best
     configuration, the training loss (moving average), the test loss at the evaluation steps

@@ -186,3 +186,44 @@ def test_unknown_choices_are_usage_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(argv)
     assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_train_actor_critic_writes_controller_metrics_plots_and_resumes(tmp_path, capsys):
+    out = tmp_path / "ac"
+    argv = [
+        "train",
+        "--algo",
+        "actor-critic",
+        "--task",
+        "regression_2d",
+        "--updates",
+        "2",
+        "--steps-per-update",
+        "10",
+        "--reset-every",
+        "15",
+        "--num-envs",
+        "2",
+        "--updates-per-chunk",
+        "1",
+        "--out",
+        str(out),
+    ]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "actor-critic (meta) on regression_2d: 2 updates x 2 trainee(s) x 10 steps" in printed
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in rows] == [1, 2] and rows[1]["episodes"] == 2  # reset at 15
+    controller = load_controller(out / "controller")
+    assert controller.config.features.names == ("train_loss",)  # paper B's preset
+    assert controller.config.action_mode == "absolute" and controller.config.steps_per_action == 1
+    assert (out / "training.png").stat().st_size > 10_000
+    # Three updates into the same folder resume from the second.
+    assert cli.main([*argv[:5], "--updates", "3", *argv[7:]]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in rows] == [1, 2, 3]
+    # Options of the other algorithm are refused before any work.
+    assert cli.main([*argv, "--horizon", "4"]) == 2
+    assert "--horizon is not allowed with --algo actor-critic" in capsys.readouterr().err
+    assert cli.main(["train", "--task", "regression_2d", "--gamma", "0.5"]) == 2
+    assert "--gamma is not allowed with --algo ppo" in capsys.readouterr().err

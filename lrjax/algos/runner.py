@@ -218,6 +218,10 @@ def _postfix(row: dict) -> dict[str, str]:
         out["return"] = fmt(row["episode_return"], ".3g")
     if "final_val_loss" in row:
         out["val"] = fmt(row["final_val_loss"], ".3g")
+    if "train_loss" in row:
+        out["loss"] = fmt(row["train_loss"], ".3g")
+    if "td_error_sq" in row:
+        out["td2"] = fmt(row["td_error_sq"], ".1e")
     if "approx_kl" in row:
         out["kl"] = fmt(row["approx_kl"], ".1e")
     if "explained_variance" in row:

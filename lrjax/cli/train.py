@@ -1,6 +1,11 @@
 """``lrjax train``: train a learning-rate controller with RL, save it, compare it with schedules.
 
   lrjax train --algo ppo --task fashion_cnn --updates 10 --num-envs 8 --out runs/ppo
+  lrjax train --algo actor-critic --task mnist_cnn --mode meta --reset-every 500 --out runs/ac
+
+PPO (paper A) learns over episodes of ``--horizon`` actions; the actor-critic (paper B,
+Algorithm 1) learns at every trainee step, over episodes of ``--reset-every`` steps (``--mode
+meta``) or along one run (``--mode online``).
 
 Writes to ``--out``: ``metrics.jsonl`` (one line per update), ``run.json`` and ``checkpoints/``
 (orbax; re-running the same command resumes, and a finished run is only evaluated again),
@@ -18,7 +23,9 @@ from pathlib import Path
 from lrjax.cli import _common
 
 FEATURE_PRESETS = ("lrjax", "paper_a", "paper_b")
-ALGOS = ("ppo",)
+ALGOS = ("ppo", "actor-critic")
+PPO_DEFAULTS = {"horizon": 40, "reward": "loss_decrement", "num_envs": 16}
+AC_DEFAULTS = {"num_envs": 4, "reset_every": 1000}
 
 
 def add_parser(sub, detailed: bool = False) -> None:
@@ -46,10 +53,11 @@ def add_parser(sub, detailed: bool = False) -> None:
         )
     p = sub.add_parser(
         "train",
-        help="train an LR controller with RL (PPO, paper A)",
-        description="Train a learning-rate controller with reinforcement learning (PPO, paper A) "
-        "on trainee episodes of a task, save it, and compare it on fresh evaluation episodes "
-        "with a constant-LR grid and step decay.",
+        help="train an LR controller with RL (PPO, paper A; actor-critic, paper B)",
+        description="Train a learning-rate controller with reinforcement learning (PPO, paper A, "
+        "or the actor-critic of paper B) on trainee episodes of a task and save it; PPO's "
+        "controller is then compared on fresh evaluation episodes with a constant-LR grid and "
+        "step decay.",
         epilog=epilog,
         formatter_class=HelpFormatter,
     )
@@ -57,11 +65,12 @@ def add_parser(sub, detailed: bool = False) -> None:
     _common.add_task_option(p, detailed)
     p.add_argument(
         "--features",
-        default="lrjax",
+        default=None,
         choices=FEATURE_PRESETS,
         help="the controller preset: its state (features and normaliser) and the defaults of "
         "the controller options below (lrjax: ControllerConfig.lrjax(), paper A's features plus "
-        "progress, frozen normaliser; paper_a; paper_b)",
+        "progress, frozen normaliser; paper_a; paper_b). Default: lrjax for PPO, paper_b for "
+        "the actor-critic",
     )
     p.add_argument(
         "--action-mode",
@@ -88,19 +97,45 @@ def add_parser(sub, detailed: bool = False) -> None:
     )
     p.add_argument(
         "--reward",
-        default="loss_decrement",
+        default=None,
         choices=["val_loss", "loss_decrement", "final"],
-        help="the validation loss's decrement (paper B; undiscounted, it sums to the final loss's "
-        "improvement), the per-step validation loss (paper A) or final-only",
+        help="PPO: the validation loss's decrement (default; undiscounted, it sums to the final "
+        "loss's improvement), the per-step validation loss (paper A) or final-only",
     )
-    p.add_argument("--horizon", type=int, default=40, help="controller actions per episode")
+    p.add_argument("--horizon", type=int, default=None, help="PPO: actions per episode (40)")
     p.add_argument(
         "--steps-per-action", type=int, default=None, help="trainee steps per action (10)"
     )
     p.add_argument("--batch-size", type=int, default=None, help="trainee minibatch size")
-    p.add_argument("--num-envs", type=int, default=16, help="trainee episodes per update")
+    p.add_argument(
+        "--num-envs",
+        type=int,
+        default=None,
+        help="trainee episodes side by side (PPO 16; actor-critic 4 in meta mode, 1 online)",
+    )
     p.add_argument("--updates", type=int, default=100, help="RL updates")
     p.add_argument("--ppo-lr", type=float, default=None, help="Adam step size of PPO (PPOConfig's)")
+    ac = p.add_argument_group("actor-critic (paper B; ActorCriticConfig's defaults)")
+    ac.add_argument(
+        "--mode",
+        default=None,
+        choices=["meta", "online"],
+        help="meta: learn over episodes that reset the model every --reset-every steps; online: "
+        "learn along one run of updates x steps-per-update steps (default meta)",
+    )
+    ac.add_argument("--reset-every", type=int, default=None, help="e, steps per episode (1000)")
+    ac.add_argument("--steps-per-update", type=int, default=100, help="trainee steps per update")
+    ac.add_argument("--gamma", type=float, default=None, help="discount of the TD target (0.9)")
+    ac.add_argument("--actor-every", type=int, default=None, help="m_theta (1)")
+    ac.add_argument("--critic-every", type=int, default=None, help="m_phi (1)")
+    ac.add_argument(
+        "--exploration-std", type=float, default=None, help="noise on the actor's action (0.3)"
+    )
+    ac.add_argument(
+        "--same-minibatch",
+        action="store_true",
+        help="ablation: the actor's gradient on the model's minibatch, not a different one",
+    )
     p.add_argument("--updates-per-chunk", type=int, default=2, help="updates per compiled call")
     p.add_argument(
         "--eval-episodes",
@@ -114,12 +149,47 @@ def add_parser(sub, detailed: bool = False) -> None:
     _common.add_data_options(p)
 
 
-def _setup(args):
-    """The environment, the algorithm and the run's signature, from the arguments."""
-    from lrjax import tasks
-    from lrjax.algos.ppo import PPO, PPOConfig
+PPO_ONLY = ("horizon", "reward", "steps_per_action", "ppo_lr", "initial_lr_spread")
+AC_ONLY = ("mode", "reset_every", "gamma", "actor_every", "critic_every", "exploration_std")
+
+
+def _resolve(args) -> None:
+    """Fill the defaults that depend on ``--algo``, and refuse options of the other algorithm
+    (before any work starts)."""
+    from lrjax._validation import ConfigError
+
+    ppo = args.algo == "ppo"
+    flag = lambda name: "--" + name.replace("_", "-")
+    other = AC_ONLY + ("same_minibatch",) if ppo else PPO_ONLY
+    defaults = {"initial_lr_spread": 1.0}
+    given = [n for n in other if getattr(args, n) not in (None, False, defaults.get(n))]
+    if given:
+        raise ConfigError(
+            f"{', '.join(flag(n) for n in given)} is not allowed with --algo {args.algo}: "
+            f"{'the actor-critic' if ppo else 'PPO'}'s option(s)."
+        )
+    if args.features is None:
+        args.features = "lrjax" if ppo else "paper_b"
+    if ppo:
+        for name, value in PPO_DEFAULTS.items():
+            if getattr(args, name) is None:
+                setattr(args, name, value)
+        return
+    args.mode = args.mode or "meta"
+    if args.num_envs is None:
+        args.num_envs = AC_DEFAULTS["num_envs"] if args.mode == "meta" else 1
+    if args.reset_every is None and args.mode == "meta":
+        args.reset_every = AC_DEFAULTS["reset_every"]
+    if args.eval_episodes not in (0, 8):
+        raise ConfigError(
+            "--eval-episodes is not allowed with --algo actor-critic: its controller is "
+            "evaluated with `lrjax evaluate` or `lrjax paper-b compare`."
+        )
+    args.eval_episodes = 0
+
+
+def _controller_config(args):
     from lrjax.controller import ControllerConfig
-    from lrjax.env import EnvConfig, TraineeEnv
 
     given = {
         "action_mode": args.action_mode,
@@ -129,9 +199,51 @@ def _setup(args):
         "initial_lr": args.initial_lr,
         "steps_per_action": args.steps_per_action,
     }
-    controller = getattr(ControllerConfig, args.features)(
+    return getattr(ControllerConfig, args.features)(
         **{k: v for k, v in given.items() if v is not None}
     )
+
+
+def _setup(args):
+    """The task, the environment (PPO's; None for the actor-critic), the algorithm and the
+    run's signature, from the arguments."""
+    from lrjax import tasks
+
+    _resolve(args)
+    overrides = {} if args.batch_size is None else {"batch_size": args.batch_size}
+    task = tasks.get_task(args.task, **overrides)
+    controller = _controller_config(args)
+    ignored = {"updates", "updates_per_chunk", "eval_episodes", "out", "data_dir", "raw_dir"}
+    # Only the chosen algorithm's options describe the run (PPO runs made before the
+    # actor-critic existed resume unchanged).
+    other = (*AC_ONLY, "same_minibatch", "steps_per_update") if args.algo == "ppo" else PPO_ONLY
+    ignored |= {"command", *other}
+    signature = {k: v for k, v in vars(args).items() if k not in ignored}
+    if args.algo == "actor-critic":
+        from lrjax.algos.actor_critic import ActorCritic, ActorCriticConfig
+
+        chosen = {
+            "gamma": args.gamma,
+            "actor_every": args.actor_every,
+            "critic_every": args.critic_every,
+            "exploration_std": args.exploration_std,
+        }
+        config = ActorCriticConfig(
+            controller=controller,
+            mode=args.mode,
+            optimizer=args.optimizer,
+            num_envs=args.num_envs,
+            num_updates=args.updates,
+            steps_per_update=args.steps_per_update,
+            reset_every=args.reset_every,
+            same_minibatch=args.same_minibatch,
+            **{k: v for k, v in chosen.items() if v is not None},
+        )
+        return task, None, ActorCritic(task, config), signature
+
+    from lrjax.algos.ppo import PPO, PPOConfig
+    from lrjax.env import EnvConfig, TraineeEnv
+
     env_config = EnvConfig(
         controller=controller,
         optimizer=args.optimizer,
@@ -139,8 +251,6 @@ def _setup(args):
         reward=args.reward,
         initial_lr_spread=args.initial_lr_spread,
     )
-    overrides = {} if args.batch_size is None else {"batch_size": args.batch_size}
-    task = tasks.get_task(args.task, **overrides)
     ppo_config = PPOConfig(
         num_envs=args.num_envs,
         num_updates=args.updates,
@@ -148,8 +258,6 @@ def _setup(args):
         **({} if args.ppo_lr is None else {"learning_rate": args.ppo_lr}),
     )
     env = TraineeEnv(task, env_config)
-    ignored = {"updates", "updates_per_chunk", "eval_episodes", "out", "data_dir", "raw_dir"}
-    signature = {k: v for k, v in vars(args).items() if k not in ignored | {"command"}}
     return task, env, PPO(env, ppo_config), signature
 
 
@@ -176,13 +284,24 @@ def run(args) -> int:
     task, env, algo, signature = _setup(args)
     key = jax.random.key(args.seed)
     data = _common.load_task_data(task, jax.random.fold_in(key, 1), args)
-    k = env.config.steps_per_action
-    trainee_steps = args.updates * args.num_envs * args.horizon * k
-    print(
-        f"{algo.name} on {args.task}: {args.updates} updates x {args.num_envs} episodes x "
-        f"{args.horizon} actions x {k} steps = {trainee_steps:,} trainee steps",
-        flush=True,
-    )
+    if env is None:
+        cfg = algo.config
+        trainee_steps = args.updates * cfg.num_envs * cfg.steps_per_update
+        episodes = f"episodes of {cfg.reset_every} steps" if cfg.mode == "meta" else "one run"
+        print(
+            f"actor-critic ({cfg.mode}) on {args.task}: {args.updates} updates x "
+            f"{cfg.num_envs} trainee(s) x {cfg.steps_per_update} steps = {trainee_steps:,} "
+            f"trainee steps ({episodes})",
+            flush=True,
+        )
+    else:
+        k = env.config.steps_per_action
+        trainee_steps = args.updates * args.num_envs * args.horizon * k
+        print(
+            f"{algo.name} on {args.task}: {args.updates} updates x {args.num_envs} episodes x "
+            f"{args.horizon} actions x {k} steps = {trainee_steps:,} trainee steps",
+            flush=True,
+        )
 
     result = runner.run(
         algo,
@@ -196,14 +315,25 @@ def run(args) -> int:
         print(f"the run in {out} is complete ({args.updates} updates); evaluating its controller")
     trained = algo.controller(result.state)
     save_controller(out / "controller", trained, overwrite=True)
-    plots.plot_training(result.history, out / "training.png", title=f"{args.task} {algo.name}")
     last = result.history[-1] if result.history else {}
     get = lambda name: float("nan") if last.get(name) is None else float(last[name])
-    print(
-        f"trained in {result.train_seconds:.0f} s; last update: return "
-        f"{get('episode_return'):.4g}, approx_kl {get('approx_kl'):.2g}, explained variance "
-        f"{get('explained_variance'):.2f}, LRs [{get('lr_min'):.3g}, {get('lr_max'):.3g}]"
-    )
+    if env is None:
+        plots.plot_actor_critic_training(
+            result.history, out / "training.png", title=f"{args.task} {algo.name}"
+        )
+        print(
+            f"trained in {result.train_seconds:.0f} s; last update: train loss "
+            f"{get('train_loss'):.4g}, TD error^2 {get('td_error_sq'):.2g}, LRs "
+            f"[{get('lr_min'):.3g}, {get('lr_max'):.3g}]"
+            + (f", test loss {get('test_loss'):.4g}" if "test_loss" in last else "")
+        )
+    else:
+        plots.plot_training(result.history, out / "training.png", title=f"{args.task} {algo.name}")
+        print(
+            f"trained in {result.train_seconds:.0f} s; last update: return "
+            f"{get('episode_return'):.4g}, approx_kl {get('approx_kl'):.2g}, explained variance "
+            f"{get('explained_variance'):.2f}, LRs [{get('lr_min'):.3g}, {get('lr_max'):.3g}]"
+        )
     if args.eval_episodes == 0:
         print(
             f"controller:  {out / 'controller'}\nmetrics:     {out / 'metrics.jsonl'}\n"
