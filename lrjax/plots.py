@@ -184,6 +184,98 @@ def plot_actor_critic_training(history: Sequence[dict[str, Any]], path, *, title
     return _save(fig, path)
 
 
+def _trajectory_methods(analysis) -> list[tuple[str, Any]]:
+    """The methods figures 4 and 5 draw: SGD at its best LR of the grid and at the grid's
+    largest LR, and every actor-critic variant."""
+    best = analysis.best_sgd_index
+    picks = [(f"SGD lr={analysis.lrs[best]:g} (best)", analysis.sgd[best])]
+    if best != len(analysis.lrs) - 1:
+        picks.append((f"SGD lr={analysis.lrs[-1]:g}", analysis.sgd[-1]))
+    return picks + list(analysis.methods.items())
+
+
+def plot_trajectories(analysis, path, *, num_problems: int = 3) -> Path:
+    """Paper B's figure 4: each method's weights over the test-loss contours of the first
+    ``num_problems`` problems of a :class:`lrjax.paper_b.RegressionAnalysis` (start: black
+    square; the generating weights: star)."""
+    plt = _pyplot()
+    n = min(num_problems, analysis.num_problems)
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.8), squeeze=False)
+    methods = _trajectory_methods(analysis)
+    for p, ax in enumerate(axes[0]):
+        data = analysis.problem(p)
+        ws = np.concatenate([t.weights[p] for _, t in methods])
+        lo, hi = np.percentile(ws, [0.5, 99.5], axis=0)
+        pad = 0.15 * (hi - lo) + 1e-3
+        g0, g1 = np.meshgrid(
+            np.linspace(lo[0] - pad[0], hi[0] + pad[0], 80),
+            np.linspace(lo[1] - pad[1], hi[1] + pad[1], 80),
+        )
+        grid = np.stack([g0.ravel(), g1.ravel()], axis=1)
+        x, y = np.asarray(data.test_x), np.asarray(data.test_y)
+        loss = 0.5 * np.mean((grid @ x.T - y) ** 2, axis=1).reshape(g0.shape)
+        cs = ax.contour(g0, g1, loss, levels=12, cmap="Greys", linewidths=0.7)
+        ax.clabel(cs, fontsize=6)
+        for i, (name, t) in enumerate(methods):
+            ax.plot(*t.weights[p].T, lw=0.9, alpha=0.85, color=f"C{i}", label=name)
+        ax.plot(*methods[0][1].weights[p][0], "ks", ms=6, label="start")
+        ax.plot(*np.asarray(data.w_true), "k*", ms=10, label="w_true")
+        ax.set(xlabel="w[0]", ylabel="w[1]", title=f"problem {p}: test-loss contours")
+        if p == 0:
+            ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_gradient_disagreement(analysis, path, *, problem: int = 0, window: int = 20) -> Path:
+    """Paper B's figure 5 on one problem: the gradient disagreement of each step's minibatch
+    (moving average over ``window`` steps), the full training loss and the test loss, for SGD
+    and the actor-critic."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    smooth = lambda v: np.convolve(v, np.ones(window) / window, mode="valid")
+    for i, (name, t) in enumerate(_trajectory_methods(analysis)):
+        d = smooth(t.disagreement[problem])
+        axes[0].plot(np.arange(len(d)) + window, d, color=f"C{i}", lw=1.0, label=name)
+        steps = np.arange(t.train_loss.shape[1])
+        axes[1].plot(steps, t.train_loss[problem], color=f"C{i}", lw=1.0, label=name)
+        axes[2].plot(steps, t.test_loss[problem], color=f"C{i}", lw=1.0, label=name)
+    axes[0].set(
+        ylabel="|| minibatch gradient - full gradient ||",
+        title=f"gradient disagreement ({window}-step mean)",
+    )
+    axes[1].set(ylabel="training loss (full)", yscale="log", title="training loss")
+    axes[2].set(ylabel="test loss", yscale="log", title="test loss")
+    for ax in axes:
+        ax.set(xlabel="step")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"problem {problem}")
+    return _save(fig, path)
+
+
+def plot_paper_b_comparison(results, path, *, title: str = "") -> Path:
+    """Paper B's figures 2 and 3 (:func:`lrjax.paper_b.compare_on_task`): the training loss
+    (mean over each block of steps) and the test loss against minibatches, means over seeds,
+    and the LR each method applied."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.3))
+    for i, r in enumerate(results):
+        style = dict(color=f"C{i}", lw=2.2 if r.name == "actor-critic" else 1.2, label=r.name)
+        axes[0].plot(r.eval_steps, np.nanmean(r.train_loss, axis=0), marker="o", ms=2, **style)
+        axes[1].plot(r.eval_steps, np.nanmean(r.test_loss, axis=0), marker="o", ms=2, **style)
+        lr = np.nanmean(r.learning_rate, axis=0) if np.isfinite(r.learning_rate).any() else None
+        if lr is not None:
+            axes[2].plot(r.eval_steps, lr, **style)
+    axes[0].set(ylabel="training loss", yscale="log", title="(a) training loss")
+    axes[1].set(ylabel="test loss", yscale="log", title="(b) test loss")
+    axes[2].set(ylabel="learning rate (block mean)", yscale="log", title="applied LR")
+    for ax in axes:
+        ax.set(xlabel="minibatches")
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
 def plot_sweeps(runs: Sequence[Any], path, *, title: str = "") -> Path:
     """Baseline sweeps (:class:`lrjax.baselines.sweep.OptimizerRun`): for each optimizer's best
     configuration, the training loss (moving average), the test loss at the evaluation steps

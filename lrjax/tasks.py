@@ -96,6 +96,11 @@ class Task:
         """Mean training loss on a minibatch of ``batch_size`` drawn with ``key``."""
         raise NotImplementedError
 
+    def example_losses(self, params: Params, data: Any, key: jax.Array) -> jax.Array:
+        """The loss of each example of the minibatch :meth:`loss` draws with ``key``,
+        ``[batch_size]`` (their mean is :meth:`loss`); Daniel et al.'s features use them."""
+        raise NotImplementedError
+
     def metrics(
         self, params: Params, data: Any, split: str, max_examples: int | None = None
     ) -> Metrics:
@@ -184,6 +189,13 @@ class ImageClassificationTask(Task):
         images = jnp.take(data.train.images, idx, axis=0)
         labels = jnp.take(data.train.labels, idx, axis=0)
         return self.batch_loss(params, data, images, labels)
+
+    def example_losses(self, params: Params, data: Dataset, key: jax.Array) -> jax.Array:
+        idx = sample_indices(key, data.train.size, self.batch_size)
+        images = jnp.take(data.train.images, idx, axis=0)
+        labels = jnp.take(data.train.labels, idx, axis=0)
+        logits = self.logits(params, data, images)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
     def metrics(
         self, params: Params, data: Dataset, split: str, max_examples: int | None = None
@@ -339,6 +351,10 @@ class Regression2DTask(Task):
     def loss(self, params, data, key):
         idx = sample_indices(key, self.num_train, self.batch_size)
         return self.mse(params, data.train_x[idx], data.train_y[idx])
+
+    def example_losses(self, params, data, key):
+        idx = sample_indices(key, self.num_train, self.batch_size)
+        return 0.5 * (data.train_x[idx] @ params["kernel"] - data.train_y[idx]) ** 2
 
     def metrics(self, params, data, split, max_examples=None):
         x, y = data.split(split)

@@ -6,6 +6,7 @@
   lrjax baselines              run baseline optimizers over their grids and seeds
   lrjax train                  train an LR controller with RL (PPO, paper A)
   lrjax evaluate               controllers vs tuned baselines on held-out seeds
+  lrjax paper-b                paper B's experiments: its comparison and its 2-D analysis
 
 Nothing here imports jax until a command runs (``lrjax --help`` answers at once), so that the
 engine can first ask XLA for one host device per core (:func:`lrjax.engine.configure_host_devices`).
@@ -17,7 +18,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("data", "fit", "baselines", "train", "evaluate")
+COMMANDS = ("data", "fit", "baselines", "train", "evaluate", "paper-b")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -25,7 +26,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 
 def _module(command: str):
-    return importlib.import_module(f"lrjax.cli.{command}")
+    return importlib.import_module(f"lrjax.cli.{command.replace('-', '_')}")
 
 
 def build_parser(detailed: str | None = None) -> argparse.ArgumentParser:
@@ -34,7 +35,7 @@ def build_parser(detailed: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lrjax",
         description="lrjax: learning-rate controllers learned with reinforcement learning, "
-        "as optax transforms.\n\n" + "\n".join(__doc__.splitlines()[2:8]),
+        "as optax transforms.\n\n" + "\n".join(__doc__.splitlines()[2:9]),
         formatter_class=HelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

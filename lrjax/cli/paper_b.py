@@ -1,0 +1,185 @@
+"""``lrjax paper-b``: paper B's experiments (figures 2-5) as commands that write tables and plots.
+
+  lrjax paper-b compare --task mnist_cnn --steps 1000 --seeds 3 --out results/paper_b_mnist
+  lrjax paper-b analysis --problems 8 --steps 1000 --out results/paper_b_2d
+
+``compare``: the online actor-critic against SGD, Adam, Adagrad, RMSprop (each at its best LR of
+paper B's grid 1e-4 .. 1, selected on validation), vSGD and Daniel et al.'s REPS controller, on
+the same seeds; writes ``comparison.md``, ``comparison.json`` and ``comparison.png``.
+``analysis``: section 4.3 on random 2-D regression problems; writes ``analysis.md``,
+``analysis.json``, ``trajectories.png`` (figure 4) and ``disagreement.png`` (figure 5).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from lrjax.cli import _common
+
+
+def add_parser(sub, detailed: bool = False) -> None:
+    from lrjax.cli import HelpFormatter
+
+    p = sub.add_parser(
+        "paper-b",
+        help="paper B's experiments: the actor-critic against its baselines; the 2-D analysis",
+        description=__doc__,
+        formatter_class=HelpFormatter,
+    )
+    which = p.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
+    c = which.add_parser(
+        "compare",
+        help="figures 2 and 3: the online actor-critic against tuned baselines on a task",
+        formatter_class=HelpFormatter,
+    )
+    _common.add_task_option(c, detailed)
+    c.set_defaults(task="mnist_cnn")
+    c.add_argument("--steps", type=int, default=1000, help="minibatches per run (paper B: 12,000)")
+    c.add_argument("--seeds", type=int, default=3, help="seeds, the same for every method")
+    c.add_argument("--eval-every", type=int, default=100, help="steps between test evaluations")
+    c.add_argument("--eval-examples", type=int, default=1000, help="test examples of the curve")
+    c.add_argument(
+        "--baselines",
+        default="sgd,adam,adagrad,rmsprop,vsgd,daniel_reps",
+        help="comma-separated; daniel_reps is Daniel et al.'s REPS-trained controller",
+    )
+    c.add_argument("--batch-size", type=int, default=None, help="minibatch (mnist_cnn: 50)")
+    c.add_argument("--reps-iterations", type=int, default=8, help="REPS iterations")
+    c.add_argument("--reps-samples", type=int, default=8, help="episodes per REPS iteration")
+    c.add_argument("--reps-steps", type=int, default=300, help="steps per REPS episode")
+    c.add_argument("--seed", type=int, default=0, help="root seed")
+    c.add_argument("--out", default=None, help="output directory (default results/paper_b-TASK)")
+    _common.add_data_options(c)
+    a = which.add_parser(
+        "analysis",
+        help="section 4.3: trajectories and gradient disagreement on 2-D regression",
+        formatter_class=HelpFormatter,
+    )
+    a.add_argument("--problems", type=int, default=8, help="random 2-D regression problems")
+    a.add_argument("--steps", type=int, default=1000, help="steps per run")
+    a.add_argument("--seed", type=int, default=0, help="root seed")
+    a.add_argument("--out", default="results/paper_b_2d", help="output directory")
+
+
+def _out_dir(path: str) -> Path:
+    from lrjax._validation import ConfigError
+
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out={path!r} is a file: expected a directory.")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def run(args) -> int:
+    if args.experiment == "analysis":
+        return _analysis(args)
+    return _compare(args)
+
+
+def _analysis(args) -> int:
+    import jax
+
+    from lrjax import paper_b, plots
+    from lrjax._validation import check_positive_int
+
+    check_positive_int("--problems", args.problems)
+    check_positive_int("--steps", args.steps)
+    out = _out_dir(args.out)
+    print(
+        f"2-D regression: {args.problems} problems x {args.steps} steps; SGD at "
+        "1e-4 .. 1 and the online actor-critic (different and same minibatch) ...",
+        flush=True,
+    )
+    start = time.perf_counter()
+    analysis = paper_b.regression_analysis(
+        jax.random.key(args.seed), num_problems=args.problems, num_steps=args.steps
+    )
+    seconds = time.perf_counter() - start
+    table = analysis.table()
+    command = f"lrjax paper-b analysis --problems {args.problems} --steps {args.steps}"
+    (out / "analysis.md").write_text(
+        f"`{command}` ({seconds:.0f} s)\n\nFinal test loss over {args.problems} problems, its "
+        "ratio to the best constant LR of each problem, and the oscillation (mean |change| of "
+        "the test loss per step over the second half):\n\n" + table + "\n"
+    )
+    (out / "analysis.json").write_text(
+        json.dumps({"command": command, "seconds": seconds, "rows": analysis.rows()}, indent=1)
+    )
+    plots.plot_trajectories(analysis, out / "trajectories.png")
+    plots.plot_gradient_disagreement(analysis, out / "disagreement.png")
+    print(table)
+    print(f"done in {seconds:.0f} s; tables and figures in {out}")
+    return 0
+
+
+def _compare(args) -> int:
+    import jax
+
+    from lrjax import paper_b, plots, tasks
+    from lrjax._validation import ConfigError, check_positive_int
+    from lrjax.baselines import OPTIMIZERS
+    from lrjax.baselines.reps import REPSConfig
+
+    for flag in ("steps", "seeds", "eval_every", "eval_examples"):
+        check_positive_int("--" + flag.replace("_", "-"), getattr(args, flag))
+    names = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    for name in names:
+        if name != "daniel_reps" and name not in OPTIMIZERS:
+            raise ConfigError(
+                f"--baselines entry {name!r} is not known: expected daniel_reps or one of "
+                f"{', '.join(OPTIMIZERS)}."
+            )
+    if args.steps % args.eval_every:
+        raise ConfigError(
+            f"--eval-every={args.eval_every} is not allowed: it must divide --steps={args.steps}."
+        )
+    reps = REPSConfig(
+        iterations=args.reps_iterations,
+        samples=args.reps_samples,
+        episode_steps=min(args.reps_steps, args.steps),
+    )
+    out = _out_dir(args.out or f"results/paper_b-{args.task}")
+    overrides = {} if args.batch_size is None else {"batch_size": args.batch_size}
+    task = tasks.get_task(args.task, **overrides)
+    key = jax.random.key(args.seed)
+    data = _common.load_task_data(task, jax.random.fold_in(key, 1), args)
+    start = time.perf_counter()
+    results = paper_b.compare_on_task(
+        task,
+        data,
+        key,
+        num_steps=args.steps,
+        num_seeds=args.seeds,
+        eval_every=args.eval_every,
+        eval_examples=args.eval_examples,
+        baselines=names,
+        reps=reps,
+    )
+    seconds = time.perf_counter() - start
+    table = paper_b.comparison_table(results)
+    command = (
+        f"lrjax paper-b compare --task {args.task} --steps {args.steps} --seeds {args.seeds} "
+        f"--eval-every {args.eval_every}"
+    )
+    (out / "comparison.md").write_text(
+        f"`{command}` ({seconds:.0f} s; batch {task.batch_size}; the same {args.seeds} seeds "
+        "for every method)\n\n" + table + "\n"
+    )
+    (out / "comparison.json").write_text(
+        json.dumps(
+            {
+                "command": command,
+                "seconds": seconds,
+                "rows": [r.row() for r in results],
+                "curves": {r.name: r.curves() for r in results},
+            },
+            indent=1,
+        )
+    )
+    plots.plot_paper_b_comparison(results, out / "comparison.png", title=args.task)
+    print(table)
+    print(f"done in {seconds:.0f} s; table, curves and figure in {out}")
+    return 0
