@@ -99,7 +99,9 @@ def _analysis(args) -> int:
     )
     seconds = time.perf_counter() - start
     table = analysis.table()
-    command = f"lrjax paper-b analysis --problems {args.problems} --steps {args.steps}"
+    command = (
+        f"lrjax paper-b analysis --problems {args.problems} --steps {args.steps} --seed {args.seed}"
+    )
     (out / "analysis.md").write_text(
         f"`{command}` ({seconds:.0f} s)\n\nFinal test loss over {args.problems} problems, its "
         "ratio to the best constant LR of each problem, and the oscillation (mean |change| of "
@@ -162,7 +164,10 @@ def _compare(args) -> int:
     table = paper_b.comparison_table(results)
     command = (
         f"lrjax paper-b compare --task {args.task} --steps {args.steps} --seeds {args.seeds} "
-        f"--eval-every {args.eval_every}"
+        f"--eval-every {args.eval_every} --baselines {','.join(names)} --reps-iterations "
+        f"{args.reps_iterations} --reps-samples {args.reps_samples} --reps-steps {args.reps_steps}"
+        + ("" if args.batch_size is None else f" --batch-size {args.batch_size}")
+        + f" --seed {args.seed}"
     )
     (out / "comparison.md").write_text(
         f"`{command}` ({seconds:.0f} s; batch {task.batch_size}; the same {args.seeds} seeds "
