@@ -330,3 +330,17 @@ def test_meta_mode_trains_over_resets_and_deploys_as_a_controller(regression, tm
     assert np.isfinite(result.test_loss).all()
     lr = result.learning_rate[0]
     assert (lr >= controller.lr_min).all() and (lr <= controller.lr_max).all()
+
+
+def test_scale_action_ablation_changes_the_lr_by_at_most_alpha_per_step(regression):
+    """Paper A's action map in paper B's algorithm: each step scales the previous LR by a
+    factor in [1/alpha, alpha] (exploration included, as it acts before tanh)."""
+    task, data = regression
+    controller = ControllerConfig.paper_b(action_mode="scale", alpha=1.2)
+    ac = ActorCritic(task, _config(controller=controller, num_updates=1, steps_per_update=40))
+    state = ac.init(jax.random.key(11), data)
+    _, out = jax.lax.scan(lambda s, _: ac.step(s, data), state, None, length=40)
+    lr = np.concatenate([[controller.initial_lr], np.asarray(out.lr[:, 0])])
+    ratio = lr[1:] / lr[:-1]
+    assert (ratio <= 1.2 * (1 + 1e-5)).all() and (ratio >= 1 / 1.2 * (1 - 1e-5)).all()
+    assert np.abs(np.log(ratio)).max() > 0.01  # it does move

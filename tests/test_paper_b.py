@@ -134,3 +134,25 @@ def test_paper_b_analysis_writes_table_and_figures_4_and_5(tmp_path):
     assert len(rows) == 2 + 5  # both actor-critic variants and SGD at 5 LRs
     for png in ("trajectories.png", "disagreement.png"):
         assert (out / png).stat().st_size > 10_000
+
+
+def test_paper_b_compare_runs_cifar10_cnn_on_tfds_mock_data(tmp_path, monkeypatch):
+    """The CIFAR-10 path of the same command, on tfds's mock data (CIFAR-10 cannot be
+    downloaded here): prepared through tfds, then the actor-critic and SGD on the conv net."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from lrjax.data import prepare
+
+    monkeypatch.delenv("LRJAX_RAW_DIR", raising=False)
+    monkeypatch.setattr(prepare, "host_reachable", lambda *a: True)
+    with tfds.testing.mock_data(num_examples=64):
+        prepare.prepare_dataset("cifar10", data_dir=tmp_path / "data")
+    out = tmp_path / "cifar"
+    argv = [
+        "paper-b", "compare", "--task", "cifar10_cnn", "--batch-size", "8", "--steps", "4",
+        "--seeds", "1", "--eval-every", "2", "--eval-examples", "16", "--baselines", "sgd",
+        "--data-dir", str(tmp_path / "data"), "--out", str(out),
+    ]  # fmt: skip
+    assert cli.main(argv) == 0
+    rows = json.loads((out / "comparison.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["actor-critic", "sgd"]
+    assert all(np.isfinite(r["final_test_loss_mean"]) for r in rows)
