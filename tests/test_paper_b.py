@@ -20,9 +20,9 @@ def test_online_actor_critic_beats_a_bad_constant_lr_and_matches_the_best_on_2d_
     minibatches; the actor-critic starts at LR 0.01 (paper B's preset).
 
     Bounds: at this commit its final test loss is 1.000-1.001x the best constant LR's of each
-    problem (over 8 other problems: at most 1.09x); 1.10x leaves room for float differences
-    across platforms, while staying at its initial LR (SGD at 0.01: up to 1.29x here) or
-    collapsing to lr_min (the failure seen without exploration, 6x) fails. The bad constant
+    problem (over the 8 problems of RESULTS.md: at most 1.029x); 1.10x leaves room for float
+    differences across platforms, while staying at its initial LR (SGD at 0.01: up to 1.29x
+    here) or running without exploration (up to 8.5x in RESULTS.md) fails. The bad constant
     LRs 1e-4 and 1e-3 end at 0.8 to 2.4, six times higher."""
     analysis = paper_b.regression_analysis(
         jax.random.key(0),
