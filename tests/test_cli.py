@@ -153,7 +153,8 @@ def test_subcommand_help_lists_choices_and_defaults(capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"])
     text = capsys.readouterr().out
-    assert "{ppo}" in text and "pred_change_var" in text and "(default: 40)" in text
+    assert "{ppo,actor-critic}" in text and "pred_change_var" in text
+    assert "actions per episode (40)" in text
 
 
 @pytest.mark.parametrize(

@@ -137,22 +137,30 @@ def test_paper_b_analysis_writes_table_and_figures_4_and_5(tmp_path):
 
 
 def test_paper_b_compare_runs_cifar10_cnn_on_tfds_mock_data(tmp_path, monkeypatch):
-    """The CIFAR-10 path of the same command, on tfds's mock data (CIFAR-10 cannot be
-    downloaded here): prepared through tfds, then the actor-critic and SGD on the conv net."""
+    """The CIFAR-10 path of ``lrjax paper-b compare`` (its function, ``compare_on_task``) on
+    tfds's mock data (CIFAR-10 cannot be downloaded here): prepared through tfds, then the
+    actor-critic and SGD on paper B's CIFAR-10 CNN. (64 mock examples need a validation split
+    smaller than the default 5,000, which the command does not take as an option.)"""
     tfds = pytest.importorskip("tensorflow_datasets")
-    from lrjax.data import prepare
+    from lrjax.data import load_dataset, prepare
 
     monkeypatch.delenv("LRJAX_RAW_DIR", raising=False)
     monkeypatch.setattr(prepare, "host_reachable", lambda *a: True)
     with tfds.testing.mock_data(num_examples=64):
-        prepare.prepare_dataset("cifar10", data_dir=tmp_path / "data")
-    out = tmp_path / "cifar"
-    argv = [
-        "paper-b", "compare", "--task", "cifar10_cnn", "--batch-size", "8", "--steps", "4",
-        "--seeds", "1", "--eval-every", "2", "--eval-examples", "16", "--baselines", "sgd",
-        "--data-dir", str(tmp_path / "data"), "--out", str(out),
-    ]  # fmt: skip
-    assert cli.main(argv) == 0
-    rows = json.loads((out / "comparison.json").read_text())["rows"]
-    assert [r["method"] for r in rows] == ["actor-critic", "sgd"]
-    assert all(np.isfinite(r["final_test_loss_mean"]) for r in rows)
+        prepare.prepare_dataset("cifar10", data_dir=tmp_path)
+    data = load_dataset("cifar10", data_dir=tmp_path, prepare=False, validation_size=16)
+    task = tasks.get_task("cifar10_cnn", batch_size=8)
+    results = paper_b.compare_on_task(
+        task,
+        data,
+        jax.random.key(0),
+        num_steps=4,
+        num_seeds=1,
+        eval_every=2,
+        eval_examples=16,
+        baselines=("sgd",),
+        progress=False,
+    )
+    assert [r.name for r in results] == ["actor-critic", "sgd"]
+    assert all(np.isfinite(r.test_loss).all() for r in results)
+    assert "| actor-critic |" in paper_b.comparison_table(results)
