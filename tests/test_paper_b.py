@@ -107,23 +107,60 @@ def test_bad_reps_settings_name_the_field():
         paper_b.regression_analysis(jax.random.key(0), variants=("ppo",))
 
 
-def test_paper_b_compare_writes_table_curves_and_figure(tmp_path, capsys):
+def test_paper_b_compare_writes_table_curves_and_figure_and_resumes(tmp_path, capsys, monkeypatch):
+    """The files are rewritten after each method, so a run stopped in its last method keeps
+    the others, and ``--resume`` runs only what is missing (the same command or an error)."""
+    from lrjax.paper_b import comparison
+
     out = tmp_path / "compare"
     argv = [
         "paper-b", "compare", "--task", "regression_2d", "--steps", "40", "--seeds", "2",
         "--eval-every", "20", "--baselines", "sgd,daniel_reps", "--reps-iterations", "2",
         "--reps-samples", "2", "--out", str(out),
     ]  # fmt: skip
-    assert cli.main(argv) == 0
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("stopped")
+
+    with monkeypatch.context() as m:
+        m.setattr(comparison, "_daniel_reps", stop)
+        with pytest.raises(RuntimeError, match="stopped"):
+            cli.main(argv)
+    partial = json.loads((out / "comparison.json").read_text())
+    assert not partial["complete"]
+    assert [r["method"] for r in partial["rows"]] == ["actor-critic", "sgd"]
+    assert "partial: still to run daniel_reps" in (out / "comparison.md").read_text()
+
+    with monkeypatch.context() as m:  # what the first run finished is not run again
+        m.setattr(comparison, "_actor_critic", stop)
+        m.setattr(comparison, "_optimizer", stop)
+        assert cli.main([*argv, "--resume"]) == 0
     summary = json.loads((out / "comparison.json").read_text())
+    assert summary["complete"]
     assert [r["method"] for r in summary["rows"]] == ["actor-critic", "sgd", "daniel_reps"]
+    assert json.dumps(summary["rows"][:2]) == json.dumps(partial["rows"])  # NaN != NaN
     assert all(r["num_seeds"] == 2 for r in summary["rows"])
     assert len(summary["curves"]["sgd"]["test_loss_mean"]) == 2
     assert "lr=" in summary["rows"][1]["setting"]  # the best LR of the grid, named
     assert (out / "comparison.png").stat().st_size > 10_000
     assert "| actor-critic |" in (out / "comparison.md").read_text()
+    assert "partial" not in (out / "comparison.md").read_text()
     assert cli.main([*argv[:-2], "--baselines", "lion", "--out", str(out)]) == 2
     assert "'lion' is not known" in capsys.readouterr().err
+    assert cli.main([*argv, "--resume", "--seeds", "3"]) == 2
+    assert "give the same options or a fresh --out" in capsys.readouterr().err
+
+
+def test_method_result_round_trips_through_json():
+    result = paper_b.MethodResult(
+        "vsgd", "LR-free", np.array([10, 20]), np.ones((2, 2)), np.full((2, 2), 0.5),
+        np.full((2, 2), 0.9), np.full((2, 2), np.nan),
+    )  # fmt: skip
+    back = paper_b.MethodResult.from_json(json.loads(json.dumps(result.to_json())))
+    assert back.name == "vsgd" and back.setting == "LR-free"
+    for field in ("eval_steps", "train_loss", "test_loss", "test_accuracy", "learning_rate"):
+        np.testing.assert_array_equal(getattr(back, field), getattr(result, field))
+    assert back.eval_steps.dtype.kind == "i"
 
 
 def test_paper_b_analysis_writes_table_and_figures_4_and_5(tmp_path):

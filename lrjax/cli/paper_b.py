@@ -51,6 +51,11 @@ def add_parser(sub, detailed: bool = False) -> None:
     c.add_argument("--reps-steps", type=int, default=300, help="steps per REPS episode")
     c.add_argument("--seed", type=int, default=0, help="root seed")
     c.add_argument("--out", default=None, help="output directory (default results/paper_b-TASK)")
+    c.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the methods an earlier run of the same command finished in --out; run the rest",
+    )
     _common.add_data_options(c)
     a = which.add_parser(
         "analysis",
@@ -117,10 +122,67 @@ def _analysis(args) -> int:
     return 0
 
 
+def _compare_command(args, names) -> str:
+    """The command line that reproduces (and resumes) this comparison."""
+    return (
+        f"lrjax paper-b compare --task {args.task} --steps {args.steps} --seeds {args.seeds} "
+        f"--eval-every {args.eval_every} --baselines {','.join(names)} --reps-iterations "
+        f"{args.reps_iterations} --reps-samples {args.reps_samples} --reps-steps {args.reps_steps}"
+        + ("" if args.batch_size is None else f" --batch-size {args.batch_size}")
+        + f" --seed {args.seed}"
+    )
+
+
+def _earlier_results(out: Path, command: str):
+    """``(results by method, seconds)`` of the earlier run in ``out`` (``--resume``); it must
+    have been the same command."""
+    from lrjax import paper_b
+    from lrjax._validation import ConfigError
+
+    path = out / "comparison.json"
+    if not path.exists():
+        return {}, 0.0
+    earlier = json.loads(path.read_text())
+    if earlier.get("command") != command:
+        raise ConfigError(
+            f"--resume is not allowed here: {out} holds `{earlier.get('command')}`, not this "
+            f"`{command}`; give the same options or a fresh --out."
+        )
+    results = [paper_b.MethodResult.from_json(r) for r in earlier.get("results", [])]
+    return {r.name: r for r in results}, float(earlier.get("seconds", 0.0))
+
+
+def _save_comparison(out: Path, command: str, info: str, methods, results, seconds) -> None:
+    """Write ``comparison.md/.json/.png`` with the methods finished so far (rewritten after
+    each one, so a stopped run keeps them and ``--resume`` continues from them)."""
+    from lrjax import paper_b, plots
+
+    left = [m for m in methods if m not in {r.name for r in results}]
+    status = f"; partial: still to run {', '.join(left)}" if left else ""
+    (out / "comparison.md").write_text(
+        f"`{command}` ({seconds:.0f} s; {info}{status})\n\n"
+        + paper_b.comparison_table(results)
+        + "\n"
+    )
+    summary = {
+        "command": command,
+        "seconds": seconds,
+        "complete": not left,
+        "methods": list(methods),
+        "rows": [r.row() for r in results],
+        "curves": {r.name: r.curves() for r in results},
+        "results": [r.to_json() for r in results],
+    }
+    tmp = out / "comparison.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    tmp.replace(out / "comparison.json")  # whole or not at all: --resume reads it
+    plots.plot_paper_b_comparison(results, out / "comparison.png", title=info.split(";")[0])
+
+
 def _compare(args) -> int:
     import jax
 
-    from lrjax import paper_b, plots, tasks
+    from lrjax import paper_b, tasks
     from lrjax._validation import ConfigError, check_positive_int
     from lrjax.baselines import OPTIMIZERS
     from lrjax.baselines.reps import REPSConfig
@@ -144,12 +206,23 @@ def _compare(args) -> int:
         episode_steps=min(args.reps_steps, args.steps),
     )
     out = _out_dir(args.out or f"results/paper_b-{args.task}")
+    command = _compare_command(args, names)
+    done, earlier_seconds = _earlier_results(out, command) if args.resume else ({}, 0.0)
     overrides = {} if args.batch_size is None else {"batch_size": args.batch_size}
     task = tasks.get_task(args.task, **overrides)
     key = jax.random.key(args.seed)
     data = _common.load_task_data(task, jax.random.fold_in(key, 1), args)
+    info = f"{args.task}; batch {task.batch_size}; the same {args.seeds} seeds for every method"
+    methods = ["actor-critic", *names]
     start = time.perf_counter()
-    results = paper_b.compare_on_task(
+    results = []
+
+    def save(result):
+        results.append(result)
+        seconds = earlier_seconds + time.perf_counter() - start
+        _save_comparison(out, command, info, methods, results, seconds)
+
+    paper_b.compare_on_task(
         task,
         data,
         key,
@@ -159,32 +232,10 @@ def _compare(args) -> int:
         eval_examples=args.eval_examples,
         baselines=names,
         reps=reps,
+        done=done,
+        on_result=save,
     )
-    seconds = time.perf_counter() - start
-    table = paper_b.comparison_table(results)
-    command = (
-        f"lrjax paper-b compare --task {args.task} --steps {args.steps} --seeds {args.seeds} "
-        f"--eval-every {args.eval_every} --baselines {','.join(names)} --reps-iterations "
-        f"{args.reps_iterations} --reps-samples {args.reps_samples} --reps-steps {args.reps_steps}"
-        + ("" if args.batch_size is None else f" --batch-size {args.batch_size}")
-        + f" --seed {args.seed}"
-    )
-    (out / "comparison.md").write_text(
-        f"`{command}` ({seconds:.0f} s; batch {task.batch_size}; the same {args.seeds} seeds "
-        "for every method)\n\n" + table + "\n"
-    )
-    (out / "comparison.json").write_text(
-        json.dumps(
-            {
-                "command": command,
-                "seconds": seconds,
-                "rows": [r.row() for r in results],
-                "curves": {r.name: r.curves() for r in results},
-            },
-            indent=1,
-        )
-    )
-    plots.plot_paper_b_comparison(results, out / "comparison.png", title=args.task)
-    print(table)
+    seconds = earlier_seconds + time.perf_counter() - start
+    print(paper_b.comparison_table(results))
     print(f"done in {seconds:.0f} s; table, curves and figure in {out}")
     return 0

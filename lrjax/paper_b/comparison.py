@@ -1,0 +1,324 @@
+"""Paper B's figures 2 and 3: the online actor-critic against tuned baselines on an image task.
+
+:func:`compare_on_task` runs the online actor-critic, SGD, Adam, Adagrad and RMSprop (each at
+its best LR of paper B's grid, selected on validation), vSGD and Daniel et al.'s REPS
+controller on the same seeds (the same initial weights and minibatches for every method), and
+returns each method's learning curves and final losses. Each method is one compiled program
+over the seeds (and LRs). Methods are independent, so a long comparison hands each result to
+``on_result`` as it finishes and takes finished ones back through ``done``: a run that stops
+halfway resumes where it stopped (``lrjax paper-b compare --resume``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from lrjax._validation import ConfigError, check_positive_int
+from lrjax.algos.actor_critic import ActorCritic, ActorCriticConfig
+from lrjax.baselines.registry import PAPER_B_LRS
+
+PAPER_B_BASELINES = ("sgd", "adam", "adagrad", "rmsprop", "vsgd", "daniel_reps")
+"""Paper B's comparison: four optimizers at their best LR of paper B's grid, vSGD (LR-free)
+and Daniel et al.'s REPS-trained controller."""
+
+_ARRAYS = ("eval_steps", "train_loss", "test_loss", "test_accuracy", "learning_rate")
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodResult:
+    """One method of :func:`compare_on_task` on every seed (numpy; leading axis = seed).
+
+    Attributes:
+      name: the method.
+      setting: how it was configured (e.g. ``"lr=0.1 (best of the grid on validation)"``).
+      eval_steps: ``[E]`` steps after which the curves were evaluated.
+      train_loss: ``[S, E]`` mean minibatch training loss over the steps since the previous
+        evaluation.
+      test_loss: ``[S, E]`` test loss (on ``eval_examples`` test examples, the last column on
+        the full test split); ``test_accuracy`` likewise.
+      learning_rate: ``[S, E]`` mean applied LR over each block (NaN where not readable).
+    """
+
+    name: str
+    setting: str
+    eval_steps: np.ndarray
+    train_loss: np.ndarray
+    test_loss: np.ndarray
+    test_accuracy: np.ndarray
+    learning_rate: np.ndarray
+
+    def row(self) -> dict[str, Any]:
+        """The table's row: final test loss (mean, std over seeds), accuracy, training loss."""
+        final, acc = self.test_loss[:, -1].astype(float), self.test_accuracy[:, -1].astype(float)
+        return {
+            "method": self.name,
+            "setting": self.setting,
+            "final_test_loss_mean": float(np.mean(final)),
+            "final_test_loss_std": float(np.std(final)),
+            "final_test_accuracy_mean": float(np.mean(acc)),
+            "final_train_loss_mean": float(np.mean(self.train_loss[:, -1].astype(float))),
+            "num_seeds": int(final.shape[0]),
+        }
+
+    def curves(self) -> dict[str, Any]:
+        """Seed-mean curves (what the figure draws)."""
+        return {
+            "eval_steps": self.eval_steps.tolist(),
+            "train_loss_mean": np.mean(self.train_loss, axis=0).tolist(),
+            "test_loss_mean": np.mean(self.test_loss, axis=0).tolist(),
+            "learning_rate_mean": np.mean(self.learning_rate, axis=0).tolist(),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything, per seed, as JSON-ready lists (NaN as ``None``); :meth:`from_json`
+        reads it back."""
+        nan_free = lambda x: np.where(np.isnan(x), None, x).tolist()
+        arrays = {f: nan_free(np.asarray(getattr(self, f), float)) for f in _ARRAYS}
+        return {"name": self.name, "setting": self.setting, **arrays}
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> MethodResult:
+        arrays = {f: np.asarray(record[f], dtype=float) for f in _ARRAYS}
+        arrays["eval_steps"] = arrays["eval_steps"].astype(int)
+        return cls(name=record["name"], setting=record["setting"], **arrays)
+
+
+def _block_means(x: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """``[S, T]`` per-step values -> ``[S, E]`` means over the blocks ending at ``steps``."""
+    import warnings
+
+    starts = [0, *steps[:-1]]
+    with warnings.catch_warnings():  # an optimizer that reports no LR gives NaN, quietly
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = [np.nanmean(x[:, a:b], axis=1) for a, b in zip(starts, steps, strict=True)]
+    return np.stack(means, axis=1)
+
+
+def comparison_table(results: Sequence[MethodResult]) -> str:
+    """A Markdown table: final test loss (mean +- std over seeds), accuracy, last training
+    loss, and each method's setting, best final test loss first."""
+    lines = [
+        "| method | setting | final test loss | test accuracy | last train loss |",
+        "|---|---|---|---|---|",
+    ]
+    rows = sorted((r.row() for r in results), key=lambda r: r["final_test_loss_mean"])
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['setting']} | {r['final_test_loss_mean']:.4f} +- "
+            f"{r['final_test_loss_std']:.4f} | {r['final_test_accuracy_mean']:.4f} | "
+            f"{r['final_train_loss_mean']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """What every method of one comparison shares."""
+
+    task: Any
+    data: Any
+    seeds_key: jax.Array  # split in num_seeds: the same weights and minibatches for all
+    num_seeds: int
+    reps_key: jax.Array  # Daniel et al.'s controller is trained on other seeds
+    num_steps: int
+    eval_every: int
+    eval_examples: int
+    engine: Any
+
+    @property
+    def seed_keys(self) -> jax.Array:
+        """``[S]`` the trainee keys (``lrjax.baselines.sweep.run_optimizer`` splits alike)."""
+        return jax.random.split(self.seeds_key, self.num_seeds)
+
+    @property
+    def eval_steps(self) -> np.ndarray:
+        return np.arange(1, self.num_steps // self.eval_every + 1) * self.eval_every
+
+
+def _actor_critic(setup: _Setup, config: ActorCriticConfig) -> MethodResult:
+    """The online actor-critic, one learner per seed; the last point on the full test split."""
+    ac = ActorCritic(
+        setup.task,
+        dataclasses.replace(
+            config,
+            mode="online",
+            num_envs=1,
+            num_updates=setup.num_steps // setup.eval_every,
+            steps_per_update=setup.eval_every,
+            eval_examples=setup.eval_examples,
+            engine=setup.engine or config.engine,
+        ),
+    )
+    states, metrics = jax.jit(ac.train_seeds)(setup.seed_keys, setup.data)
+    final = jax.jit(jax.vmap(ac.final_metrics, in_axes=(0, None)))(states, setup.data)
+    test = np.asarray(metrics["test_loss"]).copy()
+    acc = np.asarray(metrics["test_accuracy"]).copy()
+    test[:, -1] = np.asarray(final["test_loss"])[:, 0]
+    acc[:, -1] = np.asarray(final["test_accuracy"])[:, 0]
+    return MethodResult(
+        "actor-critic",
+        f"online, from lr={ac.controller_config.initial_lr:g}",
+        setup.eval_steps,
+        np.asarray(metrics["train_loss"]),
+        test,
+        acc,
+        np.asarray(metrics["lr_mean"]),
+    )
+
+
+def _daniel_reps(setup: _Setup, daniel, reps, progress: bool) -> MethodResult:
+    """Daniel et al.'s controller: trained with REPS on other seeds, then run from ``mu``."""
+    from lrjax.baselines import reps as reps_lib
+
+    learned = reps_lib.train_reps(
+        setup.task, setup.data, setup.reps_key, daniel, reps, engine=setup.engine,
+        progress=progress,
+    )  # fmt: skip
+    out = reps_lib.run_episodes(
+        setup.task,
+        daniel,
+        np.repeat(learned.mean[None], setup.num_seeds, axis=0),
+        setup.seed_keys,
+        setup.data,
+        setup.num_steps,
+        eval_every=setup.eval_every,
+        eval_examples=setup.eval_examples,
+        engine=setup.engine,
+    )
+    theta = ", ".join(f"{x:.3g}" for x in learned.mean)
+    steps = setup.eval_steps
+    return MethodResult(
+        "daniel_reps",
+        f"REPS-trained theta=[{theta}], from lr={daniel.initial_lr:g}",
+        steps,
+        _block_means(out["train_loss"], steps),
+        np.asarray(out["test_loss"]),
+        np.asarray(out["test_accuracy"]),
+        _block_means(out["learning_rate"], steps),
+    )
+
+
+def _optimizer(setup: _Setup, name: str, lrs: Sequence[float]) -> MethodResult:
+    """An optimizer at the best of ``lrs`` by mean final validation loss (vSGD: LR-free)."""
+    from lrjax.baselines.registry import get_optimizer
+    from lrjax.baselines.sweep import run_optimizer
+
+    spec = get_optimizer(name)
+    grid = None if name == "vsgd" else lrs
+    run = run_optimizer(
+        setup.task,
+        spec,
+        setup.data,
+        setup.seeds_key,
+        num_seeds=setup.num_seeds,
+        num_steps=setup.num_steps,
+        lrs=grid,
+        eval_every=setup.eval_every,
+        eval_examples=setup.eval_examples,
+        engine=setup.engine,
+    )
+    best = run.best_result
+    lr_value = run.configs[run.best]["learning_rate"]
+    setting = "LR-free" if name == "vsgd" else f"lr={lr_value:g} (best of the grid on validation)"
+    steps = setup.eval_steps
+    return MethodResult(
+        name,
+        setting,
+        steps,
+        _block_means(best.train_loss, steps),
+        np.asarray(best.test_loss),
+        np.asarray(best.test_accuracy),
+        _block_means(best.learning_rate, steps),
+    )
+
+
+def compare_on_task(
+    task,
+    data: Any,
+    key: jax.Array,
+    *,
+    num_steps: int,
+    num_seeds: int,
+    eval_every: int,
+    eval_examples: int = 1000,
+    baselines: Sequence[str] = PAPER_B_BASELINES,
+    lrs: Sequence[float] = PAPER_B_LRS,
+    config: ActorCriticConfig | None = None,
+    reps=None,
+    daniel=None,
+    engine=None,
+    progress: bool = True,
+    done: Mapping[str, MethodResult] | None = None,
+    on_result: Callable[[MethodResult], None] | None = None,
+) -> list[MethodResult]:
+    """Paper B's figures 2 and 3 on ``task``: the online actor-critic and ``baselines`` on the
+    same ``num_seeds`` seeds (same initial weights and minibatches), ``num_steps`` steps each.
+
+    Each optimizer's LR is the best of ``lrs`` by mean final validation loss over the seeds
+    (paper B: "the best performance ... over those learning rates"); vSGD needs none; Daniel et
+    al.'s controller is first trained with REPS on other seeds of the same task
+    (:mod:`lrjax.baselines.reps`), then run from ``mu``.
+
+    Args:
+      done: results of an earlier run with the same arguments, by method name: taken as they
+        are, not run again (resuming a stopped comparison).
+      on_result: called with each method's result as soon as it is there (in method order,
+        ``done`` ones included), e.g. to save it.
+
+    Returns:
+      One :class:`MethodResult` per method: the actor-critic first, then ``baselines``.
+    """
+    from lrjax.baselines import reps as reps_lib
+
+    check_positive_int("num_steps", num_steps)
+    check_positive_int("num_seeds", num_seeds)
+    check_positive_int("eval_every", eval_every)
+    if num_steps % eval_every:
+        raise ConfigError(
+            f"eval_every={eval_every} is not allowed: it must divide num_steps={num_steps}."
+        )
+    k_seeds, k_reps = jax.random.split(key)
+    setup = _Setup(
+        task, data, k_seeds, num_seeds, k_reps, num_steps, eval_every, eval_examples, engine,
+    )  # fmt: skip
+    daniel = daniel or reps_lib.DanielConfig()
+    reps = reps or reps_lib.REPSConfig(episode_steps=min(num_steps, 300))
+    runs: dict[str, tuple[str, Callable[[], MethodResult]]] = {
+        "actor-critic": (
+            f"{num_seeds} seeds x {num_steps} steps (compiling first)",
+            lambda: _actor_critic(setup, config or ActorCriticConfig()),
+        ),
+    }
+    for name in baselines:
+        if name == "daniel_reps":
+            what = (
+                f"REPS, {reps.iterations} iterations x {reps.samples} episodes of "
+                f"{reps.episode_steps} steps, then {num_seeds} seeds"
+            )
+            runs[name] = (what, lambda: _daniel_reps(setup, daniel, reps, progress))
+        else:
+            grid = "1" if name == "vsgd" else str(len(lrs))
+            runs[name] = (
+                f"{grid} LR(s) x {num_seeds} seeds",
+                lambda name=name: _optimizer(setup, name, lrs),
+            )
+    say = print if progress else (lambda *a, **k: None)
+    done = dict(done or {})
+    results = []
+    for name, (what, run) in runs.items():
+        if name in done:
+            result = done[name]
+            say(f"{name}: taken from the earlier run", flush=True)
+        else:
+            say(f"{name}: {what} ...", flush=True)
+            result = run()
+        results.append(result)
+        say(comparison_table([result]).splitlines()[-1], flush=True)
+        if on_result is not None:
+            on_result(result)
+    return results
