@@ -66,7 +66,7 @@ from lrjax.controller import ControllerConfig, action_to_lr
 from lrjax.tasks import Task
 
 REWARDS = ("val_loss", "loss_decrement", "final")
-OPTIMIZERS = ("sgd", "momentum", "adam")
+OPTIMIZERS = training.CONTROLLED_OPTIMIZERS
 
 ENV_INPUTS = tuple(i for i in features_lib.INPUTS if i != "updates")
 """The feature inputs the environment provides: all but ``updates`` (its optimizer's direction
@@ -222,14 +222,8 @@ class TraineeEnv:
         return self.engine().eval_task(self.task)
 
     def optimizer(self, lr: jax.Array) -> optax.GradientTransformationExtraArgs:
-        """The controlled optimizer at learning rate ``lr`` (a traced array):
-        ``chain(base, scale(-lr))``."""
-        base = {
-            "sgd": optax.identity(),
-            "momentum": optax.trace(decay=0.9),
-            "adam": optax.scale_by_adam(),
-        }[self.config.optimizer]
-        return optax.with_extra_args_support(optax.chain(base, optax.scale(-lr)))
+        """The controlled optimizer at learning rate ``lr`` (a traced array)."""
+        return training.controlled_optimizer(self.config.optimizer, lr)
 
     # -- observation ------------------------------------------------------------------------
 

@@ -92,17 +92,40 @@ def plot_comparison(comparison, path, *, title: str = "", steps_per_action: int 
     return _save(fig, path)
 
 
+def _metric_getter(history: Sequence[dict[str, Any]]):
+    """``get(name)``: the metric per row of ``history`` as floats (NaN where missing)."""
+    return lambda key: np.array(
+        [np.nan if h.get(key) is None else h[key] for h in history], dtype=float
+    )
+
+
+def _plot_lr_band(ax, updates, get) -> None:
+    """The applied LR per update: its min-to-max band and its mean, on a log axis."""
+    ax.fill_between(
+        updates, get("lr_min"), get("lr_max"), alpha=0.3, color="C2", label="applied LR, min to max"
+    )
+    ax.plot(updates, get("lr_mean"), color="C2", label="applied LR, mean")
+    ax.set(ylabel="learning rate", yscale="log")
+
+
+def _label_update_axes(axes, names, title: str, xlabel: str) -> None:
+    """Titles, an integer update axis and a legend (where something is labelled) per panel."""
+    from matplotlib.ticker import MaxNLocator
+
+    for ax, name in zip(axes.flat, names, strict=True):
+        ax.set(xlabel=xlabel, title=f"{title}: {name}" if title else name)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+
+
 def plot_training(history: Sequence[dict[str, Any]], path, *, title: str = "") -> Path:
     """An RL run's learning curves from its metrics rows, per update. Top: mean episode return,
     final validation loss of the episodes that ended, and the range of LRs the controller
     applied. Bottom, the diagnostics that say whether RL is learning: approx_kl (the policy
     moved), the critic's explained variance (it fitted the returns) and the policy's entropy."""
     plt = _pyplot()
-    from matplotlib.ticker import MaxNLocator
-
-    get = lambda key: np.array(
-        [np.nan if h.get(key) is None else h[key] for h in history], dtype=float
-    )
+    get = _metric_getter(history)
     updates = get("update")
     fig, axes = plt.subplots(2, 3, figsize=(15, 7.5))
     top, bottom = axes
@@ -112,11 +135,7 @@ def plot_training(history: Sequence[dict[str, Any]], path, *, title: str = "") -
         updates, get("final_val_loss"), marker="o", ms=3, color="C1", label="final validation loss"
     )
     top[1].set(ylabel="validation loss")
-    top[2].fill_between(
-        updates, get("lr_min"), get("lr_max"), alpha=0.3, color="C2", label="applied LR, min to max"
-    )
-    top[2].plot(updates, get("lr_mean"), color="C2", label="applied LR, mean")
-    top[2].set(ylabel="learning rate", yscale="log")
+    _plot_lr_band(top[2], updates, get)
     bottom[0].plot(updates, get("approx_kl"), marker="o", ms=3, color="C3", label="approx_kl")
     bottom[0].set(ylabel="approx KL(old || new)", yscale="log")
     bottom[1].plot(updates, get("explained_variance"), marker="o", ms=3, color="C4", label="critic")
@@ -131,10 +150,7 @@ def plot_training(history: Sequence[dict[str, Any]], path, *, title: str = "") -
         "explained variance",
         "entropy",
     )
-    for ax, name in zip(axes.flat, names, strict=True):
-        ax.set(xlabel="RL update", title=f"{title}: {name}" if title else name)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=8)
+    _label_update_axes(axes, names, title, "RL update")
     return _save(fig, path)
 
 
@@ -145,11 +161,7 @@ def plot_actor_critic_training(history: Sequence[dict[str, Any]], path, *, title
     applied. Bottom, whether the RL is learning: the critic's mean squared TD error, its mean
     Q(s_t, a_t) against the mean reward, and the episodes that ended and diverged."""
     plt = _pyplot()
-    from matplotlib.ticker import MaxNLocator
-
-    get = lambda key: np.array(
-        [np.nan if h.get(key) is None else h[key] for h in history], dtype=float
-    )
+    get = _metric_getter(history)
     updates = get("update")
     fig, axes = plt.subplots(2, 3, figsize=(15, 7.5))
     top, bottom = axes
@@ -162,11 +174,7 @@ def plot_actor_critic_training(history: Sequence[dict[str, Any]], path, *, title
     else:
         top[1].text(0.5, 0.5, "meta mode: no single model", ha="center", transform=top[1].transAxes)
     top[1].set(ylabel="test loss")
-    top[2].fill_between(
-        updates, get("lr_min"), get("lr_max"), alpha=0.3, color="C2", label="applied LR, min to max"
-    )
-    top[2].plot(updates, get("lr_mean"), color="C2", label="applied LR, mean")
-    top[2].set(ylabel="learning rate", yscale="log")
+    _plot_lr_band(top[2], updates, get)
     bottom[0].plot(updates, get("td_error_sq"), marker="o", ms=3, color="C3", label="TD error^2")
     bottom[0].set(ylabel="mean squared TD error", yscale="log")
     bottom[1].plot(updates, get("q_mean"), marker="o", ms=3, color="C4", label="Q(s_t, a_t)")
@@ -176,11 +184,7 @@ def plot_actor_critic_training(history: Sequence[dict[str, Any]], path, *, title
     bottom[2].plot(updates, get("diverged"), marker="x", ms=4, color="C3", label="diverged")
     bottom[2].set(ylabel="episodes per update")
     names = ("training loss", "test loss", "learning rate", "critic", "Q and reward", "episodes")
-    for ax, name in zip(axes.flat, names, strict=True):
-        ax.set(xlabel="update", title=f"{title}: {name}" if title else name)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+    _label_update_axes(axes, names, title, "update")
     return _save(fig, path)
 
 

@@ -86,6 +86,22 @@ class TrainResult:
         )
 
 
+CONTROLLED_OPTIMIZERS = ("sgd", "momentum", "adam")
+"""The base directions a controller's learning rate can scale."""
+
+
+def controlled_optimizer(name: str, lr: jax.Array) -> optax.GradientTransformationExtraArgs:
+    """``chain(base, scale(-lr))``: the optimizer ``name`` (:data:`CONTROLLED_OPTIMIZERS`:
+    SGD, heavy-ball momentum 0.9, Adam's direction) at the learning rate ``lr``, a traced array
+    chosen by a controller (PPO's environment and the actor-critic share it)."""
+    base = {
+        "sgd": optax.identity(),
+        "momentum": optax.trace(decay=0.9),
+        "adam": optax.scale_by_adam(),
+    }[name]
+    return optax.with_extra_args_support(optax.chain(base, optax.scale(-lr)))
+
+
 def state_field(opt_state: Any, name: str) -> jax.Array:
     """The first field called ``name`` in an optimizer state, as a float32 scalar (NaN if there
     is none)."""

@@ -63,6 +63,24 @@ def add_parser(sub, detailed: bool = False) -> None:
     )
     p.add_argument("--algo", default="ppo", choices=ALGOS, help="the RL algorithm")
     _common.add_task_option(p, detailed)
+    _add_controller_options(p)
+    _add_run_options(p)
+    _add_actor_critic_options(p)
+    p.add_argument("--updates-per-chunk", type=int, default=2, help="updates per compiled call")
+    p.add_argument(
+        "--eval-episodes",
+        type=int,
+        default=8,
+        help="episodes of the quick comparison after training (0: skip it; `lrjax evaluate` "
+        "runs the held-out protocol)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="root seed of training and evaluation")
+    p.add_argument("--out", default=None, help="output directory (default: runs/ALGO-TASK)")
+    _common.add_data_options(p)
+
+
+def _add_controller_options(p) -> None:
+    """The controller preset, its action map and the optimizer it steers."""
     p.add_argument(
         "--features",
         default=None,
@@ -95,6 +113,10 @@ def add_parser(sub, detailed: bool = False) -> None:
         choices=["sgd", "momentum", "adam"],
         help="the optimizer whose LR the controller sets",
     )
+
+
+def _add_run_options(p) -> None:
+    """The episodes and updates (PPO's options among them)."""
     p.add_argument(
         "--reward",
         default=None,
@@ -115,6 +137,10 @@ def add_parser(sub, detailed: bool = False) -> None:
     )
     p.add_argument("--updates", type=int, default=100, help="RL updates")
     p.add_argument("--ppo-lr", type=float, default=None, help="Adam step size of PPO (PPOConfig's)")
+
+
+def _add_actor_critic_options(p) -> None:
+    """Algorithm 1's options (paper B)."""
     ac = p.add_argument_group("actor-critic (paper B; ActorCriticConfig's defaults)")
     ac.add_argument(
         "--mode",
@@ -136,17 +162,6 @@ def add_parser(sub, detailed: bool = False) -> None:
         action="store_true",
         help="ablation: the actor's gradient on the model's minibatch, not a different one",
     )
-    p.add_argument("--updates-per-chunk", type=int, default=2, help="updates per compiled call")
-    p.add_argument(
-        "--eval-episodes",
-        type=int,
-        default=8,
-        help="episodes of the quick comparison after training (0: skip it; `lrjax evaluate` "
-        "runs the held-out protocol)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="root seed of training and evaluation")
-    p.add_argument("--out", default=None, help="output directory (default: runs/ALGO-TASK)")
-    _common.add_data_options(p)
 
 
 PPO_ONLY = ("horizon", "reward", "steps_per_action", "ppo_lr", "initial_lr_spread")
@@ -261,29 +276,22 @@ def _setup(args):
     return task, env, PPO(env, ppo_config), signature
 
 
-def run(args) -> int:
-    import jax
-    import numpy as np
-
-    from lrjax import evaluate, plots
-    from lrjax.algos import runner
-    from lrjax.controller import save_controller
+def _out_dir(args) -> Path:
+    from lrjax._validation import ConfigError
 
     out = Path(args.out or f"runs/{args.algo}-{args.task}")
     if out.exists() and not out.is_dir():
-        from lrjax._validation import ConfigError
-
         raise ConfigError(f"--out={str(out)!r} is a file: expected a directory.")
     if args.eval_episodes < 0:
-        from lrjax._validation import ConfigError
-
         raise ConfigError(
             f"--eval-episodes={args.eval_episodes} is not allowed: expected >= 0 (0 skips the "
             "comparison after training)."
         )
-    task, env, algo, signature = _setup(args)
-    key = jax.random.key(args.seed)
-    data = _common.load_task_data(task, jax.random.fold_in(key, 1), args)
+    return out
+
+
+def _announce(args, algo, env) -> int:
+    """Print what the run will do; return its trainee steps."""
     if env is None:
         cfg = algo.config
         trainee_steps = args.updates * cfg.num_envs * cfg.steps_per_update
@@ -294,52 +302,48 @@ def run(args) -> int:
             f"trainee steps ({episodes})",
             flush=True,
         )
-    else:
-        k = env.config.steps_per_action
-        trainee_steps = args.updates * args.num_envs * args.horizon * k
-        print(
-            f"{algo.name} on {args.task}: {args.updates} updates x {args.num_envs} episodes x "
-            f"{args.horizon} actions x {k} steps = {trainee_steps:,} trainee steps",
-            flush=True,
-        )
-
-    result = runner.run(
-        algo,
-        key,
-        data,
-        out_dir=out,
-        signature=signature,
-        updates_per_chunk=args.updates_per_chunk,
+        return trainee_steps
+    k = env.config.steps_per_action
+    trainee_steps = args.updates * args.num_envs * args.horizon * k
+    print(
+        f"{algo.name} on {args.task}: {args.updates} updates x {args.num_envs} episodes x "
+        f"{args.horizon} actions x {k} steps = {trainee_steps:,} trainee steps",
+        flush=True,
     )
-    if result.already_complete:
-        print(f"the run in {out} is complete ({args.updates} updates); evaluating its controller")
-    trained = algo.controller(result.state)
-    save_controller(out / "controller", trained, overwrite=True)
+    return trainee_steps
+
+
+def _report_training(args, algo, env, result, out: Path) -> None:
+    """The training figure and a line on the last update (what each algorithm watches)."""
+    from lrjax import plots
+
     last = result.history[-1] if result.history else {}
     get = lambda name: float("nan") if last.get(name) is None else float(last[name])
+    title = f"{args.task} {algo.name}"
     if env is None:
-        plots.plot_actor_critic_training(
-            result.history, out / "training.png", title=f"{args.task} {algo.name}"
-        )
+        plots.plot_actor_critic_training(result.history, out / "training.png", title=title)
         print(
             f"trained in {result.train_seconds:.0f} s; last update: train loss "
             f"{get('train_loss'):.4g}, TD error^2 {get('td_error_sq'):.2g}, LRs "
             f"[{get('lr_min'):.3g}, {get('lr_max'):.3g}]"
             + (f", test loss {get('test_loss'):.4g}" if "test_loss" in last else "")
         )
-    else:
-        plots.plot_training(result.history, out / "training.png", title=f"{args.task} {algo.name}")
-        print(
-            f"trained in {result.train_seconds:.0f} s; last update: return "
-            f"{get('episode_return'):.4g}, approx_kl {get('approx_kl'):.2g}, explained variance "
-            f"{get('explained_variance'):.2f}, LRs [{get('lr_min'):.3g}, {get('lr_max'):.3g}]"
-        )
-    if args.eval_episodes == 0:
-        print(
-            f"controller:  {out / 'controller'}\nmetrics:     {out / 'metrics.jsonl'}\n"
-            f"plots:       {out / 'training.png'}"
-        )
-        return 0
+        return
+    plots.plot_training(result.history, out / "training.png", title=title)
+    print(
+        f"trained in {result.train_seconds:.0f} s; last update: return "
+        f"{get('episode_return'):.4g}, approx_kl {get('approx_kl'):.2g}, explained variance "
+        f"{get('explained_variance'):.2f}, LRs [{get('lr_min'):.3g}, {get('lr_max'):.3g}]"
+    )
+
+
+def _evaluate_after_training(args, env, trained, key, data, out, result, trainee_steps) -> None:
+    """PPO's quick comparison on fresh episodes: the learned controller, constant LRs and step
+    decay; ``evaluation.json`` and ``evaluation.png``."""
+    import jax
+    import numpy as np
+
+    from lrjax import evaluate, plots
 
     start = time.perf_counter()
     print(
@@ -360,8 +364,12 @@ def run(args) -> int:
         "methods": comparison.rows(),
     }
     (out / "evaluation.json").write_text(json.dumps(summary, indent=1))
-    plots.plot_comparison(comparison, out / "evaluation.png", title=args.task, steps_per_action=k)
-
+    plots.plot_comparison(
+        comparison,
+        out / "evaluation.png",
+        title=args.task,
+        steps_per_action=env.config.steps_per_action,
+    )
     learned = comparison.learned
     print(
         f"evaluated in {eval_seconds:.0f} s; evaluation over {args.eval_episodes} episodes "
@@ -375,4 +383,37 @@ def run(args) -> int:
         f"checkpoints: {out / 'checkpoints'}\nplots:       {out / 'evaluation.png'}, "
         f"{out / 'training.png'}\nsummary:     {out / 'evaluation.json'}"
     )
+
+
+def run(args) -> int:
+    import jax
+
+    from lrjax.algos import runner
+    from lrjax.controller import save_controller
+
+    out = _out_dir(args)
+    task, env, algo, signature = _setup(args)
+    key = jax.random.key(args.seed)
+    data = _common.load_task_data(task, jax.random.fold_in(key, 1), args)
+    trainee_steps = _announce(args, algo, env)
+    result = runner.run(
+        algo,
+        key,
+        data,
+        out_dir=out,
+        signature=signature,
+        updates_per_chunk=args.updates_per_chunk,
+    )
+    if result.already_complete:
+        print(f"the run in {out} is complete ({args.updates} updates); evaluating its controller")
+    trained = algo.controller(result.state)
+    save_controller(out / "controller", trained, overwrite=True)
+    _report_training(args, algo, env, result, out)
+    if args.eval_episodes == 0:
+        print(
+            f"controller:  {out / 'controller'}\nmetrics:     {out / 'metrics.jsonl'}\n"
+            f"plots:       {out / 'training.png'}"
+        )
+        return 0
+    _evaluate_after_training(args, env, trained, key, data, out, result, trainee_steps)
     return 0
