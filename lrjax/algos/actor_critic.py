@@ -60,26 +60,20 @@ the host may show progress, write metrics and checkpoint (:func:`lrjax.algos.run
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
-from flax import struct
 
 from lrjax import engine as engine_lib
 from lrjax import features as features_lib
 from lrjax import training
-from lrjax.algos.actor_critic_config import AC_INPUTS, MODES, OPTIMIZERS, ActorCriticConfig
-from lrjax.algos.actor_critic_math import (
-    actor_gradient,
-    critic_gradient,
-    lr_position,
-    td_error,
-)
+from lrjax.algos.actor_critic_config import ActorCriticConfig  # noqa: F401 (re-exported)
+from lrjax.algos.actor_critic_math import actor_gradient, critic_gradient, lr_position, td_error
+from lrjax.algos.actor_critic_state import ACState, Learner, StepOutput
 from lrjax.algos.policy import QCritic
 from lrjax.controller import (
-    Carry,
     Controller,
     ControllerConfig,
     action_to_lr,
@@ -88,67 +82,6 @@ from lrjax.controller import (
     initial_carry,
 )
 from lrjax.tasks import Task
-
-__all__ = [
-    "AC_INPUTS",
-    "MODES",
-    "OPTIMIZERS",
-    "ACState",
-    "ActorCritic",
-    "ActorCriticConfig",
-    "Learner",
-    "StepOutput",
-    "actor_gradient",
-    "critic_gradient",
-    "lr_position",
-    "td_error",
-]
-
-
-@struct.dataclass
-class Learner:
-    """One trainee episode in progress."""
-
-    trainee: training.TraineeState
-    initial_params: Any  # w_0, restored every reset_every steps
-    initial_loss: jax.Array  # L_0 = f(w_0; first minibatch)
-    carry: Carry  # the actor's LSTM state
-    lr: jax.Array  # the LR applied at the last step (initial_lr before the first)
-    normaliser: features_lib.NormaliserState  # per-run statistics ("ema")
-    t: jax.Array  # steps of this episode
-
-
-@struct.dataclass
-class ACState:
-    """Everything the actor-critic carries from one update to the next."""
-
-    actor: Any  # theta
-    critic: Any  # phi
-    actor_opt: Any  # optax.MultiSteps(adam) state: accumulates m_theta gradients
-    critic_opt: Any  # optax.MultiSteps(adam) state: accumulates m_phi gradients
-    learners: Learner  # [num_envs]
-    obs_stats: features_lib.NormaliserState  # of every s_t so far ("frozen" normaliser)
-    steps_done: jax.Array
-    updates_done: jax.Array
-
-
-class StepOutput(NamedTuple):
-    """What one step of one learner gives: the gradients to average and what to log."""
-
-    critic_grad: Any  # -delta grad_phi Q(s_t, a_t)  (Adam descends it)
-    actor_grad: Any  # -grad_theta Q(s^j, pi(s^j))
-    raw_obs: jax.Array  # chi(w_t, x_i) before normalisation
-    train_loss: jax.Array  # f(w_t; x_i)
-    lr: jax.Array
-    reward: jax.Array
-    td_error: jax.Array
-    q: jax.Array  # Q(s_t, a_t)
-    episode_end: jax.Array
-    diverged: jax.Array
-
-
-# ----------------------------------------------------------------------------------------------
-# The algorithm.
 
 
 @dataclasses.dataclass(frozen=True)

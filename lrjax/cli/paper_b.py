@@ -152,7 +152,7 @@ def _earlier_results(out: Path, command: str):
     return {r.name: r for r in results}, float(earlier.get("seconds", 0.0))
 
 
-def _save_comparison(out: Path, command: str, info: str, methods, results, seconds) -> None:
+def _save_comparison(out: Path, command: str, info: str, title: str, methods, results, seconds):
     """Write ``comparison.md/.json/.png`` with the methods finished so far (rewritten after
     each one, so a stopped run keeps them and ``--resume`` continues from them)."""
     from lrjax import paper_b, plots
@@ -176,7 +176,7 @@ def _save_comparison(out: Path, command: str, info: str, methods, results, secon
     tmp = out / "comparison.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1))
     tmp.replace(out / "comparison.json")  # whole or not at all: --resume reads it
-    plots.plot_paper_b_comparison(results, out / "comparison.png", title=info.split(";")[0])
+    plots.plot_paper_b_comparison(results, out / "comparison.png", title=title)
 
 
 def _compare(args) -> int:
@@ -220,7 +220,7 @@ def _compare(args) -> int:
     def save(result):
         results.append(result)
         seconds = earlier_seconds + time.perf_counter() - start
-        _save_comparison(out, command, info, methods, results, seconds)
+        _save_comparison(out, command, info, args.task, methods, results, seconds)
 
     paper_b.compare_on_task(
         task,

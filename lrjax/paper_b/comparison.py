@@ -237,6 +237,27 @@ def _optimizer(setup: _Setup, name: str, lrs: Sequence[float]) -> MethodResult:
     )
 
 
+def _plan(setup: _Setup, name: str, reps, lrs: Sequence[float]) -> str:
+    """What running method ``name`` involves, for the progress line."""
+    if name == "actor-critic":
+        return f"{setup.num_seeds} seeds x {setup.num_steps} steps (compiling first)"
+    if name == "daniel_reps":
+        return (
+            f"REPS, {reps.iterations} iterations x {reps.samples} episodes of "
+            f"{reps.episode_steps} steps, then {setup.num_seeds} seeds"
+        )
+    grid = 1 if name == "vsgd" else len(lrs)
+    return f"{grid} LR(s) x {setup.num_seeds} seeds"
+
+
+def _run_method(setup: _Setup, name: str, config, lrs, daniel, reps, progress) -> MethodResult:
+    if name == "actor-critic":
+        return _actor_critic(setup, config)
+    if name == "daniel_reps":
+        return _daniel_reps(setup, daniel, reps, progress)
+    return _optimizer(setup, name, lrs)
+
+
 def compare_on_task(
     task,
     data: Any,
@@ -288,35 +309,17 @@ def compare_on_task(
     )  # fmt: skip
     daniel = daniel or reps_lib.DanielConfig()
     reps = reps or reps_lib.REPSConfig(episode_steps=min(num_steps, 300))
-    runs: dict[str, tuple[str, Callable[[], MethodResult]]] = {
-        "actor-critic": (
-            f"{num_seeds} seeds x {num_steps} steps (compiling first)",
-            lambda: _actor_critic(setup, config or ActorCriticConfig()),
-        ),
-    }
-    for name in baselines:
-        if name == "daniel_reps":
-            what = (
-                f"REPS, {reps.iterations} iterations x {reps.samples} episodes of "
-                f"{reps.episode_steps} steps, then {num_seeds} seeds"
-            )
-            runs[name] = (what, lambda: _daniel_reps(setup, daniel, reps, progress))
-        else:
-            grid = "1" if name == "vsgd" else str(len(lrs))
-            runs[name] = (
-                f"{grid} LR(s) x {num_seeds} seeds",
-                lambda name=name: _optimizer(setup, name, lrs),
-            )
+    config = config or ActorCriticConfig()
     say = print if progress else (lambda *a, **k: None)
     done = dict(done or {})
     results = []
-    for name, (what, run) in runs.items():
+    for name in ("actor-critic", *baselines):
         if name in done:
             result = done[name]
             say(f"{name}: taken from the earlier run", flush=True)
         else:
-            say(f"{name}: {what} ...", flush=True)
-            result = run()
+            say(f"{name}: {_plan(setup, name, reps, lrs)} ...", flush=True)
+            result = _run_method(setup, name, config, lrs, daniel, reps, progress)
         results.append(result)
         say(comparison_table([result]).splitlines()[-1], flush=True)
         if on_result is not None:

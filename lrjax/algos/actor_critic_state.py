@@ -1,0 +1,59 @@
+"""What the actor-critic (:mod:`lrjax.algos.actor_critic`) carries: one trainee episode in
+progress, the whole algorithm's state between updates, and what one step of one learner gives."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+from flax import struct
+
+from lrjax import features as features_lib
+from lrjax import training
+from lrjax.controller import Carry
+
+
+@struct.dataclass
+class Learner:
+    """One trainee episode in progress."""
+
+    trainee: training.TraineeState
+    initial_params: Any  # w_0, restored every reset_every steps
+    initial_loss: jax.Array  # L_0 = f(w_0; first minibatch)
+    carry: Carry  # the actor's LSTM state
+    lr: jax.Array  # the LR applied at the last step (initial_lr before the first)
+    normaliser: features_lib.NormaliserState  # per-run statistics ("ema")
+    t: jax.Array  # steps of this episode
+
+
+@struct.dataclass
+class ACState:
+    """Everything the actor-critic carries from one update to the next."""
+
+    actor: Any  # theta
+    critic: Any  # phi
+    actor_opt: Any  # optax.MultiSteps(adam) state: accumulates m_theta gradients
+    critic_opt: Any  # optax.MultiSteps(adam) state: accumulates m_phi gradients
+    learners: Learner  # [num_envs]
+    obs_stats: features_lib.NormaliserState  # of every s_t so far ("frozen" normaliser)
+    steps_done: jax.Array
+    updates_done: jax.Array
+
+
+class StepOutput(NamedTuple):
+    """What one step of one learner gives: the gradients to average and what to log."""
+
+    critic_grad: Any  # -delta grad_phi Q(s_t, a_t)  (Adam descends it)
+    actor_grad: Any  # -grad_theta Q(s^j, pi(s^j))
+    raw_obs: jax.Array  # chi(w_t, x_i) before normalisation
+    train_loss: jax.Array  # f(w_t; x_i)
+    lr: jax.Array
+    reward: jax.Array
+    td_error: jax.Array
+    q: jax.Array  # Q(s_t, a_t)
+    episode_end: jax.Array
+    diverged: jax.Array
+
+
+# ----------------------------------------------------------------------------------------------
+# The algorithm.
