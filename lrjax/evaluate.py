@@ -1,182 +1,373 @@
-"""Evaluation of a learned controller against LR schedules on the same environment episodes.
+"""Batch evaluation: controllers and tuned baselines on several tasks over many seeds.
 
-:func:`compare_with_schedules` runs a controller and, on the same episodes (same trainee
-initialisations and minibatch orders), a grid of constant learning rates and paper A's
-step-decay baseline; each baseline family's best member is chosen on these episodes' final
-validation loss. Choosing on the evaluation episodes favours the baselines, so a learned
-controller that beats them here beats them fairly. (Batch evaluation across tasks and seeds,
-with separate tuning seeds, builds on this module.)
+:func:`evaluate` runs the held-out protocol of :mod:`lrjax.protocol` on each task: the baselines
+are tuned on ``tune_seeds`` tuning episodes (or taken as tuned before), then every controller
+and baseline runs on the same ``seeds`` held-out episodes (paired: the same trainee
+initialisations and minibatch orders for every method). Each task's episodes run side by side,
+as many at once as the engine batches (vmap on accelerators, a map over devices and items on
+the CPU): controllers of one config share one compiled program, and so do the baselines of one
+optimizer.
+
+Seeds: from the root ``seed``, tuning episodes come from ``fold_in(key(seed), 0)`` and held-out
+episodes from ``fold_in(key(seed), 1)`` (the keys of :func:`lrjax.rollouts.run_episodes`), the
+data's validation split from ``fold_in(key(seed), 2)``. A held-out root seed equal to a
+controller's training root seed is reported in :attr:`Evaluation.notes`: the two sets of
+episodes then come from one root key and are not independent by construction.
+
+The result, :class:`Evaluation`, holds every method's per-action records (applied LR, minibatch
+loss, validation-minibatch loss), test curves and final test loss and accuracy, as arrays
+(:meth:`TaskEvaluation.array`) and as tidy tables (:meth:`Evaluation.rows`,
+:meth:`Evaluation.summary`, CSV with :meth:`Evaluation.write_csv`), with means, standard
+deviations, 95% Student-t confidence intervals and paired differences against a reference.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
-from lrjax._validation import ConfigError, check_positive
+from lrjax import protocol, tasks
+from lrjax._validation import ConfigError, check_positive_int
 from lrjax.controller import Controller
-from lrjax.env import TraineeEnv
-from lrjax.rollouts import Episodes, run_episodes, run_schedules
+from lrjax.env import EnvConfig, TraineeEnv
+from lrjax.protocol import Method, Tuned
 
-STEP_DECAY_FACTOR = 0.1
-STEP_DECAY_AT = (0.5, 0.75)
-"""The step-decay schedule of the comparison: the LR times 0.1 after half the episode and again
-after three quarters (the classic step schedule; paper A does not give its own)."""
+DEFAULT_BASELINES = ("constant", "step_decay", "cosine_warmup", "adam")
+"""The baseline families evaluated by default (:data:`lrjax.protocol.BASELINES`)."""
 
-
-@dataclasses.dataclass(frozen=True)
-class Schedule:
-    """A named baseline schedule and its episodes.
-
-    Attributes:
-      family: ``"constant"`` or ``"step_decay"``.
-      initial_lr: the schedule's first LR (the LR of a constant).
-      lrs: the LR of each action, ``[horizon]``.
-      episodes: its evaluation episodes.
-    """
-
-    family: str
-    initial_lr: float
-    lrs: np.ndarray
-    episodes: Episodes
-
-    @property
-    def label(self) -> str:
-        if self.family == "constant":
-            return f"constant LR {self.initial_lr:.3g}"
-        return f"step decay from {self.initial_lr:.3g}"
-
-    @property
-    def mean_final_val_loss(self) -> float:
-        return float(np.mean(self.episodes.final_val_loss))
+FINAL_METRICS = ("test_loss", "test_accuracy", "validation_loss", "final_val_loss")
+CURVE_METRICS = ("lr", "train_loss", "val_loss")
 
 
 @dataclasses.dataclass(frozen=True)
-class Comparison:
-    """A learned controller against LR schedules on the same episodes.
+class TaskEvaluation:
+    """One task's evaluation.
 
     Attributes:
-      learned: the controller's episodes.
-      schedules: every baseline schedule run.
-      num_episodes: episodes per method.
+      task: the task's name.
+      horizon: actions per episode.
+      steps_per_action: trainee steps per action.
+      test_every: actions between two points of the test curve.
+      methods: every method's held-out episodes, controllers first.
+      tuned: the baselines' tuning (where and which LRs were tried).
     """
 
-    learned: Episodes
-    schedules: tuple[Schedule, ...]
-    num_episodes: int
-
-    def best(self, family: str) -> Schedule:
-        """The family's schedule with the lowest mean final validation loss."""
-        members = [s for s in self.schedules if s.family == family]
-        if not members:
-            raise ConfigError(f"family={family!r} was not run: expected one of {self.families}.")
-        return min(members, key=lambda s: s.mean_final_val_loss)
+    task: str
+    horizon: int
+    steps_per_action: int
+    test_every: int
+    methods: tuple[Method, ...]
+    tuned: tuple[Tuned, ...]
 
     @property
-    def families(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(s.family for s in self.schedules))
+    def names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.methods)
+
+    def method(self, name: str) -> Method:
+        """The method ``name``: a controller's name, a baseline's label, or a baseline family's
+        name (``"cosine_warmup"`` for ``"cosine_warmup (lr 0.3)"``) when one label has it."""
+        exact = [m for m in self.methods if m.name == name]
+        family = [m for m in self.methods if m.name.startswith(f"{name} (")]
+        if exact or len(family) == 1:
+            return (exact or family)[0]
+        raise ConfigError(f"method={name!r} is not allowed: expected one of {self.names}.")
+
+    def array(self, field: str) -> np.ndarray:
+        """A field of :class:`~lrjax.rollouts.Episodes` for every method: ``[methods, seeds,
+        ...]`` (e.g. ``array("lr")``: ``[M, S, horizon]``, ``array("test_loss")``: ``[M, S]``)."""
+        return np.stack([getattr(m.episodes, field) for m in self.methods])
+
+    @property
+    def test_curve_steps(self) -> np.ndarray:
+        """The trainee step of each test-curve point."""
+        points = self.horizon // self.test_every
+        return (np.arange(1, points + 1) * self.test_every * self.steps_per_action).astype(int)
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """The result of :func:`evaluate`.
+
+    Attributes:
+      tasks: one :class:`TaskEvaluation` per task, in the order asked.
+      reference: the method the paired differences are taken against.
+      seed: the root seed of tuning and held-out episodes.
+      num_seeds: held-out episodes per method and task.
+      notes: warnings about the evaluation's independence (seed overlaps).
+    """
+
+    tasks: tuple[TaskEvaluation, ...]
+    reference: str
+    seed: int
+    num_seeds: int
+    notes: tuple[str, ...] = ()
+
+    def task(self, name: str) -> TaskEvaluation:
+        for t in self.tasks:
+            if t.task == name:
+                return t
+        raise ConfigError(
+            f"task={name!r} is not allowed: expected one of {[t.task for t in self.tasks]}."
+        )
 
     def rows(self) -> list[dict[str, Any]]:
-        """One row per method (the learned controller, then each schedule): mean and std of
-        the final validation loss, test loss and accuracy, diverged episodes, best flags."""
-        bests = {id(self.best(f)) for f in self.families}
+        """Tidy: one row per task, method and held-out seed, with its final metrics."""
+        rows = []
+        for t in self.tasks:
+            for m in t.methods:
+                e = m.episodes
+                for s in range(self.num_seeds):
+                    row = {"task": t.task, "method": m.name, "seed": s}
+                    row |= {f: float(getattr(e, f)[s]) for f in FINAL_METRICS}
+                    row["diverged"] = bool(e.diverged[s])
+                    rows.append(row)
+        return rows
 
-        def row(name, e: Episodes, best=False):
-            return {
-                "method": name,
-                "best_of_family": best,
-                "final_val_loss_mean": float(np.mean(e.final_val_loss)),
-                "final_val_loss_std": float(np.std(e.final_val_loss)),
-                "test_loss_mean": float(np.mean(e.test_loss)),
-                "test_accuracy_mean": float(np.mean(e.test_accuracy)),
-                "diverged": int(e.diverged.sum()),
-            }
+    def curve_rows(self) -> list[dict[str, Any]]:
+        """Tidy: one row per task, method, seed and action: the trainee step at the action's
+        end, the LR applied, the last minibatch loss, the validation-minibatch loss."""
+        rows = []
+        for t in self.tasks:
+            steps = (np.arange(t.horizon) + 1) * t.steps_per_action
+            for m in t.methods:
+                e = m.episodes
+                for s in range(self.num_seeds):
+                    for a in range(t.horizon):
+                        row = {"task": t.task, "method": m.name, "seed": s, "step": int(steps[a])}
+                        row |= {f: float(getattr(e, f)[s, a]) for f in CURVE_METRICS}
+                        rows.append(row)
+        return rows
 
-        rows = [row("learned controller", self.learned)]
-        rows += [row(s.label, s.episodes, id(s) in bests) for s in self.schedules]
+    def summary(self) -> list[dict[str, Any]]:
+        """One row per task and method: mean, standard deviation (ddof 1) and 95% CI of the
+        final test loss and accuracy over the seeds, diverged episodes, and the paired
+        difference ``reference - method`` of the test loss with its 95% CI (NaN where an
+        episode of either diverged or for the reference itself)."""
+        rows = []
+        for t in self.tasks:
+            reference = t.method(self.reference)
+            ref = reference.episodes.test_loss
+            for m in t.methods:
+                e = m.episodes
+                row = {"task": t.task, "method": m.name, "seeds": self.num_seeds}
+                for f in ("test_loss", "test_accuracy"):
+                    row |= _stats(f, getattr(e, f))
+                row["diverged"] = int(e.diverged.sum())
+                d = protocol.paired_difference(ref, e.test_loss)
+                same = m.name == reference.name
+                row["diff_vs_reference"] = math.nan if same else d.mean
+                row["diff_ci_low"] = math.nan if same else d.low
+                row["diff_ci_high"] = math.nan if same else d.high
+                rows.append(row)
         return rows
 
     def table(self) -> str:
-        """A Markdown table of :meth:`rows`."""
-        lines = [
-            "| method | final val loss | test loss | test accuracy | diverged |",
-            "|---|---|---|---|---|",
-        ]
-        for r in self.rows():
-            acc = r["test_accuracy_mean"]
-            mark = " (best of its family)" if r["best_of_family"] else ""
-            lines.append(
-                f"| {r['method']}{mark} | {r['final_val_loss_mean']:.4f} +- "
-                f"{r['final_val_loss_std']:.4f} | {r['test_loss_mean']:.4f} | "
-                f"{'n/a' if acc != acc else f'{acc:.4f}'} | {r['diverged']} |"
+        """Markdown: per task, :func:`lrjax.protocol.results_table`, then the notes."""
+        parts = []
+        for t in self.tasks:
+            head = (
+                f"### {t.task}: {t.horizon} actions x {t.steps_per_action} steps, "
+                f"{self.num_seeds} held-out seeds (root seed {self.seed})"
             )
-        return "\n".join(lines)
+            ref = t.method(self.reference).name
+            parts.append(f"{head}\n\n{protocol.results_table(list(t.methods), ref)}")
+        parts += [f"Note: {n}" for n in self.notes]
+        return "\n\n".join(parts)
+
+    def write_csv(self, directory: str | Path) -> list[Path]:
+        """``results.csv`` (:meth:`rows`), ``summary.csv`` (:meth:`summary`) and ``curves.csv``
+        (:meth:`curve_rows`) in ``directory``; returns their paths."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, rows in (
+            ("results.csv", self.rows()),
+            ("summary.csv", self.summary()),
+            ("curves.csv", self.curve_rows()),
+        ):
+            path = directory / name
+            with path.open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+            written.append(path)
+        return written
 
 
-def constant_lr_grid(env: TraineeEnv, count: int = 5) -> list[float]:
-    """``count`` LRs spaced evenly on a log scale over two decades around the controller's
-    initial LR (within its bounds): the constant-LR grid of the comparison."""
-    c = env.config.controller
-    lo, hi = max(c.lr_min, c.initial_lr / 10), min(c.lr_max, c.initial_lr * 10)
-    return sorted({float(x) for x in np.geomspace(lo, hi, count)})
+def _stats(name: str, x: np.ndarray) -> dict[str, float]:
+    """Mean, std and 95% Student-t CI of the finite values (all NaN if any is not finite)."""
+    from scipy import stats
+
+    x = np.asarray(x, np.float64)
+    if x.size < 2 or not np.all(np.isfinite(x)):
+        nan = math.nan
+        mean = float(np.mean(x)) if x.size else nan
+        return {f"{name}_mean": mean, f"{name}_std": nan, f"{name}_ci_low": nan,
+                f"{name}_ci_high": nan}  # fmt: skip
+    mean, std = float(np.mean(x)), float(np.std(x, ddof=1))
+    half = float(stats.t.ppf(0.975, x.size - 1) * std / math.sqrt(x.size))
+    return {
+        f"{name}_mean": mean,
+        f"{name}_std": std,
+        f"{name}_ci_low": mean - half,
+        f"{name}_ci_high": mean + half,
+    }
 
 
-def step_decay_lrs(initial_lr: float, horizon: int) -> np.ndarray:
-    """The comparison's step-decay schedule over ``horizon`` actions (:data:`STEP_DECAY_AT`)."""
-    t = np.arange(horizon)
-    decays = sum((t >= round(f * horizon)).astype(int) for f in STEP_DECAY_AT)
-    return (initial_lr * STEP_DECAY_FACTOR**decays).astype(np.float32)
+def seed_notes(seed: int, train_seeds: Mapping[str, int]) -> list[str]:
+    """The notes of :class:`Evaluation`: each controller whose training root seed is the
+    held-out root seed."""
+    return [
+        f"the held-out root seed {seed} is also the training root seed of controller "
+        f"{name!r}: its training and evaluation episodes come from one root key, so they are "
+        "not independent by construction; evaluate with another seed."
+        for name, s in train_seeds.items()
+        if s == seed
+    ]
 
 
-def compare_with_schedules(
-    env: TraineeEnv,
-    controller: Controller,
-    key: jax.Array,
-    data: Any,
-    num_episodes: int,
+def evaluate(
+    task_names: Sequence[str] | str,
+    controllers: Mapping[str, Controller] | None = None,
+    baselines: Sequence[str] = DEFAULT_BASELINES,
     *,
-    lrs: Sequence[float] | None = None,
-    families: Sequence[str] = ("constant", "step_decay"),
-) -> Comparison:
-    """Run ``controller`` and the baseline schedules on the same ``num_episodes`` episodes.
+    seeds: int = 10,
+    seed: int = 1000,
+    tune_seeds: int = 8,
+    tuning: Mapping[str, Sequence[Tuned]] | Sequence[Tuned] = (),
+    horizon: int = 40,
+    steps_per_action: int | None = None,
+    batch_size: int | None = None,
+    test_every: int | None = None,
+    reference: str | None = None,
+    train_seeds: Mapping[str, int] | None = None,
+    data: Mapping[str, Any] | None = None,
+    load_data: Callable[[tasks.Task, jax.Array], Any] | None = None,
+    on_tuned: Callable[[str, list[Tuned]], None] | None = None,
+) -> Evaluation:
+    """Evaluate controllers and baselines on every task over ``seeds`` held-out episodes.
 
     Args:
-      env: the environment (the controller's MDP).
-      controller: the learned controller (acting on its mean action).
-      key: the episodes' key (use one no training or tuning saw).
-      data: the task's data.
-      num_episodes: episodes per method.
-      lrs: the LRs of the constant grid and the step-decay schedules' initial LRs (default:
-        :func:`constant_lr_grid`).
-      families: which baselines to run, of ``"constant"`` and ``"step_decay"``.
+      task_names: registry names (:func:`lrjax.tasks.get_task`).
+      controllers: name -> controller (saved, pretrained or just trained; any algorithm's).
+        Their configs may differ (features, action map) but must share ``steps_per_action``.
+      baselines: names of :data:`lrjax.protocol.BASELINES` to tune here (when ``tune_seeds``
+        > 0); empty: only the ``tuning`` given.
+      seeds: held-out episodes per method and task (>= 2, for the confidence intervals).
+      seed: the root seed (see the module docstring); keep it apart from training seeds.
+      tune_seeds: tuning episodes per LR; 0 tunes nothing here.
+      tuning: baselines tuned before (e.g. read from a ``tuning.json`` with
+        :func:`lrjax.protocol.read_tuning`): a sequence used on every task, or a mapping task ->
+        sequence.
+      horizon: actions per episode.
+      steps_per_action: trainee steps per action; default the controllers' (10 without any).
+      batch_size: the trainee's minibatch size (default: the task's).
+      test_every: actions between the test curve's points (default: the end only).
+      reference: the method of the paired differences (default: the first controller, else the
+        first baseline).
+      train_seeds: controller name -> the root seed it was trained from, for the seed notes.
+      data: task name -> its data (default: loaded with ``load_data``).
+      load_data: ``(task, key) -> data`` (default :meth:`lrjax.tasks.Task.load_data`).
+      on_tuned: called with the task's name and its tuned baselines as soon as they are known
+        (progress reports, saving ``tuning.json``).
 
     Returns:
-      The :class:`Comparison`.
+      The :class:`Evaluation`.
     """
-    for f in families:
-        if f not in ("constant", "step_decay"):
+    names = [task_names] if isinstance(task_names, str) else list(task_names)
+    controllers = dict(controllers or {})
+    k = _check(names, controllers, baselines, seeds, tune_seeds, tuning, steps_per_action)
+    _check_reference(reference, controllers, baselines if tune_seeds else (), tuning)
+    key = jax.random.key(seed)
+    results = []
+    for name in names:
+        overrides = {} if batch_size is None else {"batch_size": batch_size}
+        task = tasks.get_task(name, **overrides)
+        first = next(iter(controllers.values()), None)
+        config = first.config if first else _baseline_controller(k)
+        env = TraineeEnv(task, EnvConfig(controller=config, horizon=horizon))
+        if data is not None and name in data:
+            task_data = data[name]
+        else:
+            task_data = (load_data or _load_data)(task, jax.random.fold_in(key, 2))
+        tuned = list(tuning.get(name, ()) if isinstance(tuning, Mapping) else tuning)
+        if tune_seeds and baselines:
+            families = [protocol.BASELINES[b] for b in baselines]
+            here = protocol.tune_baselines(
+                env, families, jax.random.fold_in(key, 0), task_data, tune_seeds
+            )
+            tuned += here
+        if on_tuned is not None:
+            on_tuned(name, tuned)
+        methods = protocol.evaluate_methods(
+            env, controllers, tuned, jax.random.fold_in(key, 1), task_data, seeds,
+            test_every=test_every,
+        )  # fmt: skip
+        every = horizon if test_every is None else test_every
+        results.append(TaskEvaluation(name, horizon, k, every, tuple(methods), tuple(tuned)))
+    if reference is None:
+        reference = results[0].names[0]
+    notes = tuple(seed_notes(seed, train_seeds or {}))
+    return Evaluation(tuple(results), reference, seed, seeds, notes)
+
+
+def _load_data(task: tasks.Task, key: jax.Array) -> Any:
+    return task.load_data(key)
+
+
+def _baseline_controller(steps_per_action: int):
+    """The environment's controller config when only baselines run: it fixes k."""
+    from lrjax.controller import ControllerConfig
+
+    return ControllerConfig.lrjax(steps_per_action=steps_per_action)
+
+
+def _check_reference(reference, controllers, baselines, tuning) -> None:
+    if reference is None:
+        return
+    given = tuning.values() if isinstance(tuning, Mapping) else [tuning]
+    families = {t.baseline.name for ts in given for t in ts} | set(baselines)
+    if reference not in controllers and reference not in families:
+        raise ConfigError(
+            f"reference={reference!r} is not allowed: expected a controller's name "
+            f"({list(controllers)}) or an evaluated baseline family ({sorted(families)})."
+        )
+
+
+def _check(names, controllers, baselines, seeds, tune_seeds, tuning, steps_per_action) -> int:
+    """Validate :func:`evaluate`'s arguments before any work; returns steps per action."""
+    if not names:
+        raise ConfigError("task_names=[] is not allowed: expected at least one task.")
+    for n in names:
+        tasks.get_task(n)  # unknown names raise here, before anything runs
+    check_positive_int("seeds", seeds)
+    if seeds < 2:
+        raise ConfigError(f"seeds={seeds} is not allowed: confidence intervals need >= 2.")
+    if not isinstance(tune_seeds, int) or isinstance(tune_seeds, bool) or tune_seeds < 0:
+        raise ConfigError(f"tune_seeds={tune_seeds!r} is not allowed: expected an int >= 0.")
+    for b in baselines:
+        if b not in protocol.BASELINES:
             raise ConfigError(
-                f"families entry {f!r} is not allowed: expected 'constant' or 'step_decay'."
+                f"baselines entry {b!r} is not allowed: expected some of "
+                f"{', '.join(protocol.BASELINES)}."
             )
-    lrs = list(constant_lr_grid(env) if lrs is None else lrs)
-    for lr in lrs:
-        check_positive("lrs entry", lr)
-    horizon = env.config.horizon
-    specs = []
-    for family in families:
-        for lr in lrs:
-            shape = np.full(horizon, lr, np.float32)
-            specs.append(
-                (family, lr, shape if family == "constant" else step_decay_lrs(lr, horizon))
-            )
-    learned = run_episodes(env, controller, key, data, num_episodes)
-    runs = run_schedules(env, np.stack([s[2] for s in specs]), key, data, num_episodes)
-    schedules = tuple(
-        Schedule(family, float(lr), shape, episodes)
-        for (family, lr, shape), episodes in zip(specs, runs, strict=True)
-    )
-    return Comparison(learned=learned, schedules=schedules, num_episodes=num_episodes)
+    if not controllers and not (baselines and tune_seeds) and not tuning:
+        raise ConfigError("nothing to evaluate: give controllers, baselines to tune or tuning.")
+    ks = {c.config.steps_per_action for c in controllers.values()}
+    if steps_per_action is not None:
+        check_positive_int("steps_per_action", steps_per_action)
+        ks.add(steps_per_action)
+    if len(ks) > 1:
+        per = {n: c.config.steps_per_action for n, c in controllers.items()}
+        raise ConfigError(
+            f"steps_per_action differs between the controllers ({per}): evaluate them "
+            "separately, as the baselines' episodes must match each controller's."
+        )
+    return ks.pop() if ks else 10

@@ -34,7 +34,7 @@ def _save(fig, path) -> Path:
 
 
 def plot_comparison(comparison, path, *, title: str = "", steps_per_action: int = 1) -> Path:
-    """A learned controller against LR schedules (:class:`lrjax.evaluate.Comparison`).
+    """A learned controller against LR schedules (:class:`lrjax.quick_comparison.Comparison`).
 
     Left: the learned LR schedule of each evaluation episode, the constant-LR grid (faint) and
     the best step-decay schedule. Right: the validation loss over the episode, mean over the

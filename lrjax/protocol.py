@@ -31,8 +31,8 @@ import numpy as np
 from lrjax._validation import ConfigError, check_positive_int
 from lrjax.controller import Controller
 from lrjax.env import TraineeEnv
-from lrjax.evaluate import step_decay_lrs
-from lrjax.rollouts import Episodes, run_episodes, run_schedules
+from lrjax.quick_comparison import step_decay_lrs
+from lrjax.rollouts import Episodes, run_controllers, run_schedules
 
 WARMUP_FRACTION = 0.1
 """Cosine's linear warm-up takes the first tenth of the actions."""
@@ -207,21 +207,41 @@ def evaluate_methods(
     key: jax.Array,
     data: Any,
     num_seeds: int,
+    *,
+    test_every: int | None = None,
 ) -> list[Method]:
     """Every controller and every tuned baseline (at its best LR) on the same ``num_seeds``
-    held-out episodes."""
+    held-out episodes, the controllers first, in the order given.
+
+    Each controller runs in ``env`` with its own config (its features and action map), and
+    controllers of one config, like baselines of one optimizer, run side by side in one
+    program. ``test_every``: measure the test split after every so many actions."""
     check_positive_int("num_seeds", num_seeds)
-    methods = [
-        Method(name, run_episodes(env, c, key, data, num_seeds)) for name, c in controllers.items()
-    ]
+    episodes: dict[str, Episodes] = {}
+    groups: dict[Any, list[str]] = {}
+    for name, c in controllers.items():
+        groups.setdefault(c.config, []).append(name)
+    for config, names in groups.items():
+        cenv = TraineeEnv(env.task, dataclasses.replace(env.config, controller=config))
+        runs = run_controllers(
+            cenv, [controllers[n] for n in names], key, data, num_seeds, test_every=test_every
+        )
+        episodes.update(zip(names, runs, strict=True))
+    methods = [Method(name, episodes[name]) for name in controllers]
     horizon = env.config.horizon
-    for t in tuned:
-        benv = _env_for(env, t.baseline.optimizer)
-        shape = t.baseline.schedule(t.best_lr, horizon)[None]
-        (episodes,) = run_schedules(benv, shape, key, data, num_seeds)
-        where = f", tuned on {t.tuned_on}" if t.tuned_on else ""
-        methods.append(Method(f"{t.baseline.name} (lr {t.best_lr:.3g}{where})", episodes))
-    return methods
+    for optimizer in dict.fromkeys(t.baseline.optimizer for t in tuned):
+        mine = [t for t in tuned if t.baseline.optimizer == optimizer]
+        shapes = np.stack([t.baseline.schedule(t.best_lr, horizon) for t in mine])
+        runs = run_schedules(
+            _env_for(env, optimizer), shapes, key, data, num_seeds, test_every=test_every
+        )
+        episodes.update({_label(t): e for t, e in zip(mine, runs, strict=True)})
+    return methods + [Method(_label(t), episodes[_label(t)]) for t in tuned]
+
+
+def _label(t: Tuned) -> str:
+    where = f", tuned on {t.tuned_on}" if t.tuned_on else ""
+    return f"{t.baseline.name} (lr {t.best_lr:.3g}{where})"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,12 +1,14 @@
 """Evaluation episodes: a controller (deterministic), a constant learning rate or any LR schedule,
-run on a :class:`~lrjax.env.TraineeEnv` for several episodes at once, recorded per step, and
-the final trainees' test loss and accuracy (whole test split). Episodes run side by side as the
+run on a :class:`~lrjax.env.TraineeEnv` for several episodes at once, recorded per step (LR,
+minibatch and validation loss, reward), and the trainees' test loss and accuracy on the whole
+test split at the end and, if asked, along the way. Episodes run side by side as the
 environment batches them (:meth:`~lrjax.env.TraineeEnv.over_episodes`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -24,10 +26,14 @@ class Episodes:
     """Per-step records of ``E`` evaluation episodes of ``H = horizon`` environment steps.
 
     Steps after an episode ended early (divergence) are NaN. ``final_val_loss`` is the
-    validation-minibatch loss at each episode's end (``inf`` if it diverged).
+    validation-minibatch loss at each episode's end (``inf`` if it diverged). The test curve
+    holds the whole test split's loss and accuracy after every ``test_every`` actions (``P =
+    horizon / test_every`` points, the last one the final trainee's), ``inf``/NaN from the
+    point an episode diverged on.
     """
 
-    lr: np.ndarray  # [E, H]
+    lr: np.ndarray  # [E, H] the LR applied at each action
+    train_loss: np.ndarray  # [E, H] minibatch loss of each action's last trainee step
     val_loss: np.ndarray  # [E, H]
     reward: np.ndarray  # [E, H]
     diverged: np.ndarray  # [E]
@@ -35,6 +41,8 @@ class Episodes:
     validation_loss: np.ndarray  # [E] of the final trainee on the whole validation split
     test_loss: np.ndarray  # [E] of the final trainee on the whole test split
     test_accuracy: np.ndarray  # [E]
+    test_curve_loss: np.ndarray  # [E, P]
+    test_curve_accuracy: np.ndarray  # [E, P]
 
     def select(self, index) -> Episodes:
         """The episodes ``index`` (an int array or slice)."""
@@ -42,21 +50,62 @@ class Episodes:
 
 
 def run_episodes(
-    env: TraineeEnv, policy: Controller | float, key: jax.Array, data: Any, num_episodes: int
+    env: TraineeEnv,
+    policy: Controller | float,
+    key: jax.Array,
+    data: Any,
+    num_episodes: int,
+    *,
+    test_every: int | None = None,
 ) -> Episodes:
     """Run ``num_episodes`` episodes (keys split from ``key``) with ``policy``: a
-    :class:`~lrjax.controller.Controller` acting on its mean action, or a constant LR."""
+    :class:`~lrjax.controller.Controller` acting on its mean action, or a constant LR. The
+    test split is measured after every ``test_every`` actions (default: at the end only)."""
     if isinstance(policy, Controller):
-        check_positive_int("num_episodes", num_episodes)
-        keys = jax.random.split(key, num_episodes)
-        actor = (policy.params, policy.normaliser)
-        return _episodes(_run(env, _controller_episode, 1, keys, actor, data))
+        return run_controllers(env, [policy], key, data, num_episodes, test_every=test_every)[0]
     schedule = np.full((1, env.config.horizon), float(policy), np.float32)
-    return run_schedules(env, schedule, key, data, num_episodes)[0]
+    return run_schedules(env, schedule, key, data, num_episodes, test_every=test_every)[0]
+
+
+def run_controllers(
+    env: TraineeEnv,
+    controllers: Sequence[Controller],
+    key: jax.Array,
+    data: Any,
+    num_episodes: int,
+    *,
+    test_every: int | None = None,
+) -> list[Episodes]:
+    """Run every controller (all of one config: the environment's, with their own params and
+    normaliser statistics) on the same ``num_episodes`` episodes (the keys of
+    :func:`run_episodes`), all ``C x E`` episodes side by side in one program."""
+    check_positive_int("num_episodes", num_episodes)
+    for c in controllers:
+        if c.config != env.config.controller:
+            raise ConfigError(
+                "controllers entry with config "
+                f"{c.config.to_json()} is not allowed: expected the environment's controller "
+                "config (one environment per controller config: see lrjax.evaluate)."
+            )
+    count = len(controllers)
+    actors = jax.tree.map(
+        lambda *x: jnp.repeat(jnp.stack(x), num_episodes, axis=0),
+        *[(c.params, c.normaliser) for c in controllers],
+    )
+    keys = jnp.tile(jax.random.split(key, num_episodes), count)
+    every = _test_every(env, test_every)
+    flat = _episodes(_run(env, _controller_episode, every, keys, actors, data))
+    return [flat.select(slice(c * num_episodes, (c + 1) * num_episodes)) for c in range(count)]
 
 
 def run_schedules(
-    env: TraineeEnv, schedules: np.ndarray, key: jax.Array, data: Any, num_episodes: int
+    env: TraineeEnv,
+    schedules: np.ndarray,
+    key: jax.Array,
+    data: Any,
+    num_episodes: int,
+    *,
+    test_every: int | None = None,
 ) -> list[Episodes]:
     """Run every LR schedule (``schedules[c, t]``: the LR of action t) on the same
     ``num_episodes`` episodes (the keys of :func:`run_episodes`: common random numbers), all
@@ -71,46 +120,82 @@ def run_schedules(
     count = schedules.shape[0]
     keys = jnp.tile(jax.random.split(key, num_episodes), count)
     per_episode = jnp.repeat(jnp.asarray(schedules), num_episodes, axis=0)
-    out = _run(env, _schedule_episode, 2, keys, per_episode, data)
-    flat = _episodes(out)
+    every = _test_every(env, test_every)
+    flat = _episodes(_run(env, _schedule_episode, every, keys, per_episode, data))
     return [flat.select(slice(c * num_episodes, (c + 1) * num_episodes)) for c in range(count)]
 
 
+def _test_every(env: TraineeEnv, test_every: int | None) -> int:
+    horizon = env.config.horizon
+    if test_every is None:
+        return horizon
+    check_positive_int("test_every", test_every)
+    if horizon % test_every:
+        raise ConfigError(
+            f"test_every={test_every} is not allowed: expected a divisor of the horizon "
+            f"({horizon} actions)."
+        )
+    return int(test_every)
+
+
 def _episodes(out) -> Episodes:
-    (lr, val_loss, reward, done, diverged_step), (validation, test) = out
-    lr, val_loss, reward, done, diverged_step = (
-        np.asarray(x) for x in (lr, val_loss, reward, done, diverged_step)
+    (lr, train_loss, val_loss, reward, done, diverged_step), validation, curve = out
+    lr, train_loss, val_loss, reward, done, diverged_step = (
+        np.asarray(x) for x in (lr, train_loss, val_loss, reward, done, diverged_step)
     )
     ended = np.cumsum(done, axis=1) - done > 0  # steps after the episode's (first) end
     mask = lambda x: np.where(ended, np.nan, x)
-    diverged = (diverged_step & ~ended).any(axis=1)
+    diverged_at = (diverged_step & ~ended).astype(bool)
+    diverged = diverged_at.any(axis=1)
     last = np.where(diverged, np.inf, val_loss[:, -1])
+    # A curve point is lost once the episode diverged at or before its action.
+    points = curve["loss"].shape[1]
+    every = lr.shape[1] // points
+    first_bad = np.where(diverged, np.argmax(diverged_at, axis=1), lr.shape[1])
+    lost = (np.arange(points) + 1) * every - 1 >= first_bad[:, None]
+    test_loss = np.where(diverged, np.inf, np.asarray(curve["loss"])[:, -1])
     return Episodes(
         lr=mask(lr),
+        train_loss=mask(train_loss),
         val_loss=mask(val_loss),
         reward=mask(reward),
         diverged=diverged,
         final_val_loss=last,
         validation_loss=np.where(diverged, np.inf, np.asarray(validation["loss"])),
-        test_loss=np.where(diverged, np.inf, np.asarray(test["loss"])),
-        test_accuracy=np.where(diverged, np.nan, np.asarray(test["accuracy"])),
+        test_loss=test_loss,
+        test_accuracy=np.where(diverged, np.nan, np.asarray(curve["accuracy"])[:, -1]),
+        test_curve_loss=np.where(lost, np.inf, np.asarray(curve["loss"])),
+        test_curve_accuracy=np.where(lost, np.nan, np.asarray(curve["accuracy"])),
     )
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _run(env, episode, num_batched, keys, policy, data):
-    """``episode`` for each key (and each policy, if ``num_batched`` is 2), side by side as the
-    environment batches its episodes."""
-    return env.over_episodes(functools.partial(episode, env), num_batched)(keys, policy, data)
+def _run(env, episode, test_every, keys, policies, data):
+    """``episode`` for each key and policy, side by side as the environment batches them."""
+    fn = functools.partial(episode, env, test_every)
+    return env.over_episodes(fn, 2)(keys, policies, data)
 
 
-def _final_metrics(env, params, data):
-    """The final trainee on the whole validation split (for tuning) and test split."""
-    task = env.eval_task
-    return task.metrics(params, data, "validation"), task.metrics(params, data, "test")
+def _record(info, reward, done):
+    return info["lr"], info["train_loss"], info["val_loss"], reward, done, info["diverged"]
 
 
-def _controller_episode(env, key, actor, data):
+def _scan_with_test_curve(env, step, carry, xs, test_every, data, params_of):
+    """``lax.scan(step, carry, xs)`` over the horizon, in segments of ``test_every`` actions
+    with the whole test split measured after each: ``(carry, outputs, test_curve)``."""
+    segments = env.config.horizon // test_every
+    split = jax.tree.map(lambda x: x.reshape(segments, test_every, *x.shape[1:]), xs)
+
+    def segment(carry, seg_xs):
+        carry, out = jax.lax.scan(step, carry, seg_xs)
+        return carry, (out, env.eval_task.metrics(params_of(carry), data, "test"))
+
+    carry, (out, curve) = jax.lax.scan(segment, carry, split)
+    out = jax.tree.map(lambda x: x.reshape(segments * test_every, *x.shape[2:]), out)
+    return carry, out, curve
+
+
+def _controller_episode(env, test_every, key, actor, data):
     config = env.config.controller
     actor_params, normaliser = actor
     k_reset, k_steps = jax.random.split(key)
@@ -122,22 +207,27 @@ def _controller_episode(env, key, actor, data):
             obs = normalise(config.features, normaliser, obs)[0]
         carry, mean, _ = actor_step(actor_params, carry, obs, config)
         obs, state, reward, done, info = env.step(k, state, mean, data, auto_reset=False)
-        return (obs, state, carry), (info["lr"], info["val_loss"], reward, done, info["diverged"])
+        return (obs, state, carry), _record(info, reward, done)
 
     init = (obs, state, initial_carry(config))
-    (_, state, _), out = jax.lax.scan(step, init, jax.random.split(k_steps, env.config.horizon))
-    return out, _final_metrics(env, state.trainee.params, data)
+    keys = jax.random.split(k_steps, env.config.horizon)
+    (_, state, _), out, curve = _scan_with_test_curve(
+        env, step, init, keys, test_every, data, lambda c: c[1].trainee.params
+    )
+    return out, env.eval_task.metrics(state.trainee.params, data, "validation"), curve
 
 
-def _schedule_episode(env, key, schedule, data):
+def _schedule_episode(env, test_every, key, schedule, data):
     k_reset, k_steps = jax.random.split(key)
     _, state = env.reset(k_reset, data)
 
     def step(state, xs):
         k, lr = xs
         _, state, reward, done, info = env.step_lr(k, state, lr, data, auto_reset=False)
-        return state, (info["lr"], info["val_loss"], reward, done, info["diverged"])
+        return state, _record(info, reward, done)
 
     steps = (jax.random.split(k_steps, env.config.horizon), schedule)
-    state, out = jax.lax.scan(step, state, steps)
-    return out, _final_metrics(env, state.trainee.params, data)
+    state, out, curve = _scan_with_test_curve(
+        env, step, state, steps, test_every, data, lambda s: s.trainee.params
+    )
+    return out, env.eval_task.metrics(state.trainee.params, data, "validation"), curve

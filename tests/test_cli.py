@@ -124,7 +124,8 @@ def test_train_ppo_writes_controller_metrics_and_plots(tmp_path, capsys):
         t["at_edge"] for t in tuning["baselines"]
     )
     saved = json.loads((results / "evaluation.json").read_text())
-    assert all(len(m["test_loss"]) == 3 for m in saved["methods"].values())
+    methods = saved["tasks"]["regression_2d"]["methods"]
+    assert all(len(m["test_loss"]) == 3 for m in methods.values())
     assert (results / "curves.png").stat().st_size > 10_000
     assert (results / "results.md").read_text().count("\n| ") == 4  # header + 3 methods
     # Baselines tuned elsewhere (a transfer's source task) are read, not tuned again.

@@ -1,13 +1,18 @@
-"""``lrjax evaluate``: controllers against tuned baselines on held-out seeds (``lrjax.protocol``).
+"""``lrjax evaluate``: controllers against tuned baselines on held-out seeds, on one or more tasks.
 
-  lrjax evaluate --controller runs/ppo-fashion_mlp/controller --task fashion_mlp --out results/x
+  lrjax evaluate --controllers runs/ppo-fashion_mlp/controller,fashion_mlp_ppo \\
+      --baselines step_decay,cosine_warmup --tasks fashion_mlp,fashion_cnn --seeds 10
 
-Tunes the baselines (constant LR, step decay, cosine with warm-up, Adam) on ``--tune-seeds``
-episodes, and/or takes them as tuned in previous ``tuning.json`` files (``--tuning``: e.g.
-those tuned on the source task of a transfer), then runs every controller and baseline on
-``--seeds`` held-out episodes. Prints and writes ``results.md`` (test loss and accuracy with
-95% CIs, paired differences), ``evaluation.json``, ``tuning.json`` and ``curves.png``
-(validation-loss curves with 95% bands, and the LR schedules).
+Per task (``lrjax.evaluate``), tunes the baselines on ``--tune-seeds`` episodes and/or takes
+them as tuned in previous ``tuning.json`` files (``--tuning``: e.g. those of a transfer's source
+task), then runs every controller and baseline on the same ``--seeds`` held-out episodes.
+Prints and writes ``results.md`` (test loss and accuracy with 95% CIs, paired differences
+against the first controller or ``--reference``), ``summary.csv``, ``results.csv`` (per seed),
+``curves.csv`` (per action: LR, minibatch and validation loss), ``evaluation.json``, the
+tuning (``tuning.json``; ``tuning-TASK.json`` with several tasks) and the plots (``curves.png``
+or ``curves-TASK.png``: validation-loss curves with 95% bands, and the LR schedules). A held-out
+seed that is a controller's training seed (read from its run's ``run.json``, or
+``--train-seed``) is reported.
 """
 
 from __future__ import annotations
@@ -25,23 +30,41 @@ def add_parser(sub, detailed: bool = False) -> None:
     p = sub.add_parser(
         "evaluate",
         help="controllers vs tuned baselines on held-out seeds",
-        description=__doc__.split("\n\n", 1)[1],
+        description=__doc__.split("\n\n", 2)[2],
         formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--controller",
         action="append",
-        required=True,
+        default=[],
         help="a saved controller directory or a pretrained name (lrjax.pretrained); repeat "
         "for several; NAME=PATH labels one",
     )
-    _common.add_task_option(p, detailed)
+    p.add_argument(
+        "--controllers",
+        default="",
+        help="comma-separated controllers, as --controller (both may be given)",
+    )
+    choices = ", ".join(_common.task_names()) if detailed else "see lrjax fit --help"
+    p.add_argument(
+        "--tasks",
+        "--task",
+        dest="tasks",
+        default="fashion_cnn",
+        help=f"comma-separated tasks ({choices})",
+    )
     p.add_argument("--horizon", type=int, default=40, help="controller actions per episode")
+    p.add_argument(
+        "--steps-per-action",
+        type=int,
+        default=None,
+        help="trainee steps per action (default: the controllers', 10 without any)",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="trainee minibatch size")
     p.add_argument(
         "--baselines",
         default="constant,step_decay,cosine_warmup,adam",
-        help="comma-separated baseline families (lrjax.protocol.BASELINES)",
+        help="comma-separated baseline families to tune here (lrjax.protocol.BASELINES)",
     )
     p.add_argument(
         "--tune-seeds",
@@ -55,7 +78,7 @@ def add_parser(sub, detailed: bool = False) -> None:
         action="append",
         default=[],
         help="also evaluate the baselines as tuned in this tuning.json (e.g. on a transfer's "
-        "source task); repeatable",
+        "source task), on every task; repeatable",
     )
     p.add_argument(
         "--seed",
@@ -63,23 +86,52 @@ def add_parser(sub, detailed: bool = False) -> None:
         default=1000,
         help="root seed of tuning and evaluation episodes (keep it apart from training seeds)",
     )
+    p.add_argument(
+        "--train-seed",
+        type=int,
+        default=None,
+        help="the controllers' training root seed, where their run.json does not say it",
+    )
+    p.add_argument(
+        "--reference",
+        default=None,
+        help="the method of the paired differences: a controller's name or a baseline family "
+        "(default: the first controller)",
+    )
+    p.add_argument(
+        "--test-every",
+        type=int,
+        default=None,
+        help="actions between points of the test-loss curve (default: the end only)",
+    )
     p.add_argument("--out", default=None, help="output directory (default: results/TASK)")
     _common.add_data_options(p)
 
 
-def _load(spec: str):
+def _controller_specs(args) -> list[str]:
+    specs = list(args.controller)
+    specs += [s.strip() for s in args.controllers.split(",") if s.strip()]
+    return specs
+
+
+def _load(spec: str, train_seed: int | None):
+    """``(name, controller, training root seed or None)`` of a ``--controller`` entry."""
     from lrjax import pretrained
     from lrjax.controller import load_controller
 
     name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
     if path in pretrained.available():
-        return name or path, pretrained.load(path)
-    return name or Path(path).parent.name or path, load_controller(path)
+        seed = pretrained.TRAINING_SEEDS.get(path) if train_seed is None else train_seed
+        return name or path, pretrained.load(path), seed
+    run = Path(path).parent / "run.json"
+    seed = train_seed
+    if seed is None and run.is_file():
+        seed = json.loads(run.read_text()).get("seed")
+    return name or Path(path).parent.name or path, load_controller(path), seed
 
 
 def _check_args(args) -> None:
     from lrjax._validation import ConfigError, check_positive_int
-    from lrjax.protocol import BASELINES
 
     check_positive_int("--horizon", args.horizon)
     check_positive_int("--seeds", args.seeds)
@@ -89,114 +141,143 @@ def _check_args(args) -> None:
         raise ConfigError(
             f"--tune-seeds={args.tune_seeds} is not allowed: expected > 0, or 0 with --tuning."
         )
-    for b in args.baselines.split(","):
-        if b not in BASELINES:
+    if args.test_every is not None:
+        check_positive_int("--test-every", args.test_every)
+        if args.horizon % args.test_every:
             raise ConfigError(
-                f"--baselines entry {b!r} is not allowed: expected some of {', '.join(BASELINES)}."
+                f"--test-every={args.test_every} is not allowed: expected a divisor of "
+                f"--horizon ({args.horizon})."
             )
+    if not [t for t in args.tasks.split(",") if t.strip()]:
+        raise ConfigError(f"--tasks={args.tasks!r} is not allowed: expected task names.")
 
 
-def _tuned_baselines(args, env, key, data, out: Path):
-    """The baselines as read from ``--tuning`` files and/or tuned here on ``--tune-seeds``
-    (written to ``tuning.json``), printed, and a label of where they were tuned."""
+def _read_tuning(args, names):
     from lrjax import protocol
 
-    names = args.baselines.split(",")
     tuned = []
     for path in args.tuning:
         saved = json.loads(Path(path).read_text())
         tuned += protocol.read_tuning(saved, names)
         print(f"baselines as tuned on {saved['task']} ({path})")
-    if args.tune_seeds:
-        print(f"tuning on {args.tune_seeds} seeds ...", flush=True)
-        families = [protocol.BASELINES[b] for b in names]
-        here = protocol.tune_baselines(env, families, key, data, args.tune_seeds)
-        saved = {
-            "task": args.task,
-            "horizon": args.horizon,
-            "tune_seeds": args.tune_seeds,
-            "baselines": [t.to_json() for t in here],
-        }
-        (out / "tuning.json").write_text(json.dumps(saved, indent=1))
-        tuned += here
+    return tuned
+
+
+def _print_tuned(tuned) -> None:
     for t in tuned:
         edge = " (at the end of its grid: a better LR may lie beyond)" if t.at_edge else ""
         print(
             f"  {t.baseline.name}: best LR {t.best_lr:.3g} of {[f'{x:.3g}' for x in t.lrs]}{edge}"
         )
-    tuned_on = ", ".join(
-        dict.fromkeys([t.tuned_on or f"{args.task} ({args.tune_seeds} seeds)" for t in tuned])
-    )
-    return tuned, tuned_on
 
 
-def _write_evaluation(out: Path, args, tuned_on: str, methods) -> None:
-    """``evaluation.json``: every method's per-seed results."""
-    per_method = {
-        m.name: {
-            "test_loss": m.episodes.test_loss.tolist(),
-            "test_accuracy": m.episodes.test_accuracy.tolist(),
-            "validation_loss": m.episodes.validation_loss.tolist(),
-            "lr": m.episodes.lr.tolist(),
-        }
-        for m in methods
+def _per_task(out: Path, stem: str, suffix: str, task: str, several: bool) -> Path:
+    return out / (f"{stem}-{task}{suffix}" if several else f"{stem}{suffix}")
+
+
+def _write_evaluation(out: Path, result, tuned_on: dict[str, str]) -> Path:
+    """``evaluation.json``: every task's methods with their per-seed results (strict JSON:
+    a diverged episode's loss is null)."""
+
+    def clean(x):
+        return [None if v != v or v in (float("inf"), float("-inf")) else v for v in x.tolist()]
+
+    saved = {
+        "seed": result.seed,
+        "seeds": result.num_seeds,
+        "reference": result.reference,
+        "notes": list(result.notes),
+        "tasks": {
+            t.task: {
+                "tuned_on": tuned_on[t.task],
+                "methods": {
+                    m.name: {
+                        "test_loss": clean(m.episodes.test_loss),
+                        "test_accuracy": clean(m.episodes.test_accuracy),
+                        "validation_loss": clean(m.episodes.validation_loss),
+                        "diverged": m.episodes.diverged.tolist(),
+                    }
+                    for m in t.methods
+                },
+            }
+            for t in result.tasks
+        },
     }
-    summary = {"task": args.task, "tuned_on": tuned_on, "seeds": args.seeds, "methods": per_method}
-    (out / "evaluation.json").write_text(json.dumps(summary))
+    path = out / "evaluation.json"
+    path.write_text(json.dumps(saved, indent=1))
+    return path
 
 
 def run(args) -> int:
-    import jax
-
-    from lrjax import plots, protocol, tasks
-    from lrjax.env import EnvConfig, TraineeEnv
+    from lrjax import evaluate, plots
 
     _check_args(args)
-    controllers = dict(_load(s) for s in args.controller)
-    first = next(iter(controllers.values()))
-    out = Path(args.out or f"results/{args.task}")
+    task_names = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    several = len(task_names) > 1
+    loaded = [_load(s, args.train_seed) for s in _controller_specs(args)]
+    controllers = {name: c for name, c, _ in loaded}
+    train_seeds = {name: s for name, _, s in loaded if s is not None}
+    names = [b for b in args.baselines.split(",") if b.strip()]
+    out = Path(args.out or f"results/{'_'.join(task_names)}")
     out.mkdir(parents=True, exist_ok=True)
-    overrides = {} if args.batch_size is None else {"batch_size": args.batch_size}
-    task = tasks.get_task(args.task, **overrides)
-    env = TraineeEnv(task, EnvConfig(controller=first.config, horizon=args.horizon))
-    for name, c in controllers.items():
-        if c.config.steps_per_action != first.config.steps_per_action:
-            from lrjax._validation import ConfigError
+    tuning = _read_tuning(args, names)
+    tuned_on: dict[str, str] = {}
 
-            raise ConfigError(
-                f"controller {name!r} acts every {c.config.steps_per_action} steps, the first "
-                f"every {first.config.steps_per_action}: evaluate them separately."
-            )
-    key = jax.random.key(args.seed)
-    data = _common.load_task_data(task, jax.random.fold_in(key, 2), args)
-    k = env.config.steps_per_action
+    def on_tuned(task: str, tuned) -> None:
+        here = [t for t in tuned if t.tuned_on is None]
+        if here:
+            saved = {
+                "task": task,
+                "horizon": args.horizon,
+                "tune_seeds": args.tune_seeds,
+                "seed": args.seed,
+                "baselines": [t.to_json() for t in here],
+            }
+            path = _per_task(out, "tuning", ".json", task, several)
+            path.write_text(json.dumps(saved, indent=1))
+        print(f"{task}: baselines", flush=True)
+        _print_tuned(tuned)
+        tuned_on[task] = ", ".join(
+            dict.fromkeys(t.tuned_on or f"{task} ({args.tune_seeds} seeds)" for t in tuned)
+        )
+        print(f"{task}: evaluating on {args.seeds} held-out seeds ...", flush=True)
+
     print(
-        f"{args.task}: episodes of {args.horizon} actions x {k} steps; "
-        f"{len(controllers)} controller(s); baselines {args.baselines}",
+        f"evaluating {len(controllers)} controller(s) and baselines {args.baselines} on "
+        f"{', '.join(task_names)}; {args.horizon} actions per episode",
         flush=True,
     )
-
     start = time.perf_counter()
-    tuned, tuned_on = _tuned_baselines(args, env, jax.random.fold_in(key, 0), data, out)
-    tune_seconds = time.perf_counter() - start
-
-    print(f"evaluating on {args.seeds} held-out seeds ...", flush=True)
-    start = time.perf_counter()
-    methods = protocol.evaluate_methods(
-        env, controllers, tuned, jax.random.fold_in(key, 1), data, args.seeds
+    result = evaluate.evaluate(
+        task_names,
+        controllers,
+        names if args.tune_seeds else (),
+        seeds=args.seeds,
+        seed=args.seed,
+        tune_seeds=args.tune_seeds,
+        tuning=tuning,
+        horizon=args.horizon,
+        steps_per_action=args.steps_per_action,
+        batch_size=args.batch_size,
+        test_every=args.test_every,
+        reference=args.reference,
+        train_seeds=train_seeds,
+        load_data=lambda task, key: _common.load_task_data(task, key, args),
+        on_tuned=on_tuned,
     )
-    eval_seconds = time.perf_counter() - start
-    reference = next(iter(controllers))
-    table = protocol.results_table(methods, reference)
+    seconds = time.perf_counter() - start
     header = (
-        f"{args.task}, {args.horizon} actions x {k} steps, baselines tuned on {tuned_on}, "
-        f"{args.seeds} held-out seeds "
-        f"(root seed {args.seed}); tuning {tune_seconds:.0f} s, evaluation {eval_seconds:.0f} s"
+        f"baselines tuned on {'; '.join(tuned_on.values())}; {args.seeds} held-out seeds "
+        f"(root seed {args.seed}); tuning and evaluation {seconds:.0f} s"
     )
+    table = result.table()
     (out / "results.md").write_text(f"{header}\n\n{table}\n")
-    _write_evaluation(out, args, tuned_on, methods)
-    plots.plot_methods(methods, out / "curves.png", title=header.split(",")[0], steps_per_action=k)
+    written = [out / "results.md", *result.write_csv(out), _write_evaluation(out, result, tuned_on)]
+    for t in result.tasks:
+        path = _per_task(out, "curves", ".png", t.task, several)
+        plots.plot_methods(list(t.methods), path, title=t.task, steps_per_action=t.steps_per_action)
+        written.append(path)
     print(header)
     print(table)
-    print(f"written: {out / 'results.md'}, {out / 'evaluation.json'}, {out / 'curves.png'}")
+    print("written: " + ", ".join(str(p) for p in written))
     return 0

@@ -91,6 +91,12 @@ def _add_controller_options(p) -> None:
         "the actor-critic",
     )
     p.add_argument(
+        "--state",
+        default=None,
+        help="comma-separated built-in features that replace the preset's (its normaliser "
+        "kept), e.g. train_loss for paper B's loss-only state (the feature-subset ablation)",
+    )
+    p.add_argument(
         "--action-mode",
         default=None,
         choices=["scale", "absolute"],
@@ -204,6 +210,9 @@ def _resolve(args) -> None:
 
 
 def _controller_config(args):
+    import dataclasses
+
+    from lrjax._validation import ConfigError
     from lrjax.controller import ControllerConfig
 
     given = {
@@ -214,9 +223,16 @@ def _controller_config(args):
         "initial_lr": args.initial_lr,
         "steps_per_action": args.steps_per_action,
     }
-    return getattr(ControllerConfig, args.features)(
+    config = getattr(ControllerConfig, args.features)(
         **{k: v for k, v in given.items() if v is not None}
     )
+    if args.state is None:
+        return config
+    names = tuple(n.strip() for n in args.state.split(",") if n.strip())
+    if not names:
+        raise ConfigError(f"--state={args.state!r} is not allowed: expected feature names.")
+    spec = dataclasses.replace(config.features, features=names)
+    return config.replace(features=spec)
 
 
 def _setup(args):
@@ -233,6 +249,8 @@ def _setup(args):
     # actor-critic existed resume unchanged).
     other = (*AC_ONLY, "same_minibatch", "steps_per_update") if args.algo == "ppo" else PPO_ONLY
     ignored |= {"command", *other}
+    if args.state is None:  # runs made before --state existed resume unchanged
+        ignored.add("state")
     signature = {k: v for k, v in vars(args).items() if k not in ignored}
     if args.algo == "actor-critic":
         from lrjax.algos.actor_critic import ActorCritic, ActorCriticConfig
@@ -343,7 +361,7 @@ def _evaluate_after_training(args, env, trained, key, data, out, result, trainee
     import jax
     import numpy as np
 
-    from lrjax import evaluate, plots
+    from lrjax import plots, quick_comparison
 
     start = time.perf_counter()
     print(
@@ -351,7 +369,7 @@ def _evaluate_after_training(args, env, trained, key, data, out, result, trainee
         "step decay; compiling first) ...",
         flush=True,
     )
-    comparison = evaluate.compare_with_schedules(
+    comparison = quick_comparison.compare_with_schedules(
         env, trained, jax.random.fold_in(key, 2), data, args.eval_episodes
     )
     eval_seconds = time.perf_counter() - start
