@@ -35,4 +35,4 @@ notebooks: data
 	$(BIN)/python notebooks/run_notebooks.py
 
 lint: setup
-	$(BIN)/ruff check lrjax tests benchmarks
+	$(BIN)/ruff check lrjax tests benchmarks notebooks
