@@ -23,10 +23,16 @@ train() {  # NAME [options that differ from the reference]
 
 train different_minibatch                  # paper B: the actor's gradient on x_j
 train same_minibatch --same-minibatch      # the ablation: on x_i, the model's own minibatch
+# The same pair at gamma 0.5, where the critic tracks the returns (RESULTS.md: at the default
+# 0.9 it runs away and the actor drives the LR to its floor).
+train different_minibatch_gamma05 --gamma 0.5
+train same_minibatch_gamma05 --gamma 0.5 --same-minibatch
 [ "$STAGE" = train ] && exit 0
 
 "$LRJAX" evaluate --task mnist_mlp --horizon 400 \
   --controller "different_minibatch=$RUNS/different_minibatch/controller" \
   --controller "same_minibatch=$RUNS/same_minibatch/controller" \
+  --controller "different_minibatch_gamma05=$RUNS/different_minibatch_gamma05/controller" \
+  --controller "same_minibatch_gamma05=$RUNS/same_minibatch_gamma05/controller" \
   --baselines constant,step_decay --tune-seeds 4 --seeds 10 --seed 2000 --test-every 100 \
   --out "$OUT"
