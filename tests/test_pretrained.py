@@ -28,7 +28,7 @@ def test_shipped_controller_loads_with_its_card():
 
 def test_readme_pretrained_example_runs(capsys):
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
-    (code,) = [b for b in blocks if "lrjax.pretrained.load" in b]
+    (code,) = [b for b in blocks if "lrjax.pretrained.load" in b and "controlled_sgd" in b]
     namespace = {"__name__": "readme_pretrained"}
     exec(compile(code, str(README), "exec"), namespace)
     out = capsys.readouterr().out
