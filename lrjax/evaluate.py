@@ -288,22 +288,17 @@ def evaluate(
     key = jax.random.key(seed)
     results = []
     for name in names:
-        overrides = {} if batch_size is None else {"batch_size": batch_size}
-        task = tasks.get_task(name, **overrides)
-        first = next(iter(controllers.values()), None)
-        config = first.config if first else _baseline_controller(k)
-        env = TraineeEnv(task, EnvConfig(controller=config, horizon=horizon))
+        env = _environment(name, controllers, k, horizon, batch_size)
         if data is not None and name in data:
             task_data = data[name]
         else:
-            task_data = (load_data or _load_data)(task, jax.random.fold_in(key, 2))
+            task_data = (load_data or _load_data)(env.task, jax.random.fold_in(key, 2))
         tuned = list(tuning.get(name, ()) if isinstance(tuning, Mapping) else tuning)
         if tune_seeds and baselines:
             families = [protocol.BASELINES[b] for b in baselines]
-            here = protocol.tune_baselines(
+            tuned += protocol.tune_baselines(
                 env, families, jax.random.fold_in(key, 0), task_data, tune_seeds
             )
-            tuned += here
         if on_tuned is not None:
             on_tuned(name, tuned)
         methods = protocol.evaluate_methods(
@@ -316,6 +311,16 @@ def evaluate(
         reference = results[0].names[0]
     notes = tuple(seed_notes(seed, train_seeds or {}))
     return Evaluation(tuple(results), reference, seed, seeds, notes)
+
+
+def _environment(name, controllers, steps_per_action, horizon, batch_size) -> TraineeEnv:
+    """The task's environment; its controller config is the first controller's (each
+    controller runs in one of its own config: :func:`lrjax.protocol.evaluate_methods`)."""
+    overrides = {} if batch_size is None else {"batch_size": batch_size}
+    task = tasks.get_task(name, **overrides)
+    first = next(iter(controllers.values()), None)
+    config = first.config if first else _baseline_controller(steps_per_action)
+    return TraineeEnv(task, EnvConfig(controller=config, horizon=horizon))
 
 
 def _load_data(task: tasks.Task, key: jax.Array) -> Any:
