@@ -53,7 +53,7 @@ def python_loop(task, data, steps, read_loss=False):
     (``read_loss``: and the loss read back each step, as a loop that logs it does)."""
     tx = optax.with_extra_args_support(optax.sgd(0.01))
     step = jax.jit(lambda s, d: training.train_step(task, tx, s, d))
-    state = training.init_state(task, tx, jax.random.key(0), data)
+    state = training.init_trainee(task, tx, jax.random.key(0), data)
     state = jax.block_until_ready(step(state, data)[0])  # compile
     start = time.perf_counter()
     for _ in range(steps):

@@ -24,6 +24,7 @@ multiple of it by repeating the last item, whose results are dropped. ``devices`
 all local devices, except for vmapped RL episodes (``shard_vmapped=False``), which stay on one
 device: users vmap whole trainings again (``vmap(ppo.train)``), and a vmapped ``shard_map``
 inside a scan did not finish on XLA:CPU (jax 0.10.2, a PPO test left waiting for 6 minutes).
+With several processes (:mod:`lrjax.distributed`) items are split over every process's devices.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
+from lrjax import distributed
 from lrjax._validation import check_choice, check_positive_int
 from lrjax.models.layers import CONV_IMPLS
 
@@ -188,7 +190,9 @@ def resolve(
       - CPU, dense trainee: rolled chunks of 500 steps (unroll 4), vmapped.
       - GPU/TPU: rolled chunks of 1,000 steps, vmapped, XLA's convolutions.
       - Devices: all local devices of the backend (only one for vmapped items when
-        ``shard_vmapped`` is False), never more than items.
+        ``shard_vmapped`` is False), never more than items. Once several processes run
+        (:mod:`lrjax.distributed`), all processes' devices, whatever the batching, so that
+        every process takes part (items padded up to the device count if fewer).
     """
     config = config or EngineConfig()
     backend = backend or jax.default_backend()
@@ -204,13 +208,17 @@ def resolve(
     unroll = min(config.unroll or unroll or chunk, chunk)
     conv_impl = config.conv_impl or ("patches" if cpu else "xla")
     eval_conv = config.eval_conv_impl or ("xla" if batching == "map" or not cpu else "patches")
-    local = jax.local_devices(backend=backend)
-    default = len(local) if batching == "map" or shard_vmapped else 1
-    count = min(config.devices or default, len(local), num_items or len(local))
+    available = distributed.devices(backend)
+    if distributed.is_multiprocess():  # every process takes part, even with fewer items
+        count = len(available)
+    else:
+        spread = batching == "map" or shard_vmapped
+        count = min(config.devices or (len(available) if spread else 1), len(available))
+        count = min(count, num_items or count)
     return Engine(
         chunk_size=chunk,
         unroll=unroll,
-        devices=tuple(local[:count]),
+        devices=tuple(available[:count]),
         batching=batching,
         conv_impl=conv_impl,
         eval_conv_impl=eval_conv,

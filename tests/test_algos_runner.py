@@ -72,3 +72,59 @@ def test_a_different_run_is_refused(setup, tmp_path):
         start(2, 5)
     with pytest.raises(ConfigError, match="2 updates done, more than the 1 asked for"):
         start(1, 4)
+
+
+def test_each_chunk_compiles_once_across_calls(setup, tmp_path, monkeypatch):
+    """Episodes split over the two host devices: the state must come out of a chunk with the
+    sharding it went in with, or the next call compiles the whole program again."""
+    from lrjax.algos import runner
+    from lrjax.engine import EngineConfig
+
+    _, data = setup
+    task, _ = regression_problem()
+    env = make_env(task, horizon=4, engine=EngineConfig(batching="map", devices=2))
+    compiles, per_call = [], []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda name, *_, **__: compiles.append(name) if "backend_compile" in name else None
+    )
+    compile_chunk = runner.compile_chunk
+
+    def counting(algo, n, state):
+        fn = compile_chunk(algo, n, state)
+
+        def call(*args):
+            before = len(compiles)
+            out = jax.block_until_ready(fn(*args))
+            per_call.append(len(compiles) - before)
+            return out
+
+        return call
+
+    monkeypatch.setattr(runner, "compile_chunk", counting)
+    algo = PPO(env, dataclasses.replace(CONFIG, num_updates=3))
+    result = run(algo, jax.random.key(0), data, updates_per_chunk=1, progress=False)
+    assert int(result.state.updates_done) == 3
+    assert len(jax.tree.leaves(result.state.env_state)[0].sharding.device_set) == 2
+    # Before the fix: [1, 1, 0] (the second call compiled the whole program again).
+    assert per_call == [1, 0, 0]
+
+
+def test_resume_drops_metrics_of_updates_after_the_checkpoint(setup, tmp_path):
+    """A run killed after writing an update's metrics but before its checkpoint: on resume the
+    file is rewritten without those rows, so no update appears twice."""
+    env, data = setup
+    kw = dict(updates_per_chunk=1, progress=False)
+    run(
+        PPO(env, dataclasses.replace(CONFIG, num_updates=2)),
+        jax.random.key(0),
+        data,
+        out_dir=tmp_path,
+        **kw,
+    )
+    metrics = tmp_path / "metrics.jsonl"
+    rows = read_metrics(metrics)
+    with metrics.open("a") as f:  # update 3 logged, its checkpoint never written
+        f.write(json.dumps(dict(rows[-1], update=3)) + "\n")
+    resumed = run(PPO(env, CONFIG), jax.random.key(0), data, out_dir=tmp_path, **kw)
+    assert [r["update"] for r in read_metrics(metrics)] == [1, 2, 3, 4]
+    assert [r["update"] for r in resumed.history] == [1, 2, 3, 4]

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import jax
-import numpy as np
 
+from lrjax import distributed
 from lrjax._validation import ConfigError, check_positive_int
 from lrjax.checkpoint import Checkpointer
 
@@ -98,6 +98,7 @@ def run(
     check_positive_int("updates_per_chunk", updates_per_chunk)
     check_positive_int("checkpoint_every", checkpoint_every)
     total = algo.num_updates
+    key, data = distributed.global_inputs((key, data))
     state = jax.jit(algo.init)(key, data)
     ckpt = metrics_file = None
     history: list[dict] = []
@@ -121,9 +122,7 @@ def run(
         begin = time.perf_counter()
         first = n not in chunks
         if first:
-            # Not compiled ahead of time: the state's sharding after a chunk (episodes split
-            # over devices) differs from the initial one, and jit adapts where AOT would not.
-            chunks[n] = jax.jit(lambda s, d, n=n: algo.run_updates(s, d, n))
+            chunks[n] = compile_chunk(algo, n, state)
             if bar is not None:
                 bar.set_description(f"{algo.name}: compiling, then {n} update(s)")
         state, metrics = jax.block_until_ready(chunks[n](state, data))  # dispatch is async
@@ -133,7 +132,7 @@ def run(
         history += rows
         done += n
         chunk_index += 1
-        if metrics_file is not None:
+        if metrics_file is not None and distributed.is_primary():
             with metrics_file.open("a") as f:
                 f.writelines(json.dumps(row) + "\n" for row in rows)
         if ckpt is not None and (chunk_index % checkpoint_every == 0 or done == total):
@@ -149,20 +148,42 @@ def run(
     return RunResult(state, history, done - start, seconds)
 
 
+def compile_chunk(algo: Algorithm, num_updates: int, state: Any):
+    """``algo.run_updates(state, data, num_updates)`` jitted so that the state comes out with the
+    sharding it went in with (episodes split over devices, the rest replicated).
+
+    Without it, the state after a chunk came out sharded differently from the initial one (the
+    engine's ``shard_map`` decides the episodes' layout inside the program), so the second call
+    compiled the whole program again (~1 min on a conv task). With it every chunk of one length
+    is one compilation, whatever the call (tests/test_runner.py counts them). Metrics come out
+    replicated, so that every process can read them.
+    """
+    shardings = jax.tree.map(lambda x: x.sharding, state)
+    metrics = distributed.replicated_sharding() if distributed.is_multiprocess() else None
+    return jax.jit(
+        lambda s, d: algo.run_updates(s, d, num_updates), out_shardings=(shardings, metrics)
+    )
+
+
 def _open(out_dir: Path, state, signature, resume: bool):
     """The checkpointer of ``out_dir``, the state to start from (restored when resuming) and
     the metrics of the updates already done."""
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt = Checkpointer(out_dir / CHECKPOINTS)
     history = []
-    if resume and ckpt.latest_step() is not None:
+    resuming = resume and ckpt.latest_step() is not None
+    if resuming:
         _check_signature(out_dir, signature)
         state = ckpt.restore(state)
+        # Rows of updates after the checkpoint (a run killed between writing its metrics and
+        # saving its checkpoint) are dropped: those updates run again.
         history = read_metrics(out_dir / METRICS_FILE)[: int(state.updates_done)]
-    else:
-        (out_dir / METRICS_FILE).unlink(missing_ok=True)
-    if signature is not None:
-        (out_dir / RUN_FILE).write_text(json.dumps(signature, indent=1, sort_keys=True))
+    distributed.barrier("lrjax-runner-open")  # every process has read before process 0 writes
+    if distributed.is_primary():
+        metrics = out_dir / METRICS_FILE
+        metrics.write_text("".join(json.dumps(row) + "\n" for row in history))
+        if signature is not None:
+            (out_dir / RUN_FILE).write_text(json.dumps(signature, indent=1, sort_keys=True))
     return ckpt, state, history
 
 
@@ -190,7 +211,7 @@ def _check_signature(out_dir: Path, signature: dict[str, Any] | None) -> None:
 
 
 def _rows(metrics: dict[str, jax.Array], first_update: int, seconds: float) -> list[dict]:
-    host = {k: np.asarray(v) for k, v in metrics.items()}
+    host = distributed.to_host(metrics)
     n = len(next(iter(host.values())))
     rows = []
     for i in range(n):

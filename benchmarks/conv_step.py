@@ -1,0 +1,136 @@
+"""One conv trainee's train step on this machine: images/s and FLOP rate against batch size,
+for each convolution / pooling implementation, on one device and on two host devices.
+
+  .venv/bin/python benchmarks/conv_step.py [--task fashion_cnn] [--batches 128,256,512,1000]
+
+The issue it answers (BENCHMARKS.md, "Per-step compute"): one lrjax LeNet-5 step at batch 1000
+took ~0.22 s against ~0.11 s for torch on the same 2 cores, and images/s fell with the batch.
+Rows:
+
+* ``1 dev``: one trainee, one jitted step called from Python (timed over ``--steps`` steps
+  after a warm-up), in a process with one host device, so XLA may use both cores for it.
+* ``2 dev``: two trainees, one per host device (``shard_map``, the training engine's CPU
+  layout for conv trainees), in a process with two host devices; images/s counts both.
+
+``impl`` is the convolution (``patches``: image patches + one matmul, with reshape pooling;
+``xla``: ``lax.conv_general_dilated`` with ``nn.max_pool``, i.e. flax's stock layers).
+The FLOP count is XLA's own cost analysis of the compiled step; GFLOP/s = that / step time.
+Each configuration runs in a subprocess of its own, because the host device count is fixed
+when jax starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+def measure(task_name: str, batch: int, impl: str, devices: int, steps: int) -> dict:
+    import jax
+    import numpy as np
+    import optax
+
+    from lrjax import tasks, training
+    from lrjax.data import make_dataset
+
+    task = tasks.get_task(task_name, batch_size=batch).with_conv_impl(impl)
+    rng = np.random.default_rng(0)
+    shape = task.input_shape
+    x = rng.integers(0, 256, (max(2 * batch, 2000), *shape), dtype=np.uint8)
+    y = rng.integers(0, 10, len(x)).astype(np.int32)
+    data = make_dataset(
+        "fashion_mnist",
+        x,
+        y,
+        x[:500],
+        y[:500],
+        validation_size=500,
+        normalization="standardize",
+        num_classes=10,
+    )
+    tx = optax.with_extra_args_support(optax.sgd(0.01))
+    step = lambda s, d: training.train_step(task, tx, s, d)[0]
+    keys = jax.random.split(jax.random.key(0), devices)
+    states = jax.vmap(lambda k: training.init_trainee(task, tx, k, data))(keys)
+    if devices == 1:
+        fn = jax.jit(
+            lambda s, d: jax.tree.map(lambda v: v[None], step(jax.tree.map(lambda v: v[0], s), d))
+        )
+    else:
+        mesh = jax.sharding.Mesh(jax.devices()[:devices], ("i",))
+        P = jax.sharding.PartitionSpec
+        per_device = lambda s, d: jax.tree.map(
+            lambda v: v[None], step(jax.tree.map(lambda v: v[0], s), d)
+        )
+        fn = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P("i"), P()), out_specs=P("i")))
+    compiled = jax.jit(step).lower(jax.tree.map(lambda v: v[0], states), data).compile()
+    flops = (compiled.cost_analysis() or {}).get("flops", float("nan"))
+    states = jax.block_until_ready(fn(states, data))  # compile + warm up
+    states = jax.block_until_ready(fn(states, data))
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(steps):
+            states = fn(states, data)
+        jax.block_until_ready(states)
+        best = min(best, (time.perf_counter() - start) / steps)
+    return {
+        "task": task_name,
+        "batch": batch,
+        "impl": impl,
+        "devices": devices,
+        "step_s": best,
+        "images_s": devices * batch / best,
+        "gflops": devices * flops / best / 1e9,
+        "flops_per_step": flops,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", default="fashion_cnn")
+    p.add_argument("--batches", default="128,256,512,1000")
+    p.add_argument("--impls", default="patches,xla")
+    p.add_argument("--devices", default="1,2")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--one", help=argparse.SUPPRESS)  # internal: one configuration, as JSON
+    args = p.parse_args()
+    if args.one:
+        print(json.dumps(measure(**json.loads(args.one))))
+        return
+    print(
+        f"{'task':12s} {'impl':8s} {'dev':>3s} {'batch':>5s} {'step ms':>8s} "
+        f"{'images/s':>9s} {'GFLOP/s':>8s} {'GFLOP/step':>10s}"
+    )
+    for devices in map(int, args.devices.split(",")):
+        for impl in args.impls.split(","):
+            for batch in map(int, args.batches.split(",")):
+                one = dict(
+                    task_name=args.task, batch=batch, impl=impl, devices=devices, steps=args.steps
+                )
+                env = dict(os.environ)
+                env["XLA_FLAGS"] = (
+                    env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}"
+                )
+                out = subprocess.run(
+                    [sys.executable, __file__, "--one", json.dumps(one)],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                print(
+                    f"{r['task']:12s} {impl:8s} {devices:3d} {batch:5d} "
+                    f"{1e3 * r['step_s']:8.1f} {r['images_s']:9.0f} {r['gflops']:8.2f} "
+                    f"{r['flops_per_step'] / 1e9:10.3f}",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
