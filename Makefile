@@ -1,4 +1,5 @@
-# Two commands (see README.md):  make demo   and   make test   (CI also runs make notebooks)
+# Two commands (see README.md):  make demo   and   make test   (CI also runs make test-slow
+# and make notebooks)
 # Both create the virtual environment and prepare the data they need first.
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 # Offline: prepare from the raw files in $(RAW_DIR) if they are there; else tfds downloads.
 raw_arg = $(if $(wildcard $(RAW_DIR)/$(1)),--raw-dir $(RAW_DIR)/$(1),)
 
-.PHONY: setup data demo test notebooks lint
+.PHONY: setup data demo test test-slow notebooks lint
 
 setup: $(VENV)/.installed
 
@@ -30,6 +31,10 @@ demo: data-fashion_mnist
 
 test: data
 	$(BIN)/python -m pytest -q -n 2
+
+# Tests that take minutes (multi-process runs, dataset preparation); CI runs them too.
+test-slow: data
+	$(BIN)/python -m pytest -q -m slow
 
 notebooks: data
 	$(BIN)/python notebooks/run_notebooks.py

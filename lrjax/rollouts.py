@@ -17,6 +17,7 @@ import numpy as np
 
 from lrjax._validation import ConfigError, check_positive_int
 from lrjax.controller import Controller, actor_step, initial_carry
+from lrjax.distributed import global_inputs, to_host
 from lrjax.env import TraineeEnv
 from lrjax.features import normalise
 
@@ -94,7 +95,7 @@ def run_controllers(
     )
     keys = jnp.tile(jax.random.split(key, num_episodes), count)
     every = _test_every(env, test_every)
-    flat = _episodes(_run(env, _controller_episode, every, keys, actors, data))
+    flat = _episodes(_run(env, _controller_episode, every, *global_inputs((keys, actors, data))))
     return [flat.select(slice(c * num_episodes, (c + 1) * num_episodes)) for c in range(count)]
 
 
@@ -121,7 +122,9 @@ def run_schedules(
     keys = jnp.tile(jax.random.split(key, num_episodes), count)
     per_episode = jnp.repeat(jnp.asarray(schedules), num_episodes, axis=0)
     every = _test_every(env, test_every)
-    flat = _episodes(_run(env, _schedule_episode, every, keys, per_episode, data))
+    flat = _episodes(
+        _run(env, _schedule_episode, every, *global_inputs((keys, per_episode, data)))
+    )
     return [flat.select(slice(c * num_episodes, (c + 1) * num_episodes)) for c in range(count)]
 
 
@@ -139,6 +142,7 @@ def _test_every(env: TraineeEnv, test_every: int | None) -> int:
 
 
 def _episodes(out) -> Episodes:
+    out = to_host(out)  # gathered from every process when several run (lrjax.distributed)
     (lr, train_loss, val_loss, reward, done, diverged_step), validation, curve = out
     lr, train_loss, val_loss, reward, done, diverged_step = (
         np.asarray(x) for x in (lr, train_loss, val_loss, reward, done, diverged_step)

@@ -16,6 +16,8 @@ against a constant-LR grid and step decay on the same episodes), and ``training.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import time
 from pathlib import Path
@@ -143,6 +145,17 @@ def _add_run_options(p) -> None:
     )
     p.add_argument("--updates", type=int, default=100, help="RL updates")
     p.add_argument("--ppo-lr", type=float, default=None, help="Adam step size of PPO (PPOConfig's)")
+    g = p.add_argument_group(
+        "multi-process (jax.distributed; one process per host, episodes split across them)"
+    )
+    g.add_argument("--coordinator-address", default=None, help="host:port of process 0")
+    g.add_argument("--num-processes", type=int, default=None, help="processes taking part")
+    g.add_argument("--process-id", type=int, default=None, help="this process's index (0..N-1)")
+    g.add_argument(
+        "--distributed",
+        action="store_true",
+        help="start jax.distributed with what the cluster says (SLURM, Open MPI, Cloud TPU)",
+    )
 
 
 def _add_actor_critic_options(p) -> None:
@@ -245,6 +258,8 @@ def _setup(args):
     task = tasks.get_task(args.task, **overrides)
     controller = _controller_config(args)
     ignored = {"updates", "updates_per_chunk", "eval_episodes", "out", "data_dir", "raw_dir"}
+    # How many processes run it does not change the run: it resumes on another count.
+    ignored |= {"coordinator_address", "num_processes", "process_id", "distributed"}
     # Only the chosen algorithm's options describe the run (PPO runs made before the
     # actor-critic existed resume unchanged).
     other = (*AC_ONLY, "same_minibatch", "steps_per_update") if args.algo == "ppo" else PPO_ONLY
@@ -361,7 +376,7 @@ def _evaluate_after_training(args, env, trained, key, data, out, result, trainee
     import jax
     import numpy as np
 
-    from lrjax import plots, quick_comparison
+    from lrjax import distributed, plots, quick_comparison
 
     start = time.perf_counter()
     print(
@@ -381,6 +396,8 @@ def _evaluate_after_training(args, env, trained, key, data, out, result, trainee
         "eval_episodes": args.eval_episodes,
         "methods": comparison.rows(),
     }
+    if not distributed.is_primary():
+        return
     (out / "evaluation.json").write_text(json.dumps(summary, indent=1))
     plots.plot_comparison(
         comparison,
@@ -404,13 +421,27 @@ def _evaluate_after_training(args, env, trained, key, data, out, result, trainee
 
 
 def run(args) -> int:
+    out = _out_dir(args)
+    task, env, algo, signature = _setup(args)  # every argument checked before any work
+    from lrjax import distributed
+
+    if args.distributed or args.coordinator_address or args.num_processes or args.process_id:
+        distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
+    if distributed.is_primary():
+        return _train(args, out, task, env, algo, signature)
+    # The other processes compute alongside process 0 and write and print nothing.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return _train(args, out, task, env, algo, signature)
+
+
+def _train(args, out, task, env, algo, signature) -> int:
     import jax
 
+    from lrjax import distributed
     from lrjax.algos import runner
     from lrjax.controller import save_controller
 
-    out = _out_dir(args)
-    task, env, algo, signature = _setup(args)
+    primary = distributed.is_primary()
     key = jax.random.key(args.seed)
     data = _common.load_task_data(task, jax.random.fold_in(key, 1), args)
     trainee_steps = _announce(args, algo, env)
@@ -421,12 +452,14 @@ def run(args) -> int:
         out_dir=out,
         signature=signature,
         updates_per_chunk=args.updates_per_chunk,
+        progress=primary,
     )
     if result.already_complete:
         print(f"the run in {out} is complete ({args.updates} updates); evaluating its controller")
     trained = algo.controller(result.state)
-    save_controller(out / "controller", trained, overwrite=True)
-    _report_training(args, algo, env, result, out)
+    if primary:
+        save_controller(out / "controller", trained, overwrite=True)
+        _report_training(args, algo, env, result, out)
     if args.eval_episodes == 0:
         print(
             f"controller:  {out / 'controller'}\nmetrics:     {out / 'metrics.jsonl'}\n"
