@@ -12,7 +12,9 @@ Rows:
 * ``2 dev``: two trainees, one per host device (``shard_map``, the training engine's CPU
   layout for conv trainees), in a process with two host devices; images/s counts both.
 
-``impl`` is the convolution (``patches``: image patches + one matmul, with reshape pooling;
+``chunks`` is how many pieces the minibatch's gradient is computed in (``--chunks``: at most
+that many examples each, ``EngineConfig.grad_chunk``; 1: all at once). ``impl`` is the
+convolution (``patches``: image patches + one matmul, with reshape pooling;
 ``xla``: ``lax.conv_general_dilated`` with ``nn.max_pool``, i.e. flax's stock layers).
 The FLOP count is XLA's own cost analysis of the compiled step; GFLOP/s = that / step time.
 Each configuration runs in a subprocess of its own, because the host device count is fixed
@@ -29,7 +31,9 @@ import sys
 import time
 
 
-def measure(task_name: str, batch: int, impl: str, devices: int, steps: int) -> dict:
+def measure(
+    task_name: str, batch: int, impl: str, devices: int, steps: int, chunk: int | None
+) -> dict:
     import jax
     import numpy as np
     import optax
@@ -37,7 +41,7 @@ def measure(task_name: str, batch: int, impl: str, devices: int, steps: int) -> 
     from lrjax import tasks, training
     from lrjax.data import make_dataset
 
-    task = tasks.get_task(task_name, batch_size=batch).with_conv_impl(impl)
+    task = tasks.get_task(task_name, batch_size=batch).with_conv_impl(impl).with_grad_chunk(chunk)
     rng = np.random.default_rng(0)
     shape = task.input_shape
     x = rng.integers(0, 256, (max(2 * batch, 2000), *shape), dtype=np.uint8)
@@ -82,6 +86,7 @@ def measure(task_name: str, batch: int, impl: str, devices: int, steps: int) -> 
         "task": task_name,
         "batch": batch,
         "impl": impl,
+        "chunk": tasks.grad_chunks(batch, chunk),
         "devices": devices,
         "step_s": best,
         "images_s": devices * batch / best,
@@ -97,39 +102,50 @@ def main() -> None:
     p.add_argument("--impls", default="patches,xla")
     p.add_argument("--devices", default="1,2")
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument(
+        "--chunks",
+        default="none,128",
+        help="gradient chunk sizes (EngineConfig.grad_chunk; none: the minibatch at once)",
+    )
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: one configuration, as JSON
     args = p.parse_args()
     if args.one:
         print(json.dumps(measure(**json.loads(args.one))))
         return
     print(
-        f"{'task':12s} {'impl':8s} {'dev':>3s} {'batch':>5s} {'step ms':>8s} "
+        f"{'task':12s} {'impl':8s} {'chunks':>6s} {'dev':>3s} {'batch':>5s} {'step ms':>8s} "
         f"{'images/s':>9s} {'GFLOP/s':>8s} {'GFLOP/step':>10s}"
     )
+    chunks = [None if c == "none" else int(c) for c in args.chunks.split(",")]
     for devices in map(int, args.devices.split(",")):
         for impl in args.impls.split(","):
-            for batch in map(int, args.batches.split(",")):
-                one = dict(
-                    task_name=args.task, batch=batch, impl=impl, devices=devices, steps=args.steps
-                )
-                env = dict(os.environ)
-                env["XLA_FLAGS"] = (
-                    env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}"
-                )
-                out = subprocess.run(
-                    [sys.executable, __file__, "--one", json.dumps(one)],
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                r = json.loads(out.stdout.strip().splitlines()[-1])
-                print(
-                    f"{r['task']:12s} {impl:8s} {devices:3d} {batch:5d} "
-                    f"{1e3 * r['step_s']:8.1f} {r['images_s']:9.0f} {r['gflops']:8.2f} "
-                    f"{r['flops_per_step'] / 1e9:10.3f}",
-                    flush=True,
-                )
+            for chunk in chunks:
+                for batch in map(int, args.batches.split(",")):
+                    _row(args.task, batch, impl, devices, args.steps, chunk)
+
+
+def _row(task_name, batch, impl, devices, steps, chunk) -> None:
+    one = dict(
+        task_name=task_name, batch=batch, impl=impl, devices=devices, steps=steps, chunk=chunk
+    )
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (
+        env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}"
+    )
+    out = subprocess.run(
+        [sys.executable, __file__, "--one", json.dumps(one)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    print(
+        f"{r['task']:12s} {impl:8s} {r['chunk']:6d} {devices:3d} {batch:5d} "
+        f"{1e3 * r['step_s']:8.1f} {r['images_s']:9.0f} {r['gflops']:8.2f} "
+        f"{r['flops_per_step'] / 1e9:10.3f}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

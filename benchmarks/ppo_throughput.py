@@ -64,6 +64,12 @@ def main():
     p.add_argument("--updates", type=int, default=2)
     p.add_argument("--val-batch-size", type=int, default=EnvConfig.val_batch_size)
     p.add_argument("--probe-size", type=int, default=EnvConfig.probe_size)
+    p.add_argument(
+        "--preset",
+        default="paper_a",
+        choices=["paper_a", "lrjax"],
+        help="controller preset (lrjax: the one `lrjax train` uses)",
+    )
     p.add_argument("--host-loop", action="store_true")
     p.add_argument("--breakdown", action="store_true")
     args = p.parse_args()
@@ -71,7 +77,8 @@ def main():
     data = task.load_data(jax.random.key(0))
     if hasattr(data, "subset"):
         data = data.subset(validation=1000, test=100)
-    controller = ControllerConfig.paper_a(steps_per_action=args.steps_per_action)
+    preset = getattr(ControllerConfig, args.preset)
+    controller = preset(steps_per_action=args.steps_per_action)
     if args.task == "regression_2d":
         controller = controller.replace(
             features=FeatureSpec(features=("train_loss", "val_loss", "log_lr"))
@@ -91,7 +98,7 @@ def main():
         f"jax {jax.__version__}; {args.updates} PPO updates x {args.horizon} actions x "
         f"{args.steps_per_action} trainee steps per episode; validation minibatch "
         f"{args.val_batch_size}, probe {args.probe_size}; "
-        f"episodes batched by {env.engine().batching!r}"
+        f"episodes batched by {env.engine().batching!r}; controller preset {args.preset}"
     )
     if args.breakdown:
         breakdown(env, data)

@@ -50,6 +50,7 @@ gathered across all its episodes (PPO does; a trained controller carries them).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -210,6 +211,30 @@ class TraineeEnv:
             return self.engine(num_episodes).over_items(fn, num_batched_args)(*args)
 
         return run
+
+    def step_episodes(self, keys, state: EnvState, action, data):
+        """:meth:`step` (with auto-reset) over a batch of episodes (leading axis), as PPO's
+        rollout steps them; ``keys[i]`` is episode i's ``key``. Equal to
+        ``over_episodes(step, 3)``.
+
+        Where the episodes are vmapped, a per-episode auto-reset is a select that computes a
+        fresh trainee (its init and first evaluation) for every episode at every action. Here
+        the batch steps without auto-reset and then, only when some episode ended (a real
+        branch, outside the vmap), fresh episodes replace the ended ones: with every episode
+        ending at its horizon, that is once per horizon instead of every action.
+        """
+        if self.engine(len(keys)).batching == "map":  # the per-episode branch is real there
+            return self.over_episodes(self.step, 3)(keys, state, action, data)
+        step = functools.partial(self.step, auto_reset=False)
+        obs, state, reward, done, info = self.over_episodes(step, 3)(keys, state, action, data)
+
+        def replace_ended():
+            fresh = self.over_episodes(self.reset, 1)(keys, data)
+            pick = lambda f, x: jnp.where(done.reshape(done.shape + (1,) * (x.ndim - 1)), f, x)
+            return jax.tree.map(pick, fresh, (obs, state))
+
+        obs, state = jax.lax.cond(done.any(), replace_ended, lambda: (obs, state))
+        return obs, state, reward, done, info
 
     @property
     def train_task(self) -> Task:

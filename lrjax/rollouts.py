@@ -122,9 +122,7 @@ def run_schedules(
     keys = jnp.tile(jax.random.split(key, num_episodes), count)
     per_episode = jnp.repeat(jnp.asarray(schedules), num_episodes, axis=0)
     every = _test_every(env, test_every)
-    flat = _episodes(
-        _run(env, _schedule_episode, every, *global_inputs((keys, per_episode, data)))
-    )
+    flat = _episodes(_run(env, _schedule_episode, every, *global_inputs((keys, per_episode, data))))
     return [flat.select(slice(c * num_episodes, (c + 1) * num_episodes)) for c in range(count)]
 
 

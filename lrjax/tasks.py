@@ -81,6 +81,11 @@ class Task:
         check_choice("conv_impl", impl, CONV_IMPLS)
         return self
 
+    def with_grad_chunk(self, examples: int | None) -> Task:
+        """The same task computing a minibatch's gradient ``examples`` at a time (None: all at
+        once); a task whose minibatch is not split returns itself."""
+        return self
+
     def init(self, key: jax.Array, data: Any) -> Params:
         """Initial params of one trainee (``data``: for problems that fix the start)."""
         raise NotImplementedError
@@ -95,6 +100,10 @@ class Task:
     def loss(self, params: Params, data: Any, key: jax.Array) -> jax.Array:
         """Mean training loss on a minibatch of ``batch_size`` drawn with ``key``."""
         raise NotImplementedError
+
+    def loss_and_grad(self, params: Params, data: Any, key: jax.Array) -> tuple[jax.Array, Params]:
+        """:meth:`loss` and its gradient with respect to ``params`` (what a train step needs)."""
+        return jax.value_and_grad(self.loss)(params, data, key)
 
     def example_losses(self, params: Params, data: Any, key: jax.Array) -> jax.Array:
         """The loss of each example of the minibatch :meth:`loss` draws with ``key``,
@@ -121,6 +130,19 @@ class Task:
         raise NotImplementedError
 
 
+def grad_chunks(batch_size: int, chunk: int | None) -> int:
+    """How many equal chunks a minibatch of ``batch_size`` is split into for at most ``chunk``
+    examples each: the fewest that divide it exactly (1 when ``chunk`` is None or at least
+    the minibatch, or when equal chunks would hold fewer than ``chunk // 4`` examples, e.g. a
+    prime batch size). ``grad_chunks(1000, 128) == 8`` (chunks of 125)."""
+    if chunk is None or chunk >= batch_size:
+        return 1
+    for count in range(-(-batch_size // chunk), batch_size + 1):
+        if batch_size % count == 0:
+            return count if batch_size // count >= max(chunk // 4, 1) else 1
+    return 1
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageClassificationTask(Task):
     """A Flax classifier on a tfds image dataset, cross-entropy loss.
@@ -133,6 +155,12 @@ class ImageClassificationTask(Task):
       eval_batch_size: examples per chunk when evaluating (bounds memory, esp. under vmap).
       output_layer: the output layer's weights in the params (every lrjax model names its
         last layer ``logits``).
+      grad_chunk: examples per forward/backward pass of a training step (None: the whole
+        minibatch at once). The minibatch is split into equal chunks (see
+        :func:`grad_chunks`) and the gradient is the mean of theirs: the same value up to float
+        summation order, with a working set that stays in the CPU's caches (a LeNet-5 step at
+        batch 1000 ran 1.5x faster in chunks of 125, ``BENCHMARKS.md``). The execution engine
+        sets it (``EngineConfig.grad_chunk``).
     """
 
     name: str
@@ -141,10 +169,13 @@ class ImageClassificationTask(Task):
     batch_size: int
     eval_batch_size: int = 1000
     output_layer: str = "logits/kernel"
+    grad_chunk: int | None = None
 
     def __post_init__(self):
         check_positive_int("batch_size", self.batch_size)
         check_positive_int("eval_batch_size", self.eval_batch_size)
+        if self.grad_chunk is not None:
+            check_positive_int("grad_chunk", self.grad_chunk)
 
     @property
     def uses_conv(self) -> bool:
@@ -189,6 +220,27 @@ class ImageClassificationTask(Task):
         images = jnp.take(data.train.images, idx, axis=0)
         labels = jnp.take(data.train.labels, idx, axis=0)
         return self.batch_loss(params, data, images, labels)
+
+    def with_grad_chunk(self, examples: int | None) -> Task:
+        return (
+            self if examples == self.grad_chunk else dataclasses.replace(self, grad_chunk=examples)
+        )
+
+    def loss_and_grad(self, params: Params, data: Dataset, key: jax.Array):
+        chunks = grad_chunks(self.batch_size, self.grad_chunk)
+        if chunks == 1:
+            return super().loss_and_grad(params, data, key)
+        idx = sample_indices(key, data.train.size, self.batch_size).reshape(chunks, -1)
+
+        def add_chunk(total, chunk_idx):
+            images = jnp.take(data.train.images, chunk_idx, axis=0)
+            labels = jnp.take(data.train.labels, chunk_idx, axis=0)
+            loss, grads = jax.value_and_grad(self.batch_loss)(params, data, images, labels)
+            return jax.tree.map(jnp.add, total, (loss, grads)), None
+
+        zero = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
+        total, _ = jax.lax.scan(add_chunk, zero, idx)
+        return jax.tree.map(lambda x: x / chunks, total)
 
     def example_losses(self, params: Params, data: Dataset, key: jax.Array) -> jax.Array:
         idx = sample_indices(key, data.train.size, self.batch_size)

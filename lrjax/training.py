@@ -134,7 +134,7 @@ def train_step(
     use it; other transforms ignore it).
     """
     key, batch_key = jax.random.split(state.key)  # batch_key == minibatch_key(state)
-    loss, grads = jax.value_and_grad(task.loss)(state.params, data, batch_key)
+    loss, grads = task.loss_and_grad(state.params, data, batch_key)
     updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)
     params = optax.apply_updates(state.params, updates)
     new = TraineeState(params=params, opt_state=opt_state, key=key, step=state.step + 1)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lrjax import engine
+from lrjax import engine, tasks
 from lrjax._validation import ConfigError
 
 
@@ -20,6 +20,14 @@ def test_backend_defaults():
     )
     assert vmapped.eval_conv_impl == "patches"  # vmapped XLA convolutions are grouped on CPU
     assert conv.num_devices == len(jax.local_devices())
+    assert (conv.grad_chunk, dense.grad_chunk) == (128, None)
+    assert conv.train_task(_lenet(1000)).grad_chunk == 128
+    whole = engine.resolve(engine.EngineConfig(grad_chunk=1000), uses_conv=True, num_steps=1)
+    assert tasks.grad_chunks(1000, whole.train_task(_lenet(1000)).grad_chunk) == 1
+
+
+def _lenet(batch_size):
+    return tasks.get_task("fashion_cnn", batch_size=batch_size)
 
 
 def test_one_device_rule():

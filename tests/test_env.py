@@ -74,6 +74,32 @@ def test_divergence_ends_only_that_episode_with_a_penalty(problem):
     np.testing.assert_allclose(reward[0], r_alone, rtol=1e-6)
 
 
+@pytest.mark.parametrize("batching", ["vmap", "map"])
+def test_step_episodes_resets_only_the_ended_episodes_as_auto_reset_does(problem, batching):
+    """PPO's batched step (fresh episodes computed once some episode ended, outside the vmap)
+    equals the per-episode auto-reset: a diverging episode and one at its horizon restart, the
+    other continues; then the restarted ones continue and the first ends."""
+    task, data = problem
+    env = make_env(task, horizon=2, engine=EngineConfig(batching=batching, devices=1))
+    keys = jax.random.split(jax.random.key(4), 3)
+    _, states = jax.vmap(env.reset, in_axes=(0, None))(keys, data)
+    states = states.replace(t=jnp.array([0, 1, 0]))  # episode 1 is at its last action
+    actions = jnp.array([0.1, 0.1, 9.0])  # episode 2 diverges (LR at its ceiling, x e^9)
+    per_episode = jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None)))
+    batched = jax.jit(env.step_episodes)
+    for i, action in enumerate([actions, jnp.zeros(3)]):
+        k = jax.random.split(jax.random.key(10 + i), 3)
+        expected = per_episode(k, states, action, data)
+        got = batched(k, states, action, data)
+        # First action: 1 at its horizon, 2 diverged; second: 0 at its horizon.
+        assert got[3].tolist() == [[False, True, True], [True, False, False]][i]
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+            if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
+                a, b = jax.random.key_data(a), jax.random.key_data(b)
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+        states = got[1]
+
+
 @pytest.mark.parametrize("reward", ["val_loss", "loss_decrement", "final"])
 def test_rewards(problem, reward):
     task, data = problem

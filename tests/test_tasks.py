@@ -153,3 +153,38 @@ def test_batch_size_larger_than_split(fashion_mnist):
     task = tasks.get_task("fashion_cnn", batch_size=60_000)
     with pytest.raises(ConfigError, match="batch_size=60000 is larger than the split"):
         task.load_data()
+
+
+@pytest.mark.parametrize(
+    ("batch", "chunk", "count"),
+    [
+        (1000, 128, 8),
+        (128, 128, 1),
+        (256, 128, 2),
+        (50, 128, 1),
+        (1000, None, 1),
+        (97, 16, 1),
+        (96, 40, 3),
+    ],
+)
+def test_grad_chunks_are_equal_and_at_most_the_chunk(batch, chunk, count):
+    assert tasks.grad_chunks(batch, chunk) == count
+
+
+def test_chunked_gradient_equals_the_whole_minibatch(fashion_mnist):
+    """The minibatch's gradient computed 25 examples at a time is the whole minibatch's (up to
+    float summation order), on the same examples; the chunked step trains the same."""
+    data = fashion_mnist.subset(validation=100, test=100)
+    whole = tasks.get_task("fashion_cnn", batch_size=100)
+    chunked = whole.with_grad_chunk(25)
+    params = whole.init(jax.random.key(0))
+    key = jax.random.key(1)
+    loss, grads = jax.jit(whole.loss_and_grad)(params, data, key)
+    loss_c, grads_c = jax.jit(chunked.loss_and_grad)(params, data, key)
+    np.testing.assert_allclose(loss_c, whole.loss(params, data, key), rtol=1e-5)
+    np.testing.assert_allclose(loss_c, loss, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_c), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert chunked.with_grad_chunk(25) is chunked
+    with pytest.raises(ConfigError, match="grad_chunk"):
+        whole.with_grad_chunk(0)

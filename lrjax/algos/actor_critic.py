@@ -227,7 +227,7 @@ class ActorCritic:
         q_net = self._critic()
         trainee = learner.trainee
         key, batch_i = jax.random.split(trainee.key)  # as training.train_step draws x_i
-        loss, grads = jax.value_and_grad(train_task.loss)(trainee.params, data, batch_i)
+        loss, grads = train_task.loss_and_grad(trainee.params, data, batch_i)
         raw = self._raw(trainee.params, loss, learner.lr, trainee.step)
         obs, normaliser = self._observe(learner.normaliser, obs_stats, raw)
         carry, u, _ = actor_step(actor, learner.carry, obs, c)

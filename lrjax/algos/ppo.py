@@ -254,7 +254,7 @@ class PPO:
         action = sample_action(k_act, mean, log_std)
         log_prob = gaussian_log_prob(action, mean, log_std)
         value = self._value(runner.params["critic"], obs, progress)
-        next_obs, env_state, reward, done, info = self.env.over_episodes(self.env.step, 3)(
+        next_obs, env_state, reward, done, info = self.env.step_episodes(
             jax.random.split(k_env, cfg.num_envs), runner.env_state, action, data
         )
         scaler, scaled = runner.reward_scaler, reward
