@@ -39,6 +39,7 @@ from lrjax.controller import (  # noqa: E402
     init_actor_params,
     initial_carry,
 )
+from lrjax.engine import EngineConfig  # noqa: E402
 from lrjax.env import EnvConfig, TraineeEnv  # noqa: E402
 from lrjax.features import FeatureSpec  # noqa: E402
 
@@ -53,6 +54,14 @@ def fixed_sgd(hp):
     """SGD at LR 0.01: one module-level function, so the engine reuses its compiled programs
     across calls (its runner cache compares ``make_tx`` by identity)."""
     return optax.sgd(0.01)
+
+
+def fixed_adam(hp):
+    """Adam at LR 1e-3 (module-level, as :func:`fixed_sgd`)."""
+    return optax.adam(1e-3)
+
+
+FIXED_LR = {"sgd": fixed_sgd, "adam": fixed_adam}
 
 
 def main():
@@ -70,10 +79,21 @@ def main():
         choices=["paper_a", "lrjax"],
         help="controller preset (lrjax: the one `lrjax train` uses)",
     )
+    p.add_argument(
+        "--one-device",
+        action="store_true",
+        help="keep vmapped episodes on one device (the library default) instead of what "
+        "`lrjax train` does (EngineConfig(shard_vmapped=True))",
+    )
+    p.add_argument("--batch-size", type=int, default=None, help="trainee minibatch")
+    p.add_argument("--optimizer", default="sgd", choices=sorted(FIXED_LR))
     p.add_argument("--host-loop", action="store_true")
+    p.add_argument("--host-max-episodes", type=int, default=128)
     p.add_argument("--breakdown", action="store_true")
     args = p.parse_args()
-    task = tasks.get_task(args.task)
+    task = tasks.get_task(
+        args.task, **({} if args.batch_size is None else {"batch_size": args.batch_size})
+    )
     data = task.load_data(jax.random.key(0))
     if hasattr(data, "subset"):
         data = data.subset(validation=1000, test=100)
@@ -88,6 +108,8 @@ def main():
         EnvConfig(
             controller=controller,
             horizon=args.horizon,
+            optimizer=args.optimizer,
+            engine=EngineConfig(shard_vmapped=not args.one_device),
             val_batch_size=args.val_batch_size,
             probe_size=args.probe_size,
         ),
@@ -96,15 +118,18 @@ def main():
     print(
         f"{args.task}: backend {jax.default_backend()}, {jax.local_device_count()} device(s), "
         f"jax {jax.__version__}; {args.updates} PPO updates x {args.horizon} actions x "
-        f"{args.steps_per_action} trainee steps per episode; validation minibatch "
+        f"{args.steps_per_action} trainee steps per episode ({args.optimizer}, batch "
+        f"{task.batch_size}); validation minibatch "
         f"{args.val_batch_size}, probe {args.probe_size}; "
-        f"episodes batched by {env.engine().batching!r}; controller preset {args.preset}"
+        f"episodes batched by {env.engine().batching!r} over "
+        f"{'1 device' if args.one_device else 'all devices'}; controller preset {args.preset}"
     )
     if args.breakdown:
         breakdown(env, data)
+    host = f" {'host st/s':>10s} {'PPO/host':>9s}" if args.host_loop else ""
     print(
         f"{'N':>5s} {'compile s':>10s} {'PPO st/s':>10s} {'fixed-LR st/s':>14s} "
-        f"{'RL overhead':>12s}"
+        f"{'RL overhead':>12s}{host}"
     )
     for n in [int(x) for x in args.n.split(",")]:
         ppo = PPO(
@@ -119,22 +144,28 @@ def main():
         _, ppo_s = timed(compiled, runner, data)
         steps = n * per_episode * args.updates
         keys = jax.random.split(jax.random.key(1), n)
-        fixed_s = fixed_lr_seconds(task, keys, data, per_episode * args.updates)
-        print(
+        fixed_s = fixed_lr_seconds(
+            task, FIXED_LR[args.optimizer], keys, data, per_episode * args.updates
+        )
+        row = (
             f"{n:5d} {compile_s:10.1f} {steps / ppo_s:10.1f} {steps / fixed_s:14.1f} "
-            f"{ppo_s / fixed_s:11.2f}x",
-            flush=True,
+            f"{ppo_s / fixed_s:11.2f}x"
         )
+        if args.host_loop:
+            episodes = min(n, args.host_max_episodes)
+            rate = host_loop_rate(env, data, episodes)
+            row += f" {rate:10.1f} {steps / ppo_s / rate:8.2f}x"
+            row += "" if episodes == n else f" (host: {episodes} episodes)"
+        print(row, flush=True)
     if args.host_loop:
-        host = host_loop_rate(env, data, episodes=2)
         print(
-            f"host-driven loop (episodes one after another; per action a jitted controller "
-            f"step, {args.steps_per_action} jitted trainee steps and the jitted observation, "
-            f"each called from Python): {host:.1f} trainee st/s; compare the PPO column"
+            f"host: the host-driven loop on N episodes one after another (per action a jitted "
+            f"controller step, {args.steps_per_action} jitted trainee steps and the jitted "
+            "observation, each called from Python; it acts only, PPO also learns)"
         )
 
 
-def fixed_lr_seconds(task, keys, data, num_steps):
+def fixed_lr_seconds(task, make_tx, keys, data, num_steps):
     """Seconds the training engine (``lrjax.training.train``, backend defaults) takes for
     ``num_steps`` steps of each trainee at a fixed LR, measured as a marginal cost:
     (time of m * num_steps - time of num_steps) / (m - 1), so one-off costs (init, the final
@@ -142,7 +173,7 @@ def fixed_lr_seconds(task, keys, data, num_steps):
 
     def seconds(steps):
         start = time.perf_counter()
-        training.train(task, fixed_sgd, keys, data, steps)
+        training.train(task, make_tx, keys, data, steps)
         return time.perf_counter() - start
 
     seconds(num_steps)  # compile

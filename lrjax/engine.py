@@ -76,6 +76,11 @@ class EngineConfig:
       grad_chunk: examples per forward/backward pass of a conv trainee's training step (its
         minibatch split into equal chunks, the gradient their mean); a value at least the
         batch size computes the minibatch at once.
+      shard_vmapped: split vmapped RL episodes over the devices too (default False: they stay
+        on one device, so that a whole training can be vmapped again, ``vmap(ppo.train)``).
+        A training driven from the host (``lrjax train``, :func:`lrjax.algos.runner.run`)
+        is never vmapped again: ``lrjax train`` sets it, and PPO's update on fashion_mlp at
+        32 episodes ran 1.35x faster on this 2-core CPU (``BENCHMARKS.md``).
     """
 
     chunk_size: int | None = None
@@ -85,6 +90,7 @@ class EngineConfig:
     conv_impl: str | None = None
     eval_conv_impl: str | None = None
     grad_chunk: int | None = None
+    shard_vmapped: bool = False
 
     def __post_init__(self):
         for f in ("chunk_size", "unroll", "devices", "grad_chunk"):
@@ -221,7 +227,7 @@ def resolve(
     if distributed.is_multiprocess():  # every process takes part, even with fewer items
         count = len(available)
     else:
-        spread = batching == "map" or shard_vmapped
+        spread = batching == "map" or shard_vmapped or config.shard_vmapped
         count = min(config.devices or (len(available) if spread else 1), len(available))
         count = min(count, num_items or count)
     return Engine(

@@ -38,6 +38,11 @@ def test_one_device_rule():
     assert two.padded(5) == 5 + (5 % two.num_devices)
     capped = engine.resolve(engine.EngineConfig(devices=1), uses_conv=False, num_steps=1)
     assert capped.num_devices == 1
+    # Vmapped RL episodes stay on one device unless the config (lrjax train's) spreads them.
+    kw = dict(uses_conv=False, num_steps=1, num_items=8, shard_vmapped=False)
+    assert engine.resolve(None, **kw).num_devices == 1
+    spread = engine.resolve(engine.EngineConfig(shard_vmapped=True), **kw)
+    assert spread.num_devices == min(2, len(jax.local_devices()))
 
 
 @pytest.mark.parametrize("batching", ["vmap", "map"])

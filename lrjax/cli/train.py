@@ -252,7 +252,10 @@ def _setup(args):
     """The task, the environment (PPO's; None for the actor-critic), the algorithm and the
     run's signature, from the arguments."""
     from lrjax import tasks
+    from lrjax.engine import EngineConfig
 
+    # Driven from the host, never vmapped again: vmapped episodes may use every host device.
+    host_driven = EngineConfig(shard_vmapped=True)
     _resolve(args)
     overrides = {} if args.batch_size is None else {"batch_size": args.batch_size}
     task = tasks.get_task(args.task, **overrides)
@@ -278,6 +281,7 @@ def _setup(args):
         }
         config = ActorCriticConfig(
             controller=controller,
+            engine=host_driven,
             mode=args.mode,
             optimizer=args.optimizer,
             num_envs=args.num_envs,
@@ -294,6 +298,7 @@ def _setup(args):
 
     env_config = EnvConfig(
         controller=controller,
+        engine=host_driven,
         optimizer=args.optimizer,
         horizon=args.horizon,
         reward=args.reward,
