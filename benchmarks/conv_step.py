@@ -18,7 +18,8 @@ convolution (``patches``: image patches + one matmul, with reshape pooling;
 ``xla``: ``lax.conv_general_dilated`` with ``nn.max_pool``, i.e. flax's stock layers).
 The FLOP count is XLA's own cost analysis of the compiled step; GFLOP/s = that / step time.
 Each configuration runs in a subprocess of its own, because the host device count is fixed
-when jax starts.
+when jax starts. ``--torch-python PY`` first times the same LeNet-5 step in PyTorch with the
+Python ``PY`` (``torch_lenet_step.py``; torch is not an lrjax dependency), torch using all cores.
 """
 
 from __future__ import annotations
@@ -71,7 +72,10 @@ def measure(
             lambda v: v[None], step(jax.tree.map(lambda v: v[0], s), d)
         )
         fn = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P("i"), P()), out_specs=P("i")))
-    compiled = jax.jit(step).lower(jax.tree.map(lambda v: v[0], states), data).compile()
+    # FLOPs of the unchunked step (XLA's cost analysis counts a loop's body once).
+    whole = task.with_grad_chunk(None)
+    whole_step = lambda s, d: training.train_step(whole, tx, s, d)[0]
+    compiled = jax.jit(whole_step).lower(jax.tree.map(lambda v: v[0], states), data).compile()
     flops = (compiled.cost_analysis() or {}).get("flops", float("nan"))
     states = jax.block_until_ready(fn(states, data))  # compile + warm up
     states = jax.block_until_ready(fn(states, data))
@@ -107,6 +111,11 @@ def main() -> None:
         default="none,128",
         help="gradient chunk sizes (EngineConfig.grad_chunk; none: the minibatch at once)",
     )
+    p.add_argument(
+        "--torch-python",
+        default=None,
+        help="a Python with torch: also time the same LeNet-5 step in PyTorch (first rows)",
+    )
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: one configuration, as JSON
     args = p.parse_args()
     if args.one:
@@ -116,12 +125,33 @@ def main() -> None:
         f"{'task':12s} {'impl':8s} {'chunks':>6s} {'dev':>3s} {'batch':>5s} {'step ms':>8s} "
         f"{'images/s':>9s} {'GFLOP/s':>8s} {'GFLOP/step':>10s}"
     )
+    if args.torch_python:
+        _torch_rows(args.torch_python, args.batches, args.steps)
     chunks = [None if c == "none" else int(c) for c in args.chunks.split(",")]
     for devices in map(int, args.devices.split(",")):
         for impl in args.impls.split(","):
             for chunk in chunks:
                 for batch in map(int, args.batches.split(",")):
                     _row(args.task, batch, impl, devices, args.steps, chunk)
+
+
+def _torch_rows(python: str, batches: str, steps: int) -> None:
+    """The PyTorch peer (``torch_lenet_step.py``) in the same run, with ``python``."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_lenet_step.py")
+    out = subprocess.run(
+        [python, script, "--batches", batches, "--steps", str(steps)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for line in out.stdout.splitlines():
+        r = json.loads(line)
+        name = f"torch {r['torch'].split('+')[0]}"
+        print(
+            f"{'fashion_cnn':12s} {name:8s} {1:6d} {'all':>3s} {r['batch']:5d} "
+            f"{1e3 * r['step_s']:8.1f} {r['images_s']:9.0f} {'':>8s} {'':>10s}",
+            flush=True,
+        )
 
 
 def _row(task_name, batch, impl, devices, steps, chunk) -> None:

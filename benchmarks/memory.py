@@ -13,8 +13,11 @@ For each task and N, in a fresh subprocess (so that peaks do not mix):
   N = 512 takes tens of minutes here).
 
 The settings are those of ``lrjax train`` (the lrjax controller preset, horizon 40, 10 steps per
-action, reward ``loss_decrement``); 24 GiB is this machine, 80 GiB an A100/H100's memory. The
-largest N that fits is extrapolated linearly from the per-episode growth.
+action, reward ``loss_decrement``, episodes over the host devices); 24 GiB is this machine, 80 GiB
+an A100/H100's memory. The largest N that fits is extrapolated linearly from the per-episode
+growth. The CPU layout runs conv trainees one after another, so its memory hardly grows with N;
+``--gpu-layout`` compiles (on this CPU) the program a GPU runs by default, every episode vmapped
+with XLA's convolutions, whose buffers are what an accelerator's memory must hold.
 """
 
 from __future__ import annotations
@@ -29,20 +32,31 @@ import sys
 GIB = 2**30
 
 
-def measure(task_name: str, n: int, run: bool, horizon: int) -> dict:
+def measure(task_name: str, n: int, run: bool, horizon: int, gpu_layout: bool = False) -> dict:
     import jax
 
     from lrjax import tasks
     from lrjax.algos import runner
     from lrjax.algos.ppo import PPO, PPOConfig
     from lrjax.controller import ControllerConfig
+    from lrjax.engine import EngineConfig
     from lrjax.env import EnvConfig, TraineeEnv
 
     task = tasks.get_task(task_name)
     data = task.load_data(jax.random.key(0))
+    engine = EngineConfig(shard_vmapped=True)  # as lrjax train
+    if gpu_layout:  # the GPU defaults: vmapped, XLA's convolutions, whole minibatches, 1 device
+        engine = EngineConfig(
+            batching="vmap", conv_impl="xla", eval_conv_impl="xla", grad_chunk=10**6, devices=1
+        )
     env = TraineeEnv(
         task,
-        EnvConfig(controller=ControllerConfig.lrjax(), horizon=horizon, reward="loss_decrement"),
+        EnvConfig(
+            controller=ControllerConfig.lrjax(),
+            horizon=horizon,
+            reward="loss_decrement",
+            engine=engine,
+        ),
     )
     ppo = PPO(env, PPOConfig(num_envs=n, num_updates=1, num_minibatches=2 if n > 1 else 1))
     state = jax.jit(ppo.init)(jax.random.key(0), data)
@@ -72,6 +86,12 @@ def main() -> None:
     p.add_argument("--n", default="1,8,32,128,512")
     p.add_argument("--run-max", default="fashion_mlp=128,fashion_cnn=8")
     p.add_argument("--horizon", type=int, default=40)
+    p.add_argument(
+        "--gpu-layout",
+        action="store_true",
+        help="compile with the GPU defaults (vmapped episodes, XLA convolutions, one device) "
+        "to estimate an accelerator's needs; nothing is run",
+    )
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: one configuration, as JSON
     args = p.parse_args()
     if args.one:
@@ -85,8 +105,9 @@ def main() -> None:
     for task in args.tasks.split(","):
         previous = None
         for n in map(int, args.n.split(",")):
-            run = n <= int(run_max.get(task, 0))
+            run = n <= int(run_max.get(task, 0)) and not args.gpu_layout
             one = dict(task_name=task, n=n, run=run, horizon=args.horizon)
+            one["gpu_layout"] = args.gpu_layout
             out = subprocess.run(
                 [sys.executable, __file__, "--one", json.dumps(one)],
                 env=dict(os.environ),
