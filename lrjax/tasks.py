@@ -232,14 +232,18 @@ class ImageClassificationTask(Task):
             return super().loss_and_grad(params, data, key)
         idx = sample_indices(key, data.train.size, self.batch_size).reshape(chunks, -1)
 
-        def add_chunk(total, chunk_idx):
+        def chunk_loss_and_grad(chunk_idx):
             images = jnp.take(data.train.images, chunk_idx, axis=0)
             labels = jnp.take(data.train.labels, chunk_idx, axis=0)
-            loss, grads = jax.value_and_grad(self.batch_loss)(params, data, images, labels)
-            return jax.tree.map(jnp.add, total, (loss, grads)), None
+            return jax.value_and_grad(self.batch_loss)(params, data, images, labels)
 
-        zero = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
-        total, _ = jax.lax.scan(add_chunk, zero, idx)
+        # The sum starts from the first chunk (not from zeros, which inside a user's shard_map
+        # would not vary over its axis as the chunks' gradients do).
+        add = lambda total, chunk_idx: (
+            jax.tree.map(jnp.add, total, chunk_loss_and_grad(chunk_idx)),
+            None,
+        )
+        total, _ = jax.lax.scan(add, chunk_loss_and_grad(idx[0]), idx[1:])
         return jax.tree.map(lambda x: x / chunks, total)
 
     def example_losses(self, params: Params, data: Dataset, key: jax.Array) -> jax.Array:

@@ -186,5 +186,17 @@ def test_chunked_gradient_equals_the_whole_minibatch(fashion_mnist):
     for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_c), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     assert chunked.with_grad_chunk(25) is chunked
+    # Inside a user's shard_map (default checks), one trainee per device.
+    mesh = jax.sharding.Mesh(jax.devices()[:1], ("i",))
+    spec = jax.sharding.PartitionSpec
+    per_device = jax.shard_map(
+        lambda p: chunked.loss_and_grad(jax.tree.map(lambda x: x[0], p), data, key)[0][None],
+        mesh=mesh,
+        in_specs=spec("i"),
+        out_specs=spec("i"),
+    )
+    np.testing.assert_allclose(
+        jax.jit(per_device)(jax.tree.map(lambda x: x[None], params))[0], loss, rtol=1e-5
+    )
     with pytest.raises(ConfigError, match="grad_chunk"):
         whole.with_grad_chunk(0)
