@@ -377,3 +377,26 @@ def test_save_checks_the_normaliser(tmp_path):
     with pytest.raises(ConfigError, match=r"'mean' has shape \(3,\)"):
         save_controller(tmp_path / "c", ctrl)
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("spec", "x", "saved feature spec is 'x'"),
+        ("spec", -1, "saved feature spec is -1"),
+        ("spec", {"features": "train_loss"}, "saved feature spec does not match"),
+        ("list", 7, "saved feature list is 7"),
+        ("list", [1], "saved feature 1 is neither"),
+        ("list", [{"name": "f"}], "is neither a feature name nor"),
+    ],
+)
+def test_malformed_feature_spec_is_a_clear_error(tmp_path, field, value, match):
+    """Found by an outside user: these raised a bare ValueError, TypeError or KeyError."""
+    path = save_controller(tmp_path / "c", _controller(SMALL))
+    meta = json.loads((path / "metadata.json").read_text())
+    if field == "spec":
+        meta["config"]["features"] = value
+    else:
+        meta["config"]["features"]["features"] = value
+    (path / "metadata.json").write_text(json.dumps(meta))
+    _assert_config_error(path, match)

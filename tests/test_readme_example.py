@@ -17,7 +17,7 @@ def _code() -> str:
 
 def test_example_is_short():
     lines = [line for line in _code().splitlines() if line.strip()]
-    assert 10 <= len(lines) <= 20, len(lines)
+    assert 10 <= len(lines) <= 22, len(lines)  # 22 since skip_nonfinite wraps the chain
 
 
 def test_example_runs_and_trains(capsys):

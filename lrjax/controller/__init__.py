@@ -23,6 +23,7 @@ from lrjax.controller.actor import (
 )
 from lrjax.controller.config import ACTION_MODES, ControllerConfig
 from lrjax.controller.io import FORMAT_VERSION, load_controller, save_controller
+from lrjax.controller.nonfinite import SkipNonfiniteState, skip_nonfinite
 from lrjax.controller.transform import (
     ControllerState,
     apply_gradients,
@@ -54,4 +55,6 @@ __all__ = [
     "reset_carry",
     "save_controller",
     "scale_by_controller",
+    "skip_nonfinite",
+    "SkipNonfiniteState",
 ]

@@ -171,7 +171,13 @@ def load_controller(
     if version == 1 and isinstance(config_json, dict) and "act_every" in config_json:
         config_json = dict(config_json)
         config_json["steps_per_action"] = config_json.pop("act_every")
-    config = ControllerConfig.from_json(config_json, custom_features)
+    try:
+        config = ControllerConfig.from_json(config_json, custom_features)
+    except (TypeError, ValueError, KeyError, AttributeError) as e:  # a field of the wrong shape
+        raise ConfigError(
+            f"The saved controller config in {str(meta_file)!r} is malformed ({type(e).__name__}: "
+            f"{e}); re-save the controller with lrjax.save_controller."
+        ) from e
     params_file = path / PARAMS_FILE
     if not params_file.is_file():
         raise FileNotFoundError(f"The controller at {str(path)!r} lacks {PARAMS_FILE}.")

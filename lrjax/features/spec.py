@@ -132,14 +132,30 @@ class FeatureSpec:
         Returns:
           The :class:`FeatureSpec`.
         """
+        expected = [f.name for f in dataclasses.fields(cls)]
+        if not isinstance(data, Mapping):
+            raise ConfigError(
+                f"The saved feature spec is {data!r}: expected an object with the keys {expected}."
+            )
         data = dict(data)
-        _check_keys("feature spec", data, [f.name for f in dataclasses.fields(cls)])
+        _check_keys("feature spec", data, expected)
+        if not isinstance(data["features"], list | tuple):
+            raise ConfigError(
+                f"The saved feature list is {data['features']!r}: expected a list of feature "
+                "names (or user-defined feature descriptions)."
+            )
         custom = {f.name: f for f in custom_features}
         feats = []
         for entry in data.pop("features"):
             if isinstance(entry, str):
                 feats.append(entry)
                 continue
+            keys = ("name", "inputs", "log", "normalise")
+            if not isinstance(entry, Mapping) or any(k not in entry for k in keys):
+                raise ConfigError(
+                    f"The saved feature {entry!r} is neither a feature name nor a user-defined "
+                    f"feature's description (an object with the keys {list(keys)})."
+                )
             name = entry["name"]
             if name not in custom:
                 raise ConfigError(
