@@ -135,7 +135,9 @@ def read_tuning(data: Mapping[str, Any], names: Sequence[str] | None = None) -> 
         if names is not None and t["name"] not in names:
             continue
         base = dataclasses.replace(BASELINES[t["name"]], grid=tuple(t["lrs"]))
-        out.append(Tuned(base, tuple(t["lrs"]), tuple(t["validation_loss"]), data["task"]))
+        # Strict JSON stores a diverged grid point's infinite loss as null.
+        losses = tuple(np.inf if v is None else v for v in t["validation_loss"])
+        out.append(Tuned(base, tuple(t["lrs"]), losses, data["task"]))
     return out
 
 

@@ -114,7 +114,9 @@ def test_train_ppo_writes_controller_metrics_and_plots(tmp_path, capsys):
     assert "ppo - method: test loss [95% CI]" in printed
     tuning = json.loads((results / "tuning.json").read_text())
     for t in tuning["baselines"]:
-        losses = dict(zip(t["lrs"], t["validation_loss"], strict=True))
+        inf = float("inf")  # a diverged grid point is null in the (strict) JSON
+        pairs = zip(t["lrs"], t["validation_loss"], strict=True)
+        losses = {lr: inf if v is None else v for lr, v in pairs}
         assert t["best_lr"] == min(losses, key=losses.get)
         # extended past an end winner, then refined around it: a worse LR on both sides, or
         # the grid's end is flagged (6-step episodes here: Adam wants ever larger LRs)
@@ -229,3 +231,22 @@ def test_train_actor_critic_writes_controller_metrics_plots_and_resumes(tmp_path
     assert "--horizon is not allowed with --algo actor-critic" in capsys.readouterr().err
     assert cli.main(["train", "--task", "regression_2d", "--gamma", "0.5"]) == 2
     assert "--gamma is not allowed with --algo ppo" in capsys.readouterr().err
+
+
+def test_json_files_are_strict_and_tuning_reads_diverged_points_back():
+    """A diverged run's loss (inf) or a NaN used to be written as Infinity / NaN, which strict
+    JSON parsers reject; they are null now, and tuning files read null back as inf."""
+    import numpy as np
+
+    from lrjax.cli._common import strict_json
+    from lrjax.protocol import read_tuning
+
+    value = {"a": float("nan"), "b": [np.float32(np.inf), 1.0], "c": np.arange(2), 3: -np.inf}
+    text = json.dumps(strict_json(value), allow_nan=False)
+    assert json.loads(text) == {"a": None, "b": [None, 1.0], "c": [0, 1], "3": None}
+    tuning = {
+        "task": "t",
+        "baselines": [{"name": "constant", "lrs": [0.1, 1.0], "validation_loss": [0.5, None]}],
+    }
+    (tuned,) = read_tuning(json.loads(json.dumps(tuning)))
+    assert tuned.validation_loss == (0.5, np.inf) and tuned.best_lr == 0.1

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import math
 import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 
 def add_data_options(p) -> None:
@@ -52,3 +58,26 @@ def parse_floats(field: str, text: str) -> list[float]:
         raise ConfigError(
             f"{field}={text!r} is not allowed: expected comma-separated numbers, e.g. 0.1,0.01."
         ) from None
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, +-Infinity: a diverged run's loss) replaced by
+    None and numpy scalars and arrays turned into Python ones, so that the JSON lrjax writes
+    parses in strict parsers (which reject ``NaN`` and ``Infinity``)."""
+    if isinstance(value, dict):
+        return {str(k): strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return strict_json(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: Path, value: Any) -> Path:
+    """Write ``value`` as strict JSON (see :func:`strict_json`), indented."""
+    path.write_text(json.dumps(strict_json(value), indent=1, allow_nan=False))
+    return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -103,7 +102,7 @@ def run(args) -> int:
         "curves": {r.name: r.curves() for r in runs},
     }
     json_path = out / f"{args.task}.json"
-    json_path.write_text(json.dumps(results, indent=1, default=float))
+    _common.write_json(json_path, results)
     png_path = plots.plot_sweeps(
         runs,
         out / f"{args.task}.png",

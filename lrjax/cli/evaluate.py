@@ -204,8 +204,7 @@ def _write_evaluation(out: Path, result, tuned_on: dict[str, str]) -> Path:
         },
     }
     path = out / "evaluation.json"
-    path.write_text(json.dumps(saved, indent=1))
-    return path
+    return _common.write_json(path, saved)
 
 
 def run(args) -> int:
@@ -234,7 +233,7 @@ def run(args) -> int:
                 "baselines": [t.to_json() for t in here],
             }
             path = _per_task(out, "tuning", ".json", task, several)
-            path.write_text(json.dumps(saved, indent=1))
+            _common.write_json(path, saved)
         print(f"{task}: baselines", flush=True)
         _print_tuned(tuned)
         tuned_on[task] = ", ".join(

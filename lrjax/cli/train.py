@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import time
 from pathlib import Path
 
@@ -403,7 +402,7 @@ def _evaluate_after_training(args, env, trained, key, data, out, result, trainee
     }
     if not distributed.is_primary():
         return
-    (out / "evaluation.json").write_text(json.dumps(summary, indent=1))
+    _common.write_json(out / "evaluation.json", summary)
     plots.plot_comparison(
         comparison,
         out / "evaluation.png",
