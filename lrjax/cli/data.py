@@ -54,8 +54,14 @@ def run(args) -> int:
             args.name, raw_dir=args.raw_dir, data_dir=args.data_dir, overwrite=args.overwrite
         )
         return 0
+    from lrjax.data.prepare import cache_problem
+
     root = catalog.data_dir(args.data_dir)
     for name in catalog.DATASETS:
         path = catalog.cache_path(name, root)
-        print(f"{name:15s} {'prepared  ' + str(path) if path.exists() else 'not prepared'}")
+        problem = cache_problem(path) if path.exists() else "not prepared"
+        state = f"prepared  {path}" if problem is None else problem
+        if path.exists() and problem is not None:
+            state = f"broken    {path}: {problem}; lrjax data prepare {name} --overwrite"
+        print(f"{name:15s} {state}")
     return 0

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 
 import jax
 import numpy as np
@@ -85,17 +86,58 @@ def load_dataset(
 
 
 def read_cache(path: os.PathLike) -> dict[str, np.ndarray]:
-    """The arrays of a cache file, after checking its format version."""
-    with np.load(path) as f:
-        meta = json.loads(str(f["meta"]))
-        version = meta.get("format_version")
-        if version != SUPPORTED_CACHE_VERSION:
+    """The arrays of a cache file, checked: its format version, and (for a dataset lrjax knows)
+    that it holds uint8 images of the dataset's shape and one label in range per image. A truncated,
+    foreign or wrong-array file is a :class:`ConfigError` saying how to prepare it again, not a
+    ``BadZipFile`` or ``KeyError`` or a model that trains to NaN on out-of-range labels."""
+    redo = f"re-run: lrjax data prepare NAME --overwrite (the cache is {path})"
+    try:
+        with np.load(path) as f:
+            meta = json.loads(str(f["meta"]))
+            arrays = {k: f[k] for k in f.files if k != "meta"}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        raise ConfigError(
+            f"cache {path} is unreadable ({type(e).__name__}: {e}): it is truncated or not an "
+            f"lrjax cache; {redo}."
+        ) from e
+    name = meta.get("name") if isinstance(meta, dict) else None
+    redo = redo.replace("NAME", str(name))
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if version != SUPPORTED_CACHE_VERSION:
+        raise ConfigError(
+            f"cache {path} has format_version={version!r}; this lrjax reads version "
+            f"{SUPPORTED_CACHE_VERSION}. Re-run: lrjax data prepare {name} --overwrite"
+        )
+    if name in catalog.DATASETS:
+        _check_cache_arrays(arrays, catalog.get_spec(name), redo)
+    return arrays
+
+
+def _check_cache_arrays(arrays: dict[str, np.ndarray], spec, redo: str) -> None:
+    """The four arrays of a cache against the dataset's spec."""
+    for split in ("train", "test"):
+        images, labels = arrays.get(f"{split}_images"), arrays.get(f"{split}_labels")
+        if images is None or labels is None:
             raise ConfigError(
-                f"cache {path} has format_version={version!r}; this lrjax reads version "
-                f"{SUPPORTED_CACHE_VERSION}. Re-run: lrjax data prepare {meta.get('name')} "
-                "--overwrite"
+                f"cache of {spec.name} lacks its {split}_images or {split}_labels array "
+                f"(it has {sorted(arrays)}); {redo}."
             )
-        return {k: f[k] for k in f.files if k != "meta"}
+        if images.dtype != np.uint8 or images.shape[1:] != spec.image_shape:
+            raise ConfigError(
+                f"cache of {spec.name} holds {split}_images of {images.dtype} {images.shape}: "
+                f"expected uint8 (examples, {', '.join(map(str, spec.image_shape))}); {redo}."
+            )
+        count = images.shape[0]
+        if labels.shape != (count,) or not np.issubdtype(labels.dtype, np.integer):
+            raise ConfigError(
+                f"cache of {spec.name} holds {split}_labels of {labels.dtype} {labels.shape}: "
+                f"expected integers of shape ({count},), one per image; {redo}."
+            )
+        if labels.size and (labels.min() < 0 or labels.max() >= spec.num_classes):
+            raise ConfigError(
+                f"cache of {spec.name} holds {split}_labels in [{labels.min()}, {labels.max()}]: "
+                f"expected 0 .. {spec.num_classes - 1}; {redo}."
+            )
 
 
 def make_dataset(

@@ -247,6 +247,17 @@ def _decode_split(tfds, builder, split: str, spec) -> tuple[np.ndarray, np.ndarr
     return images, labels
 
 
+def cache_problem(path: Path) -> str | None:
+    """What is wrong with the cache at ``path`` (None: it reads and checks out)."""
+    from lrjax.data.loader import read_cache
+
+    try:
+        read_cache(path)
+    except ConfigError as e:
+        return str(e).split(";")[0]
+    return None
+
+
 def prepare_dataset(
     name: str,
     *,
@@ -278,9 +289,13 @@ def prepare_dataset(
     root = catalog.data_dir(data_dir)
     out = catalog.cache_path(name, root)
     if out.exists() and not overwrite:
-        if verbose:
-            print(f"{name}: cache already at {out}")
-        return out
+        problem = cache_problem(out)
+        if problem is None:
+            if verbose:
+                print(f"{name}: cache already at {out}")
+            return out
+        if verbose:  # a truncated or wrong cache is prepared again, not called prepared
+            print(f"{name}: the cache at {out} is broken ({problem}); preparing it again")
     raw = catalog.raw_dir(raw_dir)
     manual = None
     if raw is not None:
