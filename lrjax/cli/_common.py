@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +84,31 @@ def write_json(path: Path, value: Any) -> Path:
     """Write ``value`` as strict JSON (see :func:`strict_json`), indented."""
     path.write_text(json.dumps(strict_json(value), indent=1, allow_nan=False))
     return path
+
+
+def add_distributed_options(p) -> None:
+    """The options that start JAX's multi-process runtime (:mod:`lrjax.distributed`)."""
+    g = p.add_argument_group(
+        "multi-process (jax.distributed; one process per host, episodes split across them)"
+    )
+    g.add_argument("--coordinator-address", default=None, help="host:port of process 0")
+    g.add_argument("--num-processes", type=int, default=None, help="processes taking part")
+    g.add_argument("--process-id", type=int, default=None, help="this process's index (0..N-1)")
+    g.add_argument(
+        "--distributed",
+        action="store_true",
+        help="start jax.distributed with what the cluster says (SLURM, Open MPI, Cloud TPU)",
+    )
+
+
+def run_distributed(args, work: Callable[[], int]) -> int:
+    """Start the multi-process runtime if the options ask for it, then ``work()``: process 0
+    prints; the other processes compute alongside it and print (and write) nothing."""
+    from lrjax import distributed
+
+    if args.distributed or args.coordinator_address or args.num_processes or args.process_id:
+        distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
+    if distributed.is_primary():
+        return work()
+    with contextlib.redirect_stdout(io.StringIO()):
+        return work()

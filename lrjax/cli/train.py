@@ -16,8 +16,6 @@ against a constant-LR grid and step decay on the same episodes), and ``training.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import time
 from pathlib import Path
 
@@ -144,17 +142,7 @@ def _add_run_options(p) -> None:
     )
     p.add_argument("--updates", type=int, default=100, help="RL updates")
     p.add_argument("--ppo-lr", type=float, default=None, help="Adam step size of PPO (PPOConfig's)")
-    g = p.add_argument_group(
-        "multi-process (jax.distributed; one process per host, episodes split across them)"
-    )
-    g.add_argument("--coordinator-address", default=None, help="host:port of process 0")
-    g.add_argument("--num-processes", type=int, default=None, help="processes taking part")
-    g.add_argument("--process-id", type=int, default=None, help="this process's index (0..N-1)")
-    g.add_argument(
-        "--distributed",
-        action="store_true",
-        help="start jax.distributed with what the cluster says (SLURM, Open MPI, Cloud TPU)",
-    )
+    _common.add_distributed_options(p)
 
 
 def _add_actor_critic_options(p) -> None:
@@ -427,15 +415,7 @@ def _evaluate_after_training(args, env, trained, key, data, out, result, trainee
 def run(args) -> int:
     out = _out_dir(args)
     task, env, algo, signature = _setup(args)  # every argument checked before any work
-    from lrjax import distributed
-
-    if args.distributed or args.coordinator_address or args.num_processes or args.process_id:
-        distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
-    if distributed.is_primary():
-        return _train(args, out, task, env, algo, signature)
-    # The other processes compute alongside process 0 and write and print nothing.
-    with contextlib.redirect_stdout(io.StringIO()):
-        return _train(args, out, task, env, algo, signature)
+    return _common.run_distributed(args, lambda: _train(args, out, task, env, algo, signature))
 
 
 def _train(args, out, task, env, algo, signature) -> int:

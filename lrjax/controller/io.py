@@ -167,17 +167,7 @@ def load_controller(
             f"{metadata.get('lrjax_version', 'unknown')}); this lrjax ({_lrjax_version()}) reads "
             f"format_version {', '.join(map(str, READABLE_VERSIONS))}: {advice}."
         )
-    config_json = metadata.get("config")
-    if version == 1 and isinstance(config_json, dict) and "act_every" in config_json:
-        config_json = dict(config_json)
-        config_json["steps_per_action"] = config_json.pop("act_every")
-    try:
-        config = ControllerConfig.from_json(config_json, custom_features)
-    except (TypeError, ValueError, KeyError, AttributeError) as e:  # a field of the wrong shape
-        raise ConfigError(
-            f"The saved controller config in {str(meta_file)!r} is malformed ({type(e).__name__}: "
-            f"{e}); re-save the controller with lrjax.save_controller."
-        ) from e
+    config = _config_from_metadata(metadata, version, custom_features, meta_file)
     params_file = path / PARAMS_FILE
     if not params_file.is_file():
         raise FileNotFoundError(f"The controller at {str(path)!r} lacks {PARAMS_FILE}.")
@@ -201,6 +191,22 @@ def load_controller(
         else _normaliser_from_json(metadata.get("normaliser"), config)
     )
     return Controller(config=config, params=params, normaliser=normaliser)
+
+
+def _config_from_metadata(metadata, version, custom_features, meta_file) -> ControllerConfig:
+    """The saved config (version 1's ``act_every`` read as ``steps_per_action``); any field of
+    the wrong shape is a :class:`ConfigError` naming the file."""
+    config_json = metadata.get("config")
+    if version == 1 and isinstance(config_json, dict) and "act_every" in config_json:
+        config_json = dict(config_json)
+        config_json["steps_per_action"] = config_json.pop("act_every")
+    try:
+        return ControllerConfig.from_json(config_json, custom_features)
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise ConfigError(
+            f"The saved controller config in {str(meta_file)!r} is malformed ({type(e).__name__}: "
+            f"{e}); re-save the controller with lrjax.save_controller."
+        ) from e
 
 
 def _normaliser_from_json(data: Any, config: ControllerConfig) -> NormaliserState:

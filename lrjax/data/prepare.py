@@ -258,6 +258,19 @@ def cache_problem(path: Path) -> str | None:
     return None
 
 
+def _cache_is_usable(name: str, path: Path, verbose: bool) -> bool:
+    """Whether an existing cache can be kept; a truncated or wrong one is prepared again, not
+    called prepared."""
+    problem = cache_problem(path)
+    if verbose:
+        print(
+            f"{name}: cache already at {path}"
+            if problem is None
+            else f"{name}: the cache at {path} is broken ({problem}); preparing it again"
+        )
+    return problem is None
+
+
 def prepare_dataset(
     name: str,
     *,
@@ -288,14 +301,8 @@ def prepare_dataset(
     spec = catalog.get_spec(name)
     root = catalog.data_dir(data_dir)
     out = catalog.cache_path(name, root)
-    if out.exists() and not overwrite:
-        problem = cache_problem(out)
-        if problem is None:
-            if verbose:
-                print(f"{name}: cache already at {out}")
-            return out
-        if verbose:  # a truncated or wrong cache is prepared again, not called prepared
-            print(f"{name}: the cache at {out} is broken ({problem}); preparing it again")
+    if out.exists() and not overwrite and _cache_is_usable(name, out, verbose):
+        return out
     raw = catalog.raw_dir(raw_dir)
     manual = None
     if raw is not None:
