@@ -33,7 +33,9 @@ Choices the paper leaves open, made here:
 - The TD target is held fixed (semi-gradient TD, as Eq. 8 states); it bootstraps at a reset (the
   critic values the loss level, not the time left), except after a divergence (a minibatch
   loss not finite or above ``divergence_factor * L_0``), which pays the environment's penalty
-  ``L_t / L_0 - divergence_factor`` with no bootstrap (:mod:`lrjax.env`). In meta mode it ends
+  ``L_t / L_0 - divergence_factor`` with no bootstrap (:mod:`lrjax.env`), bounded in
+  ``[-divergence_factor, 0]`` (``L_t / L_0`` capped at the factor, and taken as 1 when ``L_t``
+  itself is not finite, a faulty minibatch; :mod:`lrjax.faults` tests this). In meta mode it ends
   the episode; online, the user's model trains on unless its loss is not finite (then it
   restarts from ``w_0``).
 - A model reset also restarts the actor's LSTM state, the LR and the per-run normaliser: each
@@ -245,8 +247,11 @@ class ActorCritic:
             | ~jnp.isfinite(loss)
             | (loss_after > cfg.divergence_factor * l0)
         )
+        # The penalty as if the loss had gone from L_t to the divergence limit, bounded even
+        # when L_t itself is not finite (a faulty minibatch: then as if from L_0).
+        level = jnp.where(jnp.isfinite(loss), jnp.minimum(loss / l0, cfg.divergence_factor), 1.0)
         reward = jnp.where(
-            diverged, loss / l0 - cfg.divergence_factor, (loss - loss_after) / l0
+            diverged, level - cfg.divergence_factor, (loss - loss_after) / l0
         ).astype(jnp.float32)
 
         def peek(value):  # chi(w_{t+1}, x) with the minibatch loss ``value``
@@ -359,6 +364,7 @@ class ActorCritic:
 
     def _metrics(self, state: ACState, out: StepOutput, data) -> dict[str, jax.Array]:
         ends = out.episode_end.astype(jnp.float32)
+        completed = (out.episode_end & ~out.diverged).astype(jnp.float32)  # L may be inf else
         finite_loss = jnp.where(jnp.isfinite(out.train_loss), out.train_loss, jnp.nan)
         metrics = {
             "train_loss": jnp.nanmean(finite_loss),
@@ -372,7 +378,10 @@ class ActorCritic:
             "episodes": ends.sum(),
             "diverged": out.diverged.astype(jnp.float32).sum(),
             "final_train_loss": jnp.where(
-                ends.sum() > 0, (jnp.nan_to_num(out.train_loss) * ends).sum() / ends.sum(), jnp.nan
+                completed.sum() > 0,
+                jnp.where(completed > 0, out.train_loss, 0.0).sum()
+                / jnp.maximum(completed.sum(), 1.0),
+                jnp.nan,
             ),
         }
         if self.config.mode == "online":

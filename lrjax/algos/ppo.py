@@ -375,14 +375,21 @@ class PPO:
 
 
 def _metrics(traj: Transition, stats: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """A rollout's summary. ``final_val_loss`` averages the episodes that ended at their
+    horizon (a diverged one's loss may be inf or NaN: it is counted in ``diverged`` and scored
+    by its bounded penalty in ``episode_return``); NaN when none did."""
     done = traj.done.astype(jnp.float32)
-    episodes = jnp.maximum(done.sum(), 1.0)
-    finished = lambda x: jnp.where(done.sum() > 0, (x * done).sum() / episodes, jnp.nan)
+    diverged = traj.info["diverged"] & traj.done
+    completed = (traj.done & ~diverged).astype(jnp.float32)
+    mean_over = lambda x, w: jnp.where(
+        w.sum() > 0, jnp.where(w > 0, x, 0.0).sum() / jnp.maximum(w.sum(), 1.0), jnp.nan
+    )
     lr = traj.info["lr"]
     return {
-        "episode_return": finished(traj.info["episode_return"]),
-        "final_val_loss": finished(traj.info["final_val_loss"]),
-        "diverged_fraction": (traj.info["diverged"] * done).sum() / episodes,
+        "episode_return": mean_over(traj.info["episode_return"], done),
+        "final_val_loss": mean_over(traj.info["final_val_loss"], completed),
+        "diverged_fraction": diverged.sum() / jnp.maximum(done.sum(), 1.0),
+        "diverged": diverged.sum().astype(jnp.float32),
         "episodes": done.sum(),
         "mean_reward": traj.info["raw_reward"].mean(),
         "lr_min": lr.min(),
