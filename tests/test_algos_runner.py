@@ -74,6 +74,22 @@ def test_a_different_run_is_refused(setup, tmp_path):
         start(1, 4)
 
 
+def test_a_checkpoint_of_other_shapes_is_refused_naming_the_arrays(setup, tmp_path):
+    """No run.json to compare (an API run without a signature): the checkpoint's arrays are
+    compared with the new run's before orbax restores anything."""
+    env, data = setup
+    small = PPO(env, dataclasses.replace(CONFIG, num_updates=1))
+    run(small, jax.random.key(0), data, out_dir=tmp_path, progress=False)
+    wider = PPO(env, dataclasses.replace(CONFIG, num_envs=4))
+    with pytest.raises(ConfigError) as error:
+        run(wider, jax.random.key(0), data, out_dir=tmp_path, progress=False)
+    message = str(error.value)
+    assert "written by a run with other settings" in message
+    assert "done: bool[2] there, bool[4] now" in message  # one flag per episode
+    assert len(message) < 1000  # one message, not orbax's tree dump
+    assert [r["update"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1]
+
+
 def test_each_chunk_compiles_once_across_calls(setup, tmp_path, monkeypatch):
     """Episodes split over the two host devices: the state must come out of a chunk with the
     sharding it went in with, or the next call compiles the whole program again."""
