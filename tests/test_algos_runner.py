@@ -139,8 +139,9 @@ def test_resume_drops_metrics_of_updates_after_the_checkpoint(setup, tmp_path):
     )
     metrics = tmp_path / "metrics.jsonl"
     rows = read_metrics(metrics)
-    with metrics.open("a") as f:  # update 3 logged, its checkpoint never written
-        f.write(json.dumps(dict(rows[-1], update=3)) + "\n")
+    with metrics.open("a") as f:  # update 3 logged, its checkpoint never written, and
+        f.write(json.dumps(dict(rows[-1], update=3)) + "\n")  # half of update 4's row
+        f.write(json.dumps(dict(rows[-1], update=4))[:25])
     resumed = run(PPO(env, CONFIG), jax.random.key(0), data, out_dir=tmp_path, **kw)
     assert [r["update"] for r in read_metrics(metrics)] == [1, 2, 3, 4]
     assert [r["update"] for r in resumed.history] == [1, 2, 3, 4]

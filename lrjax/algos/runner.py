@@ -177,7 +177,7 @@ def _open(out_dir: Path, state, signature, resume: bool):
         state = ckpt.restore(state)
         # Rows of updates after the checkpoint (a run killed between writing its metrics and
         # saving its checkpoint) are dropped: those updates run again.
-        history = read_metrics(out_dir / METRICS_FILE)[: int(state.updates_done)]
+        history = read_metrics(out_dir / METRICS_FILE, limit=int(state.updates_done))
     distributed.barrier("lrjax-runner-open")  # every process has read before process 0 writes
     if distributed.is_primary():
         metrics = out_dir / METRICS_FILE
@@ -187,12 +187,22 @@ def _open(out_dir: Path, state, signature, resume: bool):
     return ckpt, state, history
 
 
-def read_metrics(path: str | Path) -> list[dict[str, float | None]]:
-    """The rows of a ``metrics.jsonl`` (empty if there is none)."""
+def read_metrics(path: str | Path, limit: int | None = None) -> list[dict[str, float | None]]:
+    """The rows of a ``metrics.jsonl`` (empty if there is none); with ``limit``, its first
+    ``limit`` rows only (a half-written row after them, left by a killed run, is not read)."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines()[:limit], start=1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise ConfigError(
+                f"{str(path)!r}, line {number}, is not a JSON row of metrics ({line[:60]!r}); "
+                "delete the file's lines from there on and run again (they are redone)."
+            ) from None
+    return rows
 
 
 def _check_signature(out_dir: Path, signature: dict[str, Any] | None) -> None:
