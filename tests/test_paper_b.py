@@ -126,7 +126,7 @@ def test_paper_b_compare_writes_table_curves_and_figure_and_resumes(tmp_path, ca
         m.setattr(comparison, "_daniel_reps", stop)
         with pytest.raises(RuntimeError, match="stopped"):
             cli.main(argv)
-    partial = json.loads((out / "comparison.json").read_text())
+    partial = strict_json((out / "comparison.json").read_text())
     assert not partial["complete"]
     assert [r["method"] for r in partial["rows"]] == ["actor-critic", "sgd"]
     assert "partial: still to run daniel_reps" in (out / "comparison.md").read_text()
@@ -135,7 +135,7 @@ def test_paper_b_compare_writes_table_curves_and_figure_and_resumes(tmp_path, ca
         m.setattr(comparison, "_actor_critic", stop)
         m.setattr(comparison, "_optimizer", stop)
         assert cli.main([*argv, "--resume"]) == 0
-    summary = json.loads((out / "comparison.json").read_text())
+    summary = strict_json((out / "comparison.json").read_text())
     assert summary["complete"]
     assert [r["method"] for r in summary["rows"]] == ["actor-critic", "sgd", "daniel_reps"]
     assert json.dumps(summary["rows"][:2]) == json.dumps(partial["rows"])  # NaN != NaN
@@ -151,15 +151,28 @@ def test_paper_b_compare_writes_table_curves_and_figure_and_resumes(tmp_path, ca
     assert "give the same options or a fresh --out" in capsys.readouterr().err
 
 
-def test_method_result_round_trips_through_json():
+def strict_json(text: str):
+    """``json.loads`` as strict parsers read: ``NaN`` and ``Infinity`` are errors."""
+
+    def reject(constant):
+        raise ValueError(f"{constant} in JSON")
+
+    return json.loads(text, parse_constant=reject)
+
+
+def test_method_result_round_trips_through_strict_json():
+    diverged = np.array([[1.0, 1.0], [1.0, np.inf]])  # a seed whose loss overflowed
     result = paper_b.MethodResult(
-        "vsgd", "LR-free", np.array([10, 20]), np.ones((2, 2)), np.full((2, 2), 0.5),
+        "vsgd", "LR-free", np.array([10, 20]), np.ones((2, 2)), diverged,
         np.full((2, 2), 0.9), np.full((2, 2), np.nan),
     )  # fmt: skip
-    back = paper_b.MethodResult.from_json(json.loads(json.dumps(result.to_json())))
+    text = json.dumps(result.to_json(), allow_nan=False)
+    back = paper_b.MethodResult.from_json(strict_json(text))
     assert back.name == "vsgd" and back.setting == "LR-free"
-    for field in ("eval_steps", "train_loss", "test_loss", "test_accuracy", "learning_rate"):
+    for field in ("eval_steps", "train_loss", "test_accuracy", "learning_rate"):
         np.testing.assert_array_equal(getattr(back, field), getattr(result, field))
+    # Non-finite values come back as NaN (JSON has no inf): still not a finite loss.
+    np.testing.assert_array_equal(back.test_loss, np.where(np.isinf(diverged), np.nan, diverged))
     assert back.eval_steps.dtype.kind == "i"
 
 
@@ -167,7 +180,7 @@ def test_paper_b_analysis_writes_table_and_figures_4_and_5(tmp_path):
     out = tmp_path / "analysis"
     code = cli.main(["paper-b", "analysis", "--problems", "3", "--steps", "30", "--out", str(out)])
     assert code == 0
-    rows = json.loads((out / "analysis.json").read_text())["rows"]
+    rows = strict_json((out / "analysis.json").read_text())["rows"]
     assert len(rows) == 2 + 5  # both actor-critic variants and SGD at 5 LRs
     for png in ("trajectories.png", "disagreement.png"):
         assert (out / png).stat().st_size > 10_000

@@ -112,8 +112,8 @@ def _analysis(args) -> int:
         "ratio to the best constant LR of each problem, and the oscillation (mean |change| of "
         "the test loss per step over the second half):\n\n" + table + "\n"
     )
-    (out / "analysis.json").write_text(
-        json.dumps({"command": command, "seconds": seconds, "rows": analysis.rows()}, indent=1)
+    _common.write_json(
+        out / "analysis.json", {"command": command, "seconds": seconds, "rows": analysis.rows()}
     )
     plots.plot_trajectories(analysis, out / "trajectories.png")
     plots.plot_gradient_disagreement(analysis, out / "disagreement.png")
@@ -173,8 +173,7 @@ def _save_comparison(out: Path, command: str, info: str, title: str, methods, re
         "curves": {r.name: r.curves() for r in results},
         "results": [r.to_json() for r in results],
     }
-    tmp = out / "comparison.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
+    tmp = _common.write_json(out / "comparison.json.tmp", summary)  # strict: NaN, inf -> null
     tmp.replace(out / "comparison.json")  # whole or not at all: --resume reads it
     plots.plot_paper_b_comparison(results, out / "comparison.png", title=title)
 

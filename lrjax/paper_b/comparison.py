@@ -75,9 +75,9 @@ class MethodResult:
         }
 
     def to_json(self) -> dict[str, Any]:
-        """Everything, per seed, as JSON-ready lists (NaN as ``None``); :meth:`from_json`
-        reads it back."""
-        nan_free = lambda x: np.where(np.isnan(x), None, x).tolist()
+        """Everything, per seed, as JSON-ready lists (NaN and inf, a diverged run's, as
+        ``None``: strict JSON has neither); :meth:`from_json` reads it back (``None`` as NaN)."""
+        nan_free = lambda x: np.where(np.isfinite(x), x, None).tolist()
         arrays = {f: nan_free(np.asarray(getattr(self, f), float)) for f in _ARRAYS}
         return {"name": self.name, "setting": self.setting, **arrays}
 
