@@ -8,7 +8,9 @@ the value it got and what is allowed.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 
@@ -69,6 +71,25 @@ def check_in_range(
 def check_less(field_low: str, low: float, field_high: str, high: float) -> None:
     if not low < high:
         raise ConfigError(f"{field_low}={low!r} must be smaller than {field_high}={high!r}.")
+
+
+def check_writable_dir(field: str, path: str | os.PathLike) -> Path:
+    """Refuse, before any work, a directory that cannot be created or written: ``path`` (or the
+    nearest folder above it that exists) is a file, or is not writable. Returns ``path``."""
+    path = Path(path).expanduser()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        what = "is a file" if existing == path else f"is below the file {str(existing)!r}"
+        fail(field, str(path), f"it {what}; expected a directory: choose another {field}")
+    if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
+        fail(
+            field,
+            str(path),
+            f"{str(existing)!r} is not writable by this user; choose a directory you can write to",
+        )
+    return path
 
 
 def _is_real(value: Any) -> bool:

@@ -259,7 +259,7 @@ def evaluate(
       controllers: name -> controller (saved, pretrained or just trained; any algorithm's).
         Their configs may differ (features, action map) but must share ``steps_per_action``.
       baselines: names of :data:`lrjax.protocol.BASELINES` to tune here (when ``tune_seeds``
-        > 0); empty: only the ``tuning`` given.
+        > 0; one name may be given as a string); empty: only the ``tuning`` given.
       seeds: held-out episodes per method and task (>= 2, for the confidence intervals).
       seed: the root seed (see the module docstring); keep it apart from training seeds.
       tune_seeds: tuning episodes per LR; 0 tunes nothing here.
@@ -282,13 +282,21 @@ def evaluate(
       The :class:`Evaluation`.
     """
     names = [task_names] if isinstance(task_names, str) else list(task_names)
+    baselines = [baselines] if isinstance(baselines, str) else list(baselines)
+    if controllers is not None and not isinstance(controllers, Mapping):
+        raise ConfigError(
+            f"controllers of type {type(controllers).__name__} is not allowed: expected a "
+            "mapping name -> Controller, e.g. {'ppo': controller}."
+        )
     controllers = dict(controllers or {})
     k = _check(names, controllers, baselines, seeds, tune_seeds, tuning, steps_per_action)
     _check_reference(reference, controllers, baselines if tune_seeds else (), tuning)
+    # Every task's environment (its batch size, horizon) is checked before any task runs.
+    envs = {name: _environment(name, controllers, k, horizon, batch_size) for name in names}
     key = jax.random.key(seed)
     results = []
     for name in names:
-        env = _environment(name, controllers, k, horizon, batch_size)
+        env = envs[name]
         if data is not None and name in data:
             task_data = data[name]
         else:

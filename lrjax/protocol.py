@@ -129,7 +129,9 @@ def _mean_or_inf(x: np.ndarray) -> float:
 
 def read_tuning(data: Mapping[str, Any], names: Sequence[str] | None = None) -> list[Tuned]:
     """The tuned baselines of a ``tuning.json`` (as ``lrjax evaluate`` writes it), labelled with
-    the task they were tuned on; only ``names`` if given."""
+    the task they were tuned on; only ``names`` if given. A file of another shape is a
+    :class:`ConfigError` saying what it lacks."""
+    _check_tuning(data)
     out = []
     for t in data["baselines"]:
         if names is not None and t["name"] not in names:
@@ -139,6 +141,36 @@ def read_tuning(data: Mapping[str, Any], names: Sequence[str] | None = None) -> 
         losses = tuple(np.inf if v is None else v for v in t["validation_loss"])
         out.append(Tuned(base, tuple(t["lrs"]), losses, data["task"]))
     return out
+
+
+def _check_tuning(data: Any) -> None:
+    """Refuse tuning data that is not what ``lrjax evaluate`` writes to ``tuning.json``."""
+    expected = (
+        "expected a tuning.json as lrjax evaluate writes it: an object with 'task' and "
+        "'baselines', each baseline with 'name', 'lrs' and 'validation_loss' (numbers or null, "
+        "one per LR)"
+    )
+    if not isinstance(data, Mapping) or not isinstance(data.get("task"), str):
+        raise ConfigError(f"the tuning data has no 'task' name: {expected}.")
+    baselines = data.get("baselines")
+    if not isinstance(baselines, list):
+        raise ConfigError(f"the tuning data's 'baselines' is {baselines!r}: {expected}.")
+    for t in baselines:
+        name = t.get("name") if isinstance(t, Mapping) else None
+        if name not in BASELINES:
+            raise ConfigError(
+                f"the tuning data's baseline {name!r} is not known: expected one of "
+                f"{', '.join(BASELINES)}."
+            )
+        lrs, losses = t.get("lrs"), t.get("validation_loss")
+        if not (_numbers(lrs) and _numbers(losses, null=True) and 0 < len(lrs) == len(losses)):
+            raise ConfigError(f"the tuning data's baseline {name!r} is malformed: {expected}.")
+
+
+def _numbers(x: Any, null: bool = False) -> bool:
+    """Whether ``x`` is a list of numbers (and of None, when ``null``)."""
+    real = lambda v: isinstance(v, int | float) and not isinstance(v, bool)
+    return isinstance(x, list) and all(real(v) or (null and v is None) for v in x)
 
 
 def tune_baselines(

@@ -41,7 +41,7 @@ from lrjax._validation import (
     check_positive,
     check_positive_int,
 )
-from lrjax.data import Dataset, load_dataset, sample_indices
+from lrjax.data import Dataset, get_spec, load_dataset, sample_indices
 from lrjax.data.arrays import check_batch_size
 from lrjax.models.layers import CONV_IMPLS
 
@@ -449,6 +449,8 @@ def _image_task(name, dataset, model_fn, batch_size):
     def factory(*, conv_impl: str | None = None, batch_size: int = batch_size, **model_kwargs):
         impl = conv_impl or "xla"
         check_choice("conv_impl", impl, CONV_IMPLS)
+        spec = get_spec(dataset)  # a batch larger than the training split fails before loading
+        check_batch_size(batch_size, spec.train_size - spec.validation_size)
         return ImageClassificationTask(name, dataset, model_fn(impl, **model_kwargs), batch_size)
 
     return factory
@@ -498,7 +500,7 @@ def get_task(name: str, **overrides) -> Task:
     Raises:
       ConfigError: for an unknown name (listing the known ones) or a bad override.
     """
-    if name not in TASKS:
+    if not isinstance(name, str) or name not in TASKS:
         raise ConfigError(f"task={name!r} is not known: expected one of {', '.join(TASKS)}.")
     try:
         return TASKS[name](**overrides)

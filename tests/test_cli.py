@@ -170,7 +170,7 @@ def test_subcommand_help_lists_choices_and_defaults(capsys):
         (["baselines", "--task", "regression_2d", "--lrs", "abc"], "lrs='abc' is not allowed"),
         (["baselines", "--task", "regression_2d", "--lrs", "0.1,-1"], "learning_rate=-1.0"),
         (["baselines", "--task", "regression_2d", "--steps", "0"], "steps=0"),
-        (["fit", "--task", "regression_2d", "--lr", "0"], "learning_rate=0.0"),
+        (["fit", "--task", "regression_2d", "--lr", "0"], "--lr=0.0"),
     ],
 )
 def test_bad_input_is_a_clear_error(argv, message, capsys):

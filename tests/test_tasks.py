@@ -150,9 +150,13 @@ def test_unknown_task_and_bad_options():
 
 
 def test_batch_size_larger_than_split(fashion_mnist):
-    task = tasks.get_task("fashion_cnn", batch_size=60_000)
-    with pytest.raises(ConfigError, match="batch_size=60000 is larger than the split"):
-        task.load_data()
+    # refused by the task before any data is loaded (the default split: 55,000 examples) ...
+    with pytest.raises(ConfigError, match=r"batch_size=60000 is larger .* \(55000 examples\)"):
+        tasks.get_task("fashion_cnn", batch_size=60_000)
+    # ... and checked against the split actually loaded (here with a larger validation split)
+    task = tasks.get_task("fashion_cnn", batch_size=50_000)
+    with pytest.raises(ConfigError, match="batch_size=50000 is larger than the split"):
+        task.load_data(validation_size=20_000)
 
 
 @pytest.mark.parametrize(

@@ -285,7 +285,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
 
 def get_optimizer(name: str) -> OptimizerSpec:
     """The baseline ``name``; an unknown name raises and lists the known ones."""
-    if name not in OPTIMIZERS:
+    if not isinstance(name, str) or name not in OPTIMIZERS:
         raise ConfigError(
             f"optimizer={name!r} is not known: expected one of {', '.join(OPTIMIZERS)}."
         )

@@ -53,9 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     configure_host_devices()
     from lrjax._validation import ConfigError
 
+    # A user's mistake is one line on stderr and exit code 2, never a traceback. The commands
+    # check their arguments before any work; the file errors here are the safety net.
+    user_errors = (ConfigError, FileNotFoundError, FileExistsError, PermissionError)
+    user_errors += (NotADirectoryError, IsADirectoryError)
     try:
         return _module(args.command).run(args)
-    except (ConfigError, FileNotFoundError, FileExistsError) as e:
+    except user_errors as e:
         print(f"lrjax: error: {e}", file=sys.stderr)
         return 2
 

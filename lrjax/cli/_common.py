@@ -1,4 +1,5 @@
-"""What several commands share: the data options, loading a task's data, parsing lists."""
+"""What several commands share: the data options, loading a task's data, parsing lists, and
+checking the arguments before any work starts."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import contextlib
 import io
 import json
 import math
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +44,62 @@ def load_task_data(task, key, args):
     import jax
 
     start = time.perf_counter()
-    data = task.load_data(key, data_dir=args.data_dir, raw_dir=args.raw_dir)
+    with flag_names(args):  # raw_dir=... -> --raw-dir=...
+        data = task.load_data(key, data_dir=args.data_dir, raw_dir=args.raw_dir)
     print(
         f"{task.name}: data ready in {time.perf_counter() - start:.1f} s "
         f"(backend {jax.default_backend()}, {jax.local_device_count()} device(s))",
         flush=True,
     )
     return data
+
+
+def flag(dest: str) -> str:
+    """The command-line flag of an ``argparse`` destination: ``eval_every`` -> ``--eval-every``."""
+    return "--" + dest.replace("_", "-")
+
+
+def check_flags(args, positive: Sequence[str] = (), non_negative: Sequence[str] = ()) -> None:
+    """Check integer options by their flag names before any work: ``positive`` ones (when given)
+    must be >= 1, ``non_negative`` ones (seeds, counts that may be 0) >= 0."""
+    from lrjax._validation import check_non_negative_int, check_positive_int
+
+    for dest in positive:
+        if getattr(args, dest) is not None:
+            check_positive_int(flag(dest), getattr(args, dest))
+    for dest in non_negative:
+        if getattr(args, dest) is not None:
+            check_non_negative_int(flag(dest), getattr(args, dest))
+
+
+def check_out_dir(path: str) -> Path:
+    """``--out``, refused before any work when it is (or lies below) a file or is not
+    writable."""
+    from lrjax._validation import check_writable_dir
+
+    return check_writable_dir("--out", path)
+
+
+POSITIONAL = ("command", "data_command", "name")
+"""``argparse`` destinations that are not options (never renamed by :func:`flag_names`)."""
+
+
+@contextlib.contextmanager
+def flag_names(args, renames: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Inside, a :class:`ConfigError` that names a config field set by an option names the
+    option instead (``lr_min=2.0 must be smaller ...`` -> ``--lr-min=2.0 ...``): fields with the
+    name of an option, and those of ``renames`` (field -> option destination)."""
+    from lrjax._validation import ConfigError
+
+    try:
+        yield
+    except ConfigError as e:
+        options = [dest for dest in vars(args) if dest not in POSITIONAL]
+        names = {dest: dest for dest in options} | dict(renames or {})
+        message = str(e)
+        for field, dest in sorted(names.items(), key=lambda kv: -len(kv[0])):
+            message = re.sub(rf"(?<![\w.-]){re.escape(field)}=", flag(dest) + "=", message)
+        raise ConfigError(message) from e
 
 
 def parse_floats(field: str, text: str) -> list[float]:

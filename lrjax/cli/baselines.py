@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from lrjax.cli import _common
 
@@ -51,17 +50,25 @@ def run(args) -> int:
     import jax
 
     from lrjax import baselines, plots, tasks
-    from lrjax._validation import check_positive_int
+    from lrjax._validation import ConfigError
     from lrjax.baselines import sweep
 
-    check_positive_int("seeds", args.seeds)
-    check_positive_int("steps", args.steps)
+    positive = ("seeds", "steps", "eval_every", "eval_examples")
+    _common.check_flags(args, positive=positive, non_negative=("seed",))
     names = [n.strip() for n in args.optimizers.split(",") if n.strip()]
+    if not names:
+        raise ConfigError(
+            f"--optimizers={args.optimizers!r} is not allowed: expected comma-separated "
+            "optimizer names, e.g. sgd,adam (lrjax baselines --help lists them)."
+        )
     specs = [baselines.get_optimizer(n) for n in names]  # unknown names fail before any work
-    lrs = _common.parse_floats("lrs", args.lrs) if args.lrs else None
+    lrs = _common.parse_floats("--lrs", args.lrs) if args.lrs is not None else None
+    if lrs == []:
+        raise ConfigError(f"--lrs={args.lrs!r} is not allowed: expected at least one number.")
     for spec in specs:
         spec.grid(lrs)  # validates the LRs
     task = tasks.get_task(args.task)
+    out = _common.check_out_dir(args.out)
     key = jax.random.key(args.seed)
     data = _common.load_task_data(task, jax.random.fold_in(key, 1), args)
     eval_every = args.eval_every or max(1, args.steps // 10)
@@ -89,7 +96,6 @@ def run(args) -> int:
         rows.append(summary)
         print(sweep.format_row(summary), flush=True)
 
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {
         "task": args.task,

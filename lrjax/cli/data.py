@@ -48,11 +48,13 @@ def run(args) -> int:
     from lrjax.data import catalog
 
     if args.data_command == "prepare":
+        from lrjax.cli import _common
         from lrjax.data.prepare import prepare_dataset
 
-        prepare_dataset(
-            args.name, raw_dir=args.raw_dir, data_dir=args.data_dir, overwrite=args.overwrite
-        )
+        with _common.flag_names(args):  # data_dir=... -> --data-dir=...
+            prepare_dataset(
+                args.name, raw_dir=args.raw_dir, data_dir=args.data_dir, overwrite=args.overwrite
+            )
         return 0
     from lrjax.data.prepare import cache_problem
 

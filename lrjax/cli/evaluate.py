@@ -131,10 +131,14 @@ def _load(spec: str, train_seed: int | None):
 
 
 def _check_args(args) -> None:
+    """The options, by their flag names, before any work."""
     from lrjax._validation import ConfigError, check_positive_int
+    from lrjax.protocol import BASELINES
 
     check_positive_int("--horizon", args.horizon)
     check_positive_int("--seeds", args.seeds)
+    positive = ("steps_per_action", "batch_size")
+    _common.check_flags(args, positive=positive, non_negative=("seed", "train_seed"))
     if args.seeds < 2:
         raise ConfigError(f"--seeds={args.seeds} is not allowed: confidence intervals need >= 2.")
     if args.tune_seeds < 0 or (args.tune_seeds == 0 and not args.tuning):
@@ -150,15 +154,31 @@ def _check_args(args) -> None:
             )
     if not [t for t in args.tasks.split(",") if t.strip()]:
         raise ConfigError(f"--tasks={args.tasks!r} is not allowed: expected task names.")
+    names = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    unknown = [b for b in names if b not in BASELINES]
+    if unknown:
+        raise ConfigError(
+            f"--baselines={args.baselines!r} is not allowed: {unknown[0]!r} is not a baseline; "
+            f"expected comma-separated names of {', '.join(BASELINES)}."
+        )
 
 
 def _read_tuning(args, names):
+    """The baselines of every ``--tuning`` file; a missing or malformed file is a ConfigError
+    naming it."""
     from lrjax import protocol
+    from lrjax._validation import ConfigError
 
     tuned = []
     for path in args.tuning:
-        saved = json.loads(Path(path).read_text())
-        tuned += protocol.read_tuning(saved, names)
+        try:
+            saved = json.loads(Path(path).read_text())
+            tuned += protocol.read_tuning(saved, names)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ConfigError) as e:
+            raise ConfigError(
+                f"--tuning={path!r} is not allowed: {str(e).rstrip('.')}. Give a tuning.json "
+                "that lrjax evaluate wrote (in its --out)."
+            ) from e
         print(f"baselines as tuned on {saved['task']} ({path})")
     return tuned
 
@@ -207,8 +227,31 @@ def _write_evaluation(out: Path, result, tuned_on: dict[str, str]) -> Path:
     return _common.write_json(path, saved)
 
 
+def _evaluate(args, task_names, controllers, names, tuning, train_seeds, on_tuned):
+    """:func:`lrjax.evaluate.evaluate` with the options (it checks them before any work)."""
+    from lrjax import evaluate
+
+    return evaluate.evaluate(
+        task_names,
+        controllers,
+        names if args.tune_seeds else (),
+        seeds=args.seeds,
+        seed=args.seed,
+        tune_seeds=args.tune_seeds,
+        tuning=tuning,
+        horizon=args.horizon,
+        steps_per_action=args.steps_per_action,
+        batch_size=args.batch_size,
+        test_every=args.test_every,
+        reference=args.reference,
+        train_seeds=train_seeds,
+        load_data=lambda task, key: _common.load_task_data(task, key, args),
+        on_tuned=on_tuned,
+    )
+
+
 def run(args) -> int:
-    from lrjax import evaluate, plots
+    from lrjax import plots
 
     _check_args(args)
     task_names = [t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -216,14 +259,14 @@ def run(args) -> int:
     loaded = [_load(s, args.train_seed) for s in _controller_specs(args)]
     controllers = {name: c for name, c, _ in loaded}
     train_seeds = {name: s for name, _, s in loaded if s is not None}
-    names = [b for b in args.baselines.split(",") if b.strip()]
-    out = Path(args.out or f"results/{'_'.join(task_names)}")
-    out.mkdir(parents=True, exist_ok=True)
+    names = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    out = _common.check_out_dir(args.out or f"results/{'_'.join(task_names)}")
     tuning = _read_tuning(args, names)
     tuned_on: dict[str, str] = {}
 
     def on_tuned(task: str, tuned) -> None:
         here = [t for t in tuned if t.tuned_on is None]
+        out.mkdir(parents=True, exist_ok=True)  # only once the arguments passed every check
         if here:
             saved = {
                 "task": task,
@@ -247,29 +290,16 @@ def run(args) -> int:
         flush=True,
     )
     start = time.perf_counter()
-    result = evaluate.evaluate(
-        task_names,
-        controllers,
-        names if args.tune_seeds else (),
-        seeds=args.seeds,
-        seed=args.seed,
-        tune_seeds=args.tune_seeds,
-        tuning=tuning,
-        horizon=args.horizon,
-        steps_per_action=args.steps_per_action,
-        batch_size=args.batch_size,
-        test_every=args.test_every,
-        reference=args.reference,
-        train_seeds=train_seeds,
-        load_data=lambda task, key: _common.load_task_data(task, key, args),
-        on_tuned=on_tuned,
-    )
+    renames = {"task": "tasks", "task_names": "tasks"}
+    with _common.flag_names(args, renames):
+        result = _evaluate(args, task_names, controllers, names, tuning, train_seeds, on_tuned)
     seconds = time.perf_counter() - start
     header = (
         f"baselines tuned on {'; '.join(tuned_on.values())}; {args.seeds} held-out seeds "
         f"(root seed {args.seed}); tuning and evaluation {seconds:.0f} s"
     )
     table = result.table()
+    out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text(f"{header}\n\n{table}\n")
     written = [out / "results.md", *result.write_csv(out), _write_evaluation(out, result, tuned_on)]
     for t in result.tasks:

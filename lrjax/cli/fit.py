@@ -41,10 +41,14 @@ def run(args) -> int:
     import jax
 
     from lrjax import baselines, tasks, training
+    from lrjax._validation import check_positive
 
+    _common.check_flags(args, positive=("steps", "eval_every"), non_negative=("seed",))
+    check_positive("--lr", args.lr)
     task = tasks.get_task(args.task)
     spec = baselines.get_optimizer(args.optimizer)
-    configs = spec.grid([args.lr])[:1]
+    with _common.flag_names(args, {"learning_rate": "lr"}):
+        configs = spec.grid([args.lr])[:1]
     key = jax.random.key(args.seed)
     data = _common.load_task_data(task, key, args)
     start = time.perf_counter()

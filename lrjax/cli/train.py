@@ -301,18 +301,51 @@ def _setup(args):
     return task, env, PPO(env, ppo_config), signature
 
 
+POSITIVE_FLAGS = (
+    "updates",
+    "updates_per_chunk",
+    "num_envs",
+    "horizon",
+    "steps_per_action",
+    "batch_size",
+    "reset_every",
+    "steps_per_update",
+    "actor_every",
+    "critic_every",
+)
+RENAMES = {"num_updates": "updates", "learning_rate": "ppo_lr", "features": "state"}
+"""Config fields whose option has another name (``features``: a preset's features are always
+valid, so a wrong feature name comes from ``--state``)."""
+
+
 def _out_dir(args) -> Path:
+    """``--out``, after the integer options (by their flag names), all refused before any
+    work."""
     from lrjax._validation import ConfigError
 
-    out = Path(args.out or f"runs/{args.algo}-{args.task}")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out={str(out)!r} is a file: expected a directory.")
+    _common.check_flags(args, positive=POSITIVE_FLAGS, non_negative=("seed",))
     if args.eval_episodes < 0:
         raise ConfigError(
             f"--eval-episodes={args.eval_episodes} is not allowed: expected >= 0 (0 skips the "
             "comparison after training)."
         )
-    return out
+    return _common.check_out_dir(args.out or f"runs/{args.algo}-{args.task}")
+
+
+def _check_updates_done(args, out: Path) -> None:
+    """Refuse, before any work, an ``--out`` whose run has done more updates (its latest
+    checkpoint's step) than ``--updates`` asks for."""
+    from lrjax._validation import ConfigError
+
+    checkpoints = out / "checkpoints"
+    found = checkpoints.iterdir() if checkpoints.is_dir() else ()
+    done = max((int(p.name) for p in found if p.name.isdigit() and p.is_dir()), default=0)
+    if done > args.updates:
+        raise ConfigError(
+            f"--updates={args.updates} is not allowed: --out={str(out)!r} holds a run with "
+            f"{done} updates done. Ask for --updates {done} (or more) to resume or evaluate "
+            "that run, or choose another --out for a new one."
+        )
 
 
 def _announce(args, algo, env) -> int:
@@ -414,7 +447,9 @@ def _evaluate_after_training(args, env, trained, key, data, out, result, trainee
 
 def run(args) -> int:
     out = _out_dir(args)
-    task, env, algo, signature = _setup(args)  # every argument checked before any work
+    with _common.flag_names(args, RENAMES):
+        task, env, algo, signature = _setup(args)
+    _check_updates_done(args, out)  # every argument checked before any work
     return _common.run_distributed(args, lambda: _train(args, out, task, env, algo, signature))
 
 

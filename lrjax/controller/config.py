@@ -60,6 +60,8 @@ class ControllerConfig:
       initial_lr: the "previous LR" before the first action, in ``[lr_min, lr_max]``: the start of
         a ``"scale"`` controller, and the LR an untrained ``"absolute"`` controller outputs (its
         mean head's bias starts there). Default 1e-3, the geometric middle of the default range.
+        The presets (:meth:`lrjax`, :meth:`paper_a`, :meth:`paper_b`) given LR bounds but no
+        ``initial_lr`` move their initial LR into those bounds.
       steps_per_action: k, the controller acts every k optimizer steps and holds the LR in
         between. Training (the RL environment) and deployment (the optax transform) both read
         it here, so a saved controller acts as often as it was trained to. Default 1 (paper B
@@ -144,14 +146,8 @@ class ControllerConfig:
         The actor stays the LSTM (2 x 20) so that one network serves both papers; PPO samples
         from its Gaussian head.
         """
-        return cls(
-            **{
-                "features": PAPER_A_FEATURES,
-                "action_mode": "scale",
-                "steps_per_action": 10,
-                **changes,
-            }
-        )
+        preset = {"features": PAPER_A_FEATURES, "action_mode": "scale", "steps_per_action": 10}
+        return cls._preset(preset, changes)
 
     @classmethod
     def lrjax(cls, **changes: Any) -> ControllerConfig:
@@ -166,18 +162,16 @@ class ControllerConfig:
         good LR or to decay; per-episode normalisation hides how large the loss and LR already
         are; without ``progress`` the actor cannot place a decay within the budget.
         """
-        return cls(
-            **{
-                "features": FeatureSpec(features=LRJAX_FEATURES, normaliser="frozen"),
-                "action_mode": "scale",
-                "lr_min": 1e-4,
-                "lr_max": 1.0,
-                "alpha": 1.25,
-                "initial_lr": 0.1,
-                "steps_per_action": 10,
-                **changes,
-            }
-        )
+        preset = {
+            "features": FeatureSpec(features=LRJAX_FEATURES, normaliser="frozen"),
+            "action_mode": "scale",
+            "lr_min": 1e-4,
+            "lr_max": 1.0,
+            "alpha": 1.25,
+            "initial_lr": 0.1,
+            "steps_per_action": 10,
+        }
+        return cls._preset(preset, changes)
 
     @classmethod
     def paper_b(cls, **changes: Any) -> ControllerConfig:
@@ -186,16 +180,28 @@ class ControllerConfig:
         The LR range is [1e-4, 1], the range of the LR grid paper B tuned its baselines over; the
         paper does not state the actor's output range.
         """
-        return cls(
-            **{
-                "features": PAPER_B_FEATURES,
-                "action_mode": "absolute",
-                "lr_min": 1e-4,
-                "lr_max": 1.0,
-                "initial_lr": 1e-2,
-                **changes,
-            }
-        )
+        preset = {
+            "features": PAPER_B_FEATURES,
+            "action_mode": "absolute",
+            "lr_min": 1e-4,
+            "lr_max": 1.0,
+            "initial_lr": 1e-2,
+        }
+        return cls._preset(preset, changes)
+
+    @classmethod
+    def _preset(cls, preset: dict[str, Any], changes: dict[str, Any]) -> ControllerConfig:
+        """``preset`` with ``changes``. LR bounds changed without an ``initial_lr`` move the
+        preset's initial LR into them (``lr_min=0.5, lr_max=10`` starts at 0.5, not at an
+        initial LR outside the range the caller chose)."""
+        settings = {**preset, **changes}
+        if "initial_lr" not in changes and ({"lr_min", "lr_max"} & set(changes)):
+            low = settings.get("lr_min", cls.lr_min)
+            high = settings.get("lr_max", cls.lr_max)
+            initial = settings.get("initial_lr", cls.initial_lr)
+            if all(isinstance(x, int | float) for x in (low, high)) and low < high:
+                settings["initial_lr"] = min(max(initial, low), high)
+        return cls(**settings)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able description (user-defined features are described, not their code)."""

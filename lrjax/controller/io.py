@@ -97,7 +97,7 @@ def save_controller(
         raise FileExistsError(
             f"A controller is already saved at {str(path)!r}; pass overwrite=True to replace it."
         )
-    _check_params(controller.params, controller.config)
+    check_params(controller.params, controller.config)
     params = jax.tree.map(np.asarray, controller.params)
     blob = serialization.msgpack_serialize(serialization.to_state_dict(params))
     metadata = {
@@ -182,7 +182,14 @@ def load_controller(
         restored = serialization.msgpack_restore(blob)
     except Exception as e:  # msgpack raises several types on garbage
         raise ConfigError(f"{str(params_file)!r} is not a msgpack params file: {e}.") from e
-    _check_params(restored, config)
+    try:
+        check_params(restored, config)
+    except ConfigError as e:
+        raise ConfigError(
+            f"The controller at {str(path)!r} is broken: {e} Its {PARAMS_FILE} and "
+            f"{METADATA_FILE} come from different controllers (or the metadata was edited): "
+            "save the controller again with lrjax.save_controller."
+        ) from e
     flat = {k: jnp.asarray(v) for k, v in _flat(restored).items()}
     params = traverse_util.unflatten_dict(flat, sep="/")
     normaliser = (
@@ -246,8 +253,9 @@ def _normaliser_from_json(data: Any, config: ControllerConfig) -> NormaliserStat
     return NormaliserState(**arrays)
 
 
-def _check_params(params: Any, config: ControllerConfig) -> None:
-    """Raise a ConfigError naming the first path where ``params`` does not fit ``config``."""
+def check_params(params: Any, config: ControllerConfig) -> None:
+    """Raise a ConfigError naming the first path where ``params`` does not fit ``config`` (the
+    actor of another feature spec or LSTM size)."""
     template = _flat(jax.eval_shape(init_actor_params, jax.random.key(0), config))
     try:
         given = _flat(params)

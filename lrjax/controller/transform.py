@@ -26,6 +26,7 @@ import optax
 
 from lrjax._validation import ConfigError, check_positive_int
 from lrjax.controller.actor import Carry, Controller, action_to_lr, actor_step, initial_carry
+from lrjax.controller.io import check_params
 from lrjax.features import (
     NormaliserState,
     check_inputs,
@@ -117,6 +118,13 @@ def scale_by_controller(
             "Controller (init_controller(key, config) or load_controller(path))."
         )
     config = controller.config
+    try:
+        check_params(controller.params, config)
+    except ConfigError as e:
+        raise ConfigError(
+            f"{e} The controller's params are not those of its config (features, LSTM size): "
+            "build it with init_controller(key, config) or load it with load_controller(path)."
+        ) from e
     spec = config.features
     needed = required_inputs(spec)
     keep_predictions = "prev_predictions" in needed

@@ -124,9 +124,10 @@ def sample_batch(key: jax.Array, split: Split, batch_size: int) -> tuple[jax.Arr
 
 
 def check_batch_size(batch_size: int, split_size: int) -> None:
+    """Refuse a minibatch size that is not a positive int or exceeds the split's size."""
     check_positive_int("batch_size", batch_size)
     if batch_size > split_size:
         raise ConfigError(
             f"batch_size={batch_size} is larger than the split it samples from "
-            f"({split_size} examples)."
+            f"({split_size} examples): choose a batch_size of at most {split_size}."
         )

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -71,7 +72,14 @@ def load_dataset(
             )
         _prepare_in_subprocess(name, root, raw_dir)
 
-    arrays = read_cache(path)
+    arrays = read_cache(path, name)
+    count = len(arrays["train_images"])
+    if validation_size >= count:
+        raise ConfigError(
+            f"validation_size={validation_size} leaves no training data: the cache {path} holds "
+            f"{count} training examples ({spec.train_size} when prepared by lrjax); choose a "
+            f"smaller validation_size, or re-run: lrjax data prepare {name} --overwrite."
+        )
     return make_dataset(
         name,
         arrays["train_images"],
@@ -85,11 +93,13 @@ def load_dataset(
     )
 
 
-def read_cache(path: os.PathLike) -> dict[str, np.ndarray]:
-    """The arrays of a cache file, checked: its format version, and (for a dataset lrjax knows)
-    that it holds uint8 images of the dataset's shape and one label in range per image. A truncated,
-    foreign or wrong-array file is a :class:`ConfigError` saying how to prepare it again, not a
-    ``BadZipFile`` or ``KeyError`` or a model that trains to NaN on out-of-range labels."""
+def read_cache(path: os.PathLike, name: str | None = None) -> dict[str, np.ndarray]:
+    """The arrays of a cache file, checked: its format version, that it is the cache of
+    ``name`` (when given), and (for a dataset lrjax knows) that it holds uint8 images of the
+    dataset's shape and one label in range per image. A truncated, foreign or wrong-array file is
+    a :class:`ConfigError` saying how to prepare it again, not a ``BadZipFile`` or ``KeyError`` or
+    a model that trains to NaN on out-of-range labels."""
+    # The dataset's name: asked for, else the file's metadata, else the file name (NAME.npz).
     redo = f"re-run: lrjax data prepare NAME --overwrite (the cache is {path})"
     try:
         with np.load(path) as f:
@@ -98,16 +108,19 @@ def read_cache(path: os.PathLike) -> dict[str, np.ndarray]:
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
         raise ConfigError(
             f"cache {path} is unreadable ({type(e).__name__}: {e}): it is truncated or not an "
-            f"lrjax cache; {redo}."
+            f"lrjax cache; {redo.replace('NAME', name or Path(path).stem)}."
         ) from e
-    name = meta.get("name") if isinstance(meta, dict) else None
-    redo = redo.replace("NAME", str(name))
+    found = meta.get("name") if isinstance(meta, dict) else None
+    name = name or (found if isinstance(found, str) else None)
+    redo = redo.replace("NAME", name or Path(path).stem)
     version = meta.get("format_version") if isinstance(meta, dict) else None
     if version != SUPPORTED_CACHE_VERSION:
         raise ConfigError(
             f"cache {path} has format_version={version!r}; this lrjax reads version "
-            f"{SUPPORTED_CACHE_VERSION}. Re-run: lrjax data prepare {name} --overwrite"
+            f"{SUPPORTED_CACHE_VERSION}. {redo[0].upper()}{redo[1:]}."
         )
+    if found != name:
+        raise ConfigError(f"cache {path} holds the dataset {found!r}, not {name!r}; {redo}.")
     if name in catalog.DATASETS:
         _check_cache_arrays(arrays, catalog.get_spec(name), redo)
     return arrays

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrjax._validation import ConfigError
+from lrjax._validation import ConfigError, check_writable_dir
 from lrjax.data import catalog
 
 CACHE_FORMAT_VERSION = 1
@@ -84,7 +84,11 @@ def find_raw_files(name: str, raw: Path) -> Path:
         if all((candidate / f).is_file() for f in spec.offline_files):
             return candidate
     if not raw.is_dir():
-        raise RawDataError(f"raw_dir={str(raw)!r} is not a directory.")
+        raise RawDataError(
+            f"raw_dir={str(raw)!r} is not a directory: expected the folder holding {name}'s "
+            f"original files ({', '.join(spec.offline_files)}), or leave raw_dir unset "
+            "where the internet is reachable so tfds downloads them."
+        )
     where = raw / name if (raw / name).is_dir() else raw
     files = registered_files(name)
     missing = next(f for f in spec.offline_files if not (where / f).is_file())
@@ -303,6 +307,7 @@ def prepare_dataset(
     out = catalog.cache_path(name, root)
     if out.exists() and not overwrite and _cache_is_usable(name, out, verbose):
         return out
+    check_writable_dir("data_dir", root)  # before tfds runs for a minute
     raw = catalog.raw_dir(raw_dir)
     manual = None
     if raw is not None:
