@@ -353,6 +353,23 @@ CLI_MISTAKES = [
         ("--updates=4 is not allowed", "12 updates done", "--updates 12"),
         id="fewer-updates-than-done",
     ),
+    # a run in --out made with other settings (run.json): refused, naming what differs
+    *[
+        pytest.param(
+            finished_run,
+            [*TRAIN, "--updates", "12", *flags, "--out", "{tmp}/run"],
+            ("holds a different run", differs),
+            id=f"resume-with-other-{flags[0][2:]}",
+        )
+        for flags, differs in [
+            (["--num-envs", "4"], "num_envs: 16 there, 4 now"),
+            (["--features", "paper_b"], "features: 'lrjax' there, 'paper_b' now"),
+            (["--horizon", "7"], "horizon: 40 there, 7 now"),
+            (["--lr-min", "0.001"], "lr_min: None there, 0.001 now"),
+            (["--reward", "val_loss"], "reward: 'loss_decrement' there, 'val_loss' now"),
+            (["--algo", "actor-critic"], "algo: 'ppo' there, 'actor-critic' now"),
+        ]
+    ],
     # data: caches and raw files
     pytest.param(cache_truncated, FIT_DATA, ("truncated", REPREPARE), id="cache-truncated"),
     pytest.param(

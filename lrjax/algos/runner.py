@@ -173,7 +173,7 @@ def _open(out_dir: Path, state, signature, resume: bool):
     history = []
     resuming = resume and ckpt.latest_step() is not None
     if resuming:
-        _check_signature(out_dir, signature)
+        check_signature(out_dir, signature)
         state = ckpt.restore(state)
         # Rows of updates after the checkpoint (a run killed between writing its metrics and
         # saving its checkpoint) are dropped: those updates run again.
@@ -205,7 +205,11 @@ def read_metrics(path: str | Path, limit: int | None = None) -> list[dict[str, f
     return rows
 
 
-def _check_signature(out_dir: Path, signature: dict[str, Any] | None) -> None:
+def check_signature(out_dir: str | Path, signature: dict[str, Any] | None) -> None:
+    """Refuse (a :class:`ConfigError` naming the fields that differ) a run whose ``signature``
+    differs from the one ``out_dir``'s ``run.json`` records; a command line calls it before any
+    work, :func:`run` again when it resumes."""
+    out_dir = Path(out_dir)
     path = out_dir / RUN_FILE
     if signature is None or not path.exists():
         return

@@ -449,6 +449,9 @@ def run(args) -> int:
     out = _out_dir(args)
     with _common.flag_names(args, RENAMES):
         task, env, algo, signature = _setup(args)
+    from lrjax.algos.runner import check_signature
+
+    check_signature(out, signature)  # a different run in --out: the settings that differ
     _check_updates_done(args, out)  # every argument checked before any work
     return _common.run_distributed(args, lambda: _train(args, out, task, env, algo, signature))
 
