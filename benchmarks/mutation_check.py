@@ -42,7 +42,11 @@ class Mutation:
     tests: tuple[str, ...]
 
 
-PPO_TESTS = ("tests/test_algos_ppo.py", "tests/test_algos_ppo_math.py")
+PPO_TESTS = (
+    "tests/test_algos_ppo_wiring.py",
+    "tests/test_algos_ppo.py",
+    "tests/test_algos_ppo_math.py",
+)
 FEATURE_TESTS = ("tests/test_features.py", "tests/test_controller_transform.py")
 BASELINE_TESTS = ("tests/test_baselines_behaviour.py",)
 

@@ -322,3 +322,55 @@ def test_grads_and_feature_inputs_for_a_flax_model():
         lambda p: grads_and_feature_inputs(model.apply, p, (x, y), loss_fn), params
     )
     assert set(inputs) == {"value", "predictions"} and inputs["predictions"].shape == (5, 3)
+
+
+# -- the prediction-change feature where a wrong formula gives another answer ---------------------
+# var(p - prev) equals var(p) when prev is constant (e.g. ones), so these use varying prev.
+
+P1 = jnp.asarray([0.2, 0.9, 0.4, 0.1])
+P2 = jnp.asarray([0.5, 0.3, 0.8, 0.6])
+P3 = jnp.asarray([0.1, 0.7, 0.2, 0.9])
+
+
+def test_pred_change_var_is_the_variance_of_the_change():
+    spec = FeatureSpec(features=("pred_change_var",), normaliser="none")
+    raw = raw_features(spec, _inputs(predictions=P2, prev_predictions=P1))
+    np.testing.assert_allclose(raw[0], np.log(np.var(P2 - P1)), rtol=1e-6)
+    assert abs(np.log(np.var(P2 - P1)) - np.log(np.var(P2))) > 0.1  # the test has teeth
+
+
+def test_the_transform_observes_the_change_since_its_previous_observation():
+    from lrjax.controller import (
+        ControllerConfig,
+        controller_state,
+        init_controller,
+        scale_by_controller,
+    )
+
+    spec = FeatureSpec(features=("pred_change_var",), normaliser="none")
+    controller = init_controller(jax.random.key(0), ControllerConfig(features=spec))
+    tx = scale_by_controller(controller, predictions_shape=(4,))
+    params = {"w": jnp.ones(3)}
+    state = tx.init(params)
+    observed = []
+    for predictions in (P1, P2, P3):
+        _, state = tx.update(params, state, params, value=1.0, predictions=predictions)
+        observed.append(float(controller_state(state).obs[0]))
+    expected = [0.0, np.log(np.var(P2 - P1)), np.log(np.var(P3 - P2))]  # step 0: missing, 0
+    np.testing.assert_allclose(observed, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_environment_observes_the_change_between_its_observations():
+    from _rl_problem import make_env, regression_problem
+
+    from lrjax.controller import ControllerConfig
+
+    task, data = regression_problem()
+    spec = FeatureSpec(features=("pred_change_var",), normaliser="frozen")  # raw observations
+    env = make_env(task, controller=ControllerConfig(features=spec, steps_per_action=2))
+    key = jax.random.key(0)
+    _, state = env.reset(key, data)
+    obs, after, *_ = env.step(key, state, jnp.float32(0.5), data)
+    change = np.asarray(after.predictions) - np.asarray(state.predictions)
+    np.testing.assert_allclose(obs[0], np.log(np.var(change)), rtol=1e-4)
+    assert abs(np.log(np.var(change)) - np.log(np.var(after.predictions))) > 0.1

@@ -303,21 +303,34 @@ class PPO:
 
     # -- one PPO iteration ------------------------------------------------------------------
 
-    def update(self, runner: RunnerState, data: Any) -> tuple[RunnerState, dict[str, jax.Array]]:
-        cfg = self.config
+    def rollout(self, runner: RunnerState, data: Any) -> tuple[RunnerState, Transition, Any]:
+        """``rollout_length`` steps of every environment with the current policy: the runner
+        after them, the trajectory (time-major ``[T, num_envs]``) and the actor's carry at its
+        first step (reset where an episode starts there), from which the loss replays it."""
         first_carry = reset_carry(runner.carry, runner.done, self.controller_config)
         runner, traj = jax.lax.scan(
             lambda r, _: self._env_step(r, data), runner, None, length=self.rollout_length
         )
+        return runner, traj, first_carry
+
+    def advantages(self, runner: RunnerState, traj: Transition) -> tuple[jax.Array, jax.Array]:
+        """GAE ``(advantages, returns)`` of a rollout, bootstrapped from the critic's value of
+        the observation after it; episodes end where ``traj.done`` (not where the carry was
+        reset, one step later)."""
+        cfg = self.config
         last_value = self._value(
             runner.params["critic"],
             self.policy_obs(runner.obs_stats, runner.obs),
             self._progress(runner.env_state),
         )
-        advantages, returns = ppo_math.gae(
+        return ppo_math.gae(
             traj.reward, traj.value, traj.done, last_value, cfg.gamma, cfg.gae_lambda
         )
-        tx = self._tx()
+
+    def learn(self, params, opt_state, key, traj: Transition, first_carry, advantages, returns):
+        """``update_epochs`` epochs of ``num_minibatches`` gradient steps on a fixed rollout:
+        the new ``(params, opt_state)`` and the loss statistics ``[epochs, minibatches]``."""
+        cfg, tx = self.config, self._tx()
         grad_fn = jax.value_and_grad(self.loss, has_aux=True)
 
         def minibatch_step(state, idx):
@@ -333,9 +346,18 @@ class PPO:
             batches = ppo_math.minibatch_indices(key, cfg.num_envs, cfg.num_minibatches)
             return jax.lax.scan(minibatch_step, state, batches)
 
+        keys = jax.random.split(key, cfg.update_epochs)
+        (params, opt_state), stats = jax.lax.scan(epoch, (params, opt_state), keys)
+        return params, opt_state, stats
+
+    def update(self, runner: RunnerState, data: Any) -> tuple[RunnerState, dict[str, jax.Array]]:
+        """One PPO iteration: :meth:`rollout`, :meth:`advantages`, :meth:`learn`, then the
+        observation statistics grow by the rollout's observations."""
+        runner, traj, first_carry = self.rollout(runner, data)
+        advantages, returns = self.advantages(runner, traj)
         key, k_epochs = jax.random.split(runner.key)
-        (params, opt_state), stats = jax.lax.scan(
-            epoch, (runner.params, runner.opt_state), jax.random.split(k_epochs, cfg.update_epochs)
+        params, opt_state, stats = self.learn(
+            runner.params, runner.opt_state, k_epochs, traj, first_carry, advantages, returns
         )
         obs_stats = runner.obs_stats
         if self._frozen:  # every observation the actor will have seen: each step's next one
