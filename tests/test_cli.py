@@ -192,7 +192,9 @@ def test_unknown_choices_are_usage_errors(argv, message, capsys):
     assert e.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_train_actor_critic_writes_controller_metrics_plots_and_resumes(tmp_path, capsys):
+def test_train_actor_critic_writes_controller_metrics_plots_and_resumes(
+    tmp_path, capsys, monkeypatch
+):
     out = tmp_path / "ac"
     argv = [
         "train",
@@ -222,10 +224,21 @@ def test_train_actor_critic_writes_controller_metrics_plots_and_resumes(tmp_path
     assert controller.config.features.names == ("train_loss",)  # paper B's preset
     assert controller.config.action_mode == "absolute" and controller.config.steps_per_action == 1
     assert (out / "training.png").stat().st_size > 10_000
-    # Three updates into the same folder resume from the second.
+    # Three updates into the same folder resume from the second; training.png shows the whole
+    # run (updates 1-3), not only the update of this process.
+    from lrjax import plots
+
+    plotted = []
+    plot = plots.plot_actor_critic_training
+    monkeypatch.setattr(
+        plots,
+        "plot_actor_critic_training",
+        lambda history, *a, **k: (plotted.append(history), plot(history, *a, **k))[1],
+    )
     assert cli.main([*argv[:5], "--updates", "3", *argv[7:]]) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["update"] for r in rows] == [1, 2, 3]
+    assert [r["update"] for r in plotted[-1]] == [1, 2, 3]
     # Options of the other algorithm are refused before any work.
     assert cli.main([*argv, "--horizon", "4"]) == 2
     assert "--horizon is not allowed with --algo actor-critic" in capsys.readouterr().err

@@ -49,6 +49,33 @@ def test_vmapped_episodes_equal_separate_runs(problem):
             np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-6)
 
 
+def test_vmapped_episodes_equal_separate_runs_through_an_episode_end_and_auto_reset(problem):
+    """Horizon 2, four steps: each episode ends twice and auto-resets; observations, states,
+    rewards, done flags and every ``info`` entry of the vmapped run equal one-by-one runs."""
+    task, data = problem
+    env = make_env(task, horizon=2)
+    keys = jax.random.split(jax.random.key(1), 2)
+    actions = jnp.array([[0.3, -1.0], [0.0, 0.5], [-0.2, 0.1], [1.0, -0.4]])
+    step_all = jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None)))
+    step_one = jax.jit(env.step)
+    _, batched = jax.vmap(env.reset, in_axes=(0, None))(keys, data)
+    singles = [env.reset(k, data)[1] for k in keys]
+    ends = []
+    for t, action in enumerate(actions):
+        step_keys = jax.random.split(jax.random.key(100 + t), 2)
+        out = step_all(step_keys, batched, action, data)
+        batched = out[1]
+        ends.append(np.asarray(out[3]).tolist())
+        for i in range(2):
+            one = step_one(step_keys[i], singles[i], action[i], data)
+            singles[i] = one[1]
+            for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(one), strict=True):
+                if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
+                    a, b = jax.random.key_data(a), jax.random.key_data(b)
+                np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-6)
+    assert ends == [[False, False], [True, True], [False, False], [True, True]]
+
+
 def test_divergence_ends_only_that_episode_with_a_penalty(problem):
     task, data = problem
     env = make_env(task)

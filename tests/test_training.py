@@ -162,3 +162,23 @@ def test_bad_inputs(mlp_setup):
         )
     with pytest.raises(ConfigError, match="chunk_size=0"):
         EngineConfig(chunk_size=0)
+
+
+def test_another_grid_of_the_same_shape_compiles_nothing():
+    """The documented claim: hyperparameters are traced, so a new grid of LRs (and new seeds)
+    reuses the executables of the first (XLA compilations counted; the first call compiles)."""
+    task = tasks.get_task("regression_2d")
+    data = task.load_data(jax.random.key(0))
+    spec = baselines.get_optimizer("step_decay")
+    compiles = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda name, *_, **__: compiles.append(name) if "backend_compile" in name else None
+    )
+
+    def grid(lrs, key):
+        before = len(compiles)
+        sweep.run_optimizer(task, spec, data, key, num_seeds=2, num_steps=30, lrs=lrs)
+        return len(compiles) - before
+
+    assert grid([0.1, 0.01], jax.random.key(1)) > 0
+    assert grid([0.3, 0.03], jax.random.key(2)) == 0
