@@ -4,11 +4,9 @@ compilation, the raw dataset files beside the repository, and shared dataset fix
 import os
 from pathlib import Path
 
-# Tests check values, not speed: on CPU, XLA's LLVM backend at -O0 compiles about 2x faster
-# (compilation dominates this suite). Benchmarks run with the default optimisation level.
-os.environ.setdefault(
-    "XLA_FLAGS", "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0"
-)
+from _xla_flags import with_test_flags
+
+os.environ["XLA_FLAGS"] = with_test_flags(os.environ.get("XLA_FLAGS", ""))
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 if SHARED_DATA.is_dir():

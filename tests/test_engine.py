@@ -68,3 +68,27 @@ def test_bad_knobs():
         engine.EngineConfig(conv_impl="fft")
     with pytest.raises(ConfigError, match="chunk_size=0"):
         engine.EngineConfig(chunk_size=0)
+
+
+def test_tests_run_on_two_host_devices_even_when_xla_flags_is_preset():
+    """conftest adds its flags to a preset XLA_FLAGS (it used to leave a preset one alone, and
+    the two-device tests then ran on one device)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from _xla_flags import with_test_flags
+
+    assert jax.local_device_count() == 2
+    preset = with_test_flags("--xla_cpu_enable_fast_math=false --xla_backend_optimization_level=2")
+    assert "--xla_force_host_platform_device_count=2" in preset
+    assert "--xla_backend_optimization_level=2" in preset and "level=0" not in preset
+    assert "count=4" in with_test_flags("--xla_force_host_platform_device_count=4")
+    tests = Path(__file__).parent
+    code = "import conftest, jax; print(jax.local_device_count())"
+    env = dict(os.environ, XLA_FLAGS="--xla_cpu_enable_fast_math=false")
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tests, env=env, capture_output=True, text=True
+    )
+    assert done.stdout.strip() == "2", done.stderr
