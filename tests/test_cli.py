@@ -158,6 +158,7 @@ def test_subcommand_help_lists_choices_and_defaults(capsys):
     text = capsys.readouterr().out
     assert "{ppo,actor-critic}" in text and "pred_change_var" in text
     assert "actions per episode (40)" in text
+    assert "(default: None)" not in text and "(default: False)" not in text  # said or unset
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,17 @@ COMMANDS = ("data", "fit", "baselines", "train", "evaluate", "paper-b")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows defaults and keeps the descriptions' line breaks."""
+    """Shows defaults and keeps the descriptions' line breaks. An option whose default is None
+    (resolved later, e.g. from a preset), off or empty, or whose help already states its
+    default, gets no "(default: ...)" appended (it used to read "(default: the preset's)
+    (default: None)")."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if default is None or default is False or default in ("", []) or "default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 def _module(command: str):
