@@ -216,6 +216,27 @@ MUTATIONS = (
         ("tests/test_algos_runner.py",),
     ),
     Mutation(
+        "minibatches-always-the-first-examples",
+        "lrjax/data/arrays.py",
+        "return jax.random.randint(key, (batch_size,), 0, split_size)",
+        "return jnp.arange(batch_size) % split_size",
+        ("tests/test_data.py",),
+    ),
+    Mutation(
+        "paired-difference-reversed",
+        "lrjax/protocol.py",
+        "d = np.asarray(a, np.float64) - np.asarray(b, np.float64)",
+        "d = np.asarray(b, np.float64) - np.asarray(a, np.float64)",
+        ("tests/test_evaluate.py",),
+    ),
+    Mutation(
+        "faults-never-injected",
+        "lrjax/faults.py",
+        "hit = jax.random.uniform(k_hit) < self.rate",
+        "hit = jax.random.uniform(k_hit) < 0.0",
+        ("tests/test_faults.py",),
+    ),
+    Mutation(
         "env-ignores-nonfinite-train-loss",
         "lrjax/env.py",
         "| (val_loss > limit) | ~jnp.isfinite(train_loss)",

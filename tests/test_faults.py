@@ -141,6 +141,19 @@ def test_faulty_episodes_end_with_their_bounded_penalty_and_healthy_ones_are_unt
         np.testing.assert_array_equal(done_f[:t, lane], done_c[:t, lane])
 
 
+@pytest.mark.parametrize("kind", FAULT_KINDS)
+def test_each_kind_of_fault_ends_the_episode_at_once_with_the_penalty(problem, kind):
+    """Every minibatch faulty: an infinite training loss alone (the params still finite) ends
+    the episode as surely as a NaN gradient does."""
+    task, data = problem
+    env = make_env(FaultyTask(task, rate=1.0, kinds=(kind,)))
+    key = jax.random.key(0)
+    _, state = env.reset(key, data)
+    _, _, reward, done, info = env.step(key, state, jnp.float32(0.0), data)
+    assert bool(done) and bool(info["diverged"])
+    np.testing.assert_allclose(reward, 1 - env.config.divergence_factor, atol=1e-6)
+
+
 # -- PPO and the actor-critic -----------------------------------------------------------------
 
 
