@@ -54,7 +54,15 @@ def test_every_baseline_is_listed_here():
     assert set(LR) == set(baselines.OPTIMIZERS)
 
 
-@pytest.mark.parametrize("name", sorted(LR))
+DEFAULT_SUITE = {"sgd", "adam", "momentum", "prodigy", "schedule_free_adamw", "vsgd", "sgd_hd"}
+"""Trained in the default suite (plain, adaptive, LR-free, schedule-free, lrjax's own); every
+other optimizer in CI's slow step (each is its own ~2.5 s compilation)."""
+
+
+@pytest.mark.parametrize(
+    "name",
+    [n if n in DEFAULT_SUITE else pytest.param(n, marks=pytest.mark.slow) for n in sorted(LR)],
+)
 def test_each_baseline_trains_the_noisy_quadratic_to_near_its_noise_floor(problem, name):
     task, data = problem
     spec = baselines.get_optimizer(name)

@@ -25,6 +25,8 @@ from lrjax.controller import ControllerConfig, init_controller, scale_by_control
 from lrjax.engine import EngineConfig
 from lrjax.rollouts import run_episodes
 
+pytestmark = pytest.mark.slow  # ~50 s of compilation; CI runs it (make test-slow)
+
 MULTI_DEVICE_ATOL = 1e-5  # params of order 0.1 - 1 after training; measured ~1e-7
 MULTI_DEVICE_RTOL = 1e-5  # evaluation losses; measured ~1e-7
 

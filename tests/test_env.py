@@ -49,6 +49,7 @@ def test_vmapped_episodes_equal_separate_runs(problem):
             np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # ~17 s; CI runs it (make test-slow)
 def test_vmapped_episodes_equal_separate_runs_through_an_episode_end_and_auto_reset(problem):
     """Horizon 2, four steps: each episode ends twice and auto-resets; observations, states,
     rewards, done flags and every ``info`` entry of the vmapped run equal one-by-one runs."""

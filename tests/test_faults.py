@@ -157,6 +157,7 @@ def test_each_kind_of_fault_ends_the_episode_at_once_with_the_penalty(problem, k
 # -- PPO and the actor-critic -----------------------------------------------------------------
 
 
+@pytest.mark.slow  # ~15 s; CI runs it (make test-slow)
 def test_ppo_trains_on_under_faults_and_keeps_every_statistic_finite(problem):
     task, data = problem
     ppo = PPO(
@@ -178,6 +179,7 @@ def test_ppo_trains_on_under_faults_and_keeps_every_statistic_finite(problem):
     assert not np.allclose(ravel(runner.params["actor"]), ravel(initial))
 
 
+@pytest.mark.slow  # ~15 s; CI runs it (make test-slow)
 @pytest.mark.parametrize("mode", ["meta", "online"])
 def test_actor_critic_under_faults_keeps_actor_critic_and_adam_finite(problem, mode):
     task, data = problem
