@@ -1,0 +1,170 @@
+"""Image classification trainees: a Flax classifier on a tfds dataset, cross-entropy loss,
+the minibatch gradient optionally in chunks (:func:`~lrjax.tasks.base.grad_chunks`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from lrjax._validation import check_choice, check_positive_int
+from lrjax.data import Dataset, get_spec, load_dataset, sample_indices
+from lrjax.data.arrays import check_batch_size
+from lrjax.models.layers import CONV_IMPLS
+from lrjax.tasks.base import Metrics, Params, Task, grad_chunks
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageClassificationTask(Task):
+    """A Flax classifier on a tfds image dataset, cross-entropy loss.
+
+    Attributes:
+      name: registry name.
+      dataset: tfds dataset name (see :data:`lrjax.data.DATASETS`).
+      model: the Flax module (logits out).
+      batch_size: training minibatch size.
+      eval_batch_size: examples per chunk when evaluating (bounds memory, esp. under vmap).
+      output_layer: the output layer's weights in the params (every lrjax model names its
+        last layer ``logits``).
+      grad_chunk: examples per forward/backward pass of a training step (None: the whole
+        minibatch at once). The minibatch is split into equal chunks (see
+        :func:`grad_chunks`) and the gradient is the mean of theirs: the same value up to float
+        summation order, with a working set that stays in the CPU's caches (a LeNet-5 step at
+        batch 1000 ran 1.5x faster in chunks of 125, ``BENCHMARKS.md``). The execution engine
+        sets it (``EngineConfig.grad_chunk``).
+    """
+
+    name: str
+    dataset: str
+    model: nn.Module
+    batch_size: int
+    eval_batch_size: int = 1000
+    output_layer: str = "logits/kernel"
+    grad_chunk: int | None = None
+
+    def __post_init__(self):
+        check_positive_int("batch_size", self.batch_size)
+        check_positive_int("eval_batch_size", self.eval_batch_size)
+        if self.grad_chunk is not None:
+            check_positive_int("grad_chunk", self.grad_chunk)
+
+    @property
+    def uses_conv(self) -> bool:
+        return hasattr(self.model, "conv_impl")
+
+    def with_conv_impl(self, impl: str) -> Task:
+        check_choice("conv_impl", impl, CONV_IMPLS)
+        if not self.uses_conv or self.model.conv_impl == impl:
+            return self
+        return dataclasses.replace(self, model=self.model.clone(conv_impl=impl))
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+
+        return get_spec(self.dataset).image_shape
+
+    def load_data(
+        self, key: jax.Array | None = None, *, data_dir: str | None = None, **kwargs
+    ) -> Dataset:
+        """Load the task's dataset (``data_dir`` and ``kwargs`` go to
+        :func:`lrjax.data.load_dataset`; the key is not used: real data are fixed)."""
+        del key
+        data = load_dataset(self.dataset, data_dir=data_dir, **kwargs)
+        check_batch_size(self.batch_size, data.train.size)
+        return data
+
+    def init(self, key: jax.Array, data: Any = None) -> Params:
+        del data
+        x = jnp.zeros((1, *self.input_shape), jnp.float32)
+        return self.model.init(key, x)["params"]
+
+    def logits(self, params: Params, data: Dataset, images: jax.Array) -> jax.Array:
+        return self.model.apply({"params": params}, data.normalize(images))
+
+    def batch_loss(self, params: Params, data: Dataset, images, labels) -> jax.Array:
+        logits = self.logits(params, data, images)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+    def loss(self, params: Params, data: Dataset, key: jax.Array) -> jax.Array:
+        idx = sample_indices(key, data.train.size, self.batch_size)
+        images = jnp.take(data.train.images, idx, axis=0)
+        labels = jnp.take(data.train.labels, idx, axis=0)
+        return self.batch_loss(params, data, images, labels)
+
+    def with_grad_chunk(self, examples: int | None) -> Task:
+        return (
+            self if examples == self.grad_chunk else dataclasses.replace(self, grad_chunk=examples)
+        )
+
+    def loss_and_grad(self, params: Params, data: Dataset, key: jax.Array):
+        chunks = grad_chunks(self.batch_size, self.grad_chunk)
+        if chunks == 1:
+            return super().loss_and_grad(params, data, key)
+        idx = sample_indices(key, data.train.size, self.batch_size).reshape(chunks, -1)
+
+        def chunk_loss_and_grad(chunk_idx):
+            images = jnp.take(data.train.images, chunk_idx, axis=0)
+            labels = jnp.take(data.train.labels, chunk_idx, axis=0)
+            return jax.value_and_grad(self.batch_loss)(params, data, images, labels)
+
+        # The sum starts from the first chunk (not from zeros, which inside a user's shard_map
+        # would not vary over its axis as the chunks' gradients do).
+        add = lambda total, chunk_idx: (
+            jax.tree.map(jnp.add, total, chunk_loss_and_grad(chunk_idx)),
+            None,
+        )
+        total, _ = jax.lax.scan(add, chunk_loss_and_grad(idx[0]), idx[1:])
+        return jax.tree.map(lambda x: x / chunks, total)
+
+    def example_losses(self, params: Params, data: Dataset, key: jax.Array) -> jax.Array:
+        idx = sample_indices(key, data.train.size, self.batch_size)
+        images = jnp.take(data.train.images, idx, axis=0)
+        labels = jnp.take(data.train.labels, idx, axis=0)
+        logits = self.logits(params, data, images)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+    def metrics(
+        self, params: Params, data: Dataset, split: str, max_examples: int | None = None
+    ) -> Metrics:
+        s = data.split(split)
+        n = s.size if max_examples is None else min(max_examples, s.size)
+        chunk = min(self.eval_batch_size, n)
+        n_chunks = n // chunk  # whole chunks only: static shapes; remainder evaluated apart
+        images, labels = s.images[:n], s.labels[:n]
+
+        def chunk_sums(args):
+            x, y = args
+            logits = self.logits(params, data, x)
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).sum()
+            correct = (jnp.argmax(logits, -1) == y).sum()
+            return loss, correct
+
+        main = n_chunks * chunk
+        xs = images[:main].reshape(n_chunks, chunk, *images.shape[1:])
+        ys = labels[:main].reshape(n_chunks, chunk)
+        losses, corrects = jax.lax.map(chunk_sums, (xs, ys))
+        loss, correct = losses.sum(), corrects.sum()
+        if main < n:
+            rest_loss, rest_correct = chunk_sums((images[main:], labels[main:]))
+            loss, correct = loss + rest_loss, correct + rest_correct
+        return {"loss": loss / n, "accuracy": correct.astype(jnp.float32) / n}
+
+    def predictions(self, params, data, split, num_examples):
+        s = data.split(split)
+        return jax.nn.softmax(self.logits(params, data, s.images[:num_examples]))
+
+    def validation_probe(self, params, data, batch_size, probe_size):
+        """One forward pass over the first ``max(batch_size, probe_size)`` validation
+        examples: the probe is a prefix of the loss batch."""
+        val = data.validation
+        batch_size, probe_size = min(batch_size, val.size), min(probe_size, val.size)
+        n = max(batch_size, probe_size)
+        logits = self.logits(params, data, val.images[:n])
+        loss = optax.softmax_cross_entropy_with_integer_labels(
+            logits[:batch_size], val.labels[:batch_size]
+        )
+        return loss.mean(), jax.nn.softmax(logits[:probe_size])
