@@ -1,0 +1,220 @@
+"""``lrjax train``'s options: the parser, the defaults that depend on ``--algo`` (filled, and
+the other algorithm's options refused, before any work starts) and the controller configuration
+the options describe."""
+
+from __future__ import annotations
+
+from lrjax.cli import _common
+
+FEATURE_PRESETS = ("lrjax", "paper_a", "paper_b")
+ALGOS = ("ppo", "actor-critic")
+PPO_DEFAULTS = {"horizon": 40, "reward": "loss_decrement", "num_envs": 16}
+AC_DEFAULTS = {"num_envs": 4, "reset_every": 1000}
+
+
+def add_parser(sub, detailed: bool = False) -> None:
+    from lrjax.cli import HelpFormatter
+
+    epilog = None
+    if detailed:
+        from lrjax.features import (
+            BUILTIN_FEATURES,
+            LRJAX_FEATURES,
+            PAPER_A_FEATURES,
+            PAPER_B_FEATURES,
+        )
+
+        presets = {
+            "lrjax": LRJAX_FEATURES,
+            "paper_a": PAPER_A_FEATURES,
+            "paper_b": PAPER_B_FEATURES,
+        }
+        epilog = "feature presets:\n" + "\n".join(
+            f"  {name}: {', '.join(names)}" for name, names in presets.items()
+        )
+        epilog += "\nfeatures:\n" + "\n".join(
+            f"  {f.name:16s} {f.description}" for f in BUILTIN_FEATURES.values()
+        )
+    p = sub.add_parser(
+        "train",
+        help="train an LR controller with RL (PPO, paper A; actor-critic, paper B)",
+        description="Train a learning-rate controller with reinforcement learning (PPO, paper A, "
+        "or the actor-critic of paper B) on trainee episodes of a task and save it; PPO's "
+        "controller is then compared on fresh evaluation episodes with a constant-LR grid and "
+        "step decay.",
+        epilog=epilog,
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--algo", default="ppo", choices=ALGOS, help="the RL algorithm")
+    _common.add_task_option(p, detailed)
+    _add_controller_options(p)
+    _add_run_options(p)
+    _add_actor_critic_options(p)
+    p.add_argument("--updates-per-chunk", type=int, default=2, help="updates per compiled call")
+    p.add_argument(
+        "--eval-episodes",
+        type=int,
+        default=8,
+        help="episodes of the quick comparison after training (0: skip it; `lrjax evaluate` "
+        "runs the held-out protocol)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="root seed of training and evaluation")
+    p.add_argument("--out", default=None, help="output directory (default: runs/ALGO-TASK)")
+    _common.add_data_options(p)
+
+
+def _add_controller_options(p) -> None:
+    """The controller preset, its action map and the optimizer it steers."""
+    p.add_argument(
+        "--features",
+        default=None,
+        choices=FEATURE_PRESETS,
+        help="the controller preset: its state (features and normaliser) and the defaults of "
+        "the controller options below (lrjax: ControllerConfig.lrjax(), paper A's features plus "
+        "progress, frozen normaliser; paper_a; paper_b). Default: lrjax for PPO, paper_b for "
+        "the actor-critic",
+    )
+    p.add_argument(
+        "--state",
+        default=None,
+        help="comma-separated built-in features that replace the preset's (its normaliser "
+        "kept), e.g. train_loss for paper B's loss-only state (the feature-subset ablation)",
+    )
+    p.add_argument(
+        "--action-mode",
+        default=None,
+        choices=["scale", "absolute"],
+        help="scale: the action scales the previous LR (paper A); absolute: it is the LR (B) "
+        "(default: the preset's, scale for lrjax and paper_a)",
+    )
+    p.add_argument("--lr-min", type=float, default=None, help="smallest LR (lrjax: 1e-4)")
+    p.add_argument("--lr-max", type=float, default=None, help="largest LR (lrjax: 1)")
+    p.add_argument("--alpha", type=float, default=None, help="largest scale per action (1.25)")
+    p.add_argument("--initial-lr", type=float, default=None, help="the LR runs start at (0.1)")
+    p.add_argument(
+        "--initial-lr-spread",
+        type=float,
+        default=1.0,
+        help="episodes start at initial LR times a log-uniform factor in [1/spread, spread]",
+    )
+    p.add_argument(
+        "--optimizer",
+        default="sgd",
+        choices=["sgd", "momentum", "adam"],
+        help="the optimizer whose LR the controller sets",
+    )
+
+
+def _add_run_options(p) -> None:
+    """The episodes and updates (PPO's options among them)."""
+    p.add_argument(
+        "--reward",
+        default=None,
+        choices=["val_loss", "loss_decrement", "final"],
+        help="PPO: the validation loss's decrement (default; undiscounted, it sums to the final "
+        "loss's improvement), the per-step validation loss (paper A) or final-only",
+    )
+    p.add_argument("--horizon", type=int, default=None, help="PPO: actions per episode (40)")
+    p.add_argument(
+        "--steps-per-action", type=int, default=None, help="trainee steps per action (10)"
+    )
+    p.add_argument("--batch-size", type=int, default=None, help="trainee minibatch size")
+    p.add_argument(
+        "--num-envs",
+        type=int,
+        default=None,
+        help="trainee episodes side by side (PPO 16; actor-critic 4 in meta mode, 1 online)",
+    )
+    p.add_argument("--updates", type=int, default=100, help="RL updates")
+    p.add_argument("--ppo-lr", type=float, default=None, help="Adam step size of PPO (PPOConfig's)")
+    _common.add_distributed_options(p)
+
+
+def _add_actor_critic_options(p) -> None:
+    """Algorithm 1's options (paper B)."""
+    ac = p.add_argument_group("actor-critic (paper B; ActorCriticConfig's defaults)")
+    ac.add_argument(
+        "--mode",
+        default=None,
+        choices=["meta", "online"],
+        help="meta: learn over episodes that reset the model every --reset-every steps; online: "
+        "learn along one run of updates x steps-per-update steps (default meta)",
+    )
+    ac.add_argument("--reset-every", type=int, default=None, help="e, steps per episode (1000)")
+    ac.add_argument("--steps-per-update", type=int, default=100, help="trainee steps per update")
+    ac.add_argument("--gamma", type=float, default=None, help="discount of the TD target (0.9)")
+    ac.add_argument("--actor-every", type=int, default=None, help="m_theta (1)")
+    ac.add_argument("--critic-every", type=int, default=None, help="m_phi (1)")
+    ac.add_argument(
+        "--exploration-std", type=float, default=None, help="noise on the actor's action (0.3)"
+    )
+    ac.add_argument(
+        "--same-minibatch",
+        action="store_true",
+        help="ablation: the actor's gradient on the model's minibatch, not a different one",
+    )
+
+
+PPO_ONLY = ("horizon", "reward", "steps_per_action", "ppo_lr", "initial_lr_spread")
+AC_ONLY = ("mode", "reset_every", "gamma", "actor_every", "critic_every", "exploration_std")
+
+
+def resolve(args) -> None:
+    """Fill the defaults that depend on ``--algo``, and refuse options of the other algorithm
+    (before any work starts)."""
+    from lrjax._validation import ConfigError
+
+    ppo = args.algo == "ppo"
+    flag = lambda name: "--" + name.replace("_", "-")
+    other = AC_ONLY + ("same_minibatch",) if ppo else PPO_ONLY
+    defaults = {"initial_lr_spread": 1.0}
+    given = [n for n in other if getattr(args, n) not in (None, False, defaults.get(n))]
+    if given:
+        raise ConfigError(
+            f"{', '.join(flag(n) for n in given)} is not allowed with --algo {args.algo}: "
+            f"{'the actor-critic' if ppo else 'PPO'}'s option(s)."
+        )
+    if args.features is None:
+        args.features = "lrjax" if ppo else "paper_b"
+    if ppo:
+        for name, value in PPO_DEFAULTS.items():
+            if getattr(args, name) is None:
+                setattr(args, name, value)
+        return
+    args.mode = args.mode or "meta"
+    if args.num_envs is None:
+        args.num_envs = AC_DEFAULTS["num_envs"] if args.mode == "meta" else 1
+    if args.reset_every is None and args.mode == "meta":
+        args.reset_every = AC_DEFAULTS["reset_every"]
+    if args.eval_episodes not in (0, 8):
+        raise ConfigError(
+            "--eval-episodes is not allowed with --algo actor-critic: its controller is "
+            "evaluated with `lrjax evaluate` or `lrjax paper-b compare`."
+        )
+    args.eval_episodes = 0
+
+
+def controller_config(args):
+    import dataclasses
+
+    from lrjax._validation import ConfigError
+    from lrjax.controller import ControllerConfig
+
+    given = {
+        "action_mode": args.action_mode,
+        "lr_min": args.lr_min,
+        "lr_max": args.lr_max,
+        "alpha": args.alpha,
+        "initial_lr": args.initial_lr,
+        "steps_per_action": args.steps_per_action,
+    }
+    config = getattr(ControllerConfig, args.features)(
+        **{k: v for k, v in given.items() if v is not None}
+    )
+    if args.state is None:
+        return config
+    names = tuple(n.strip() for n in args.state.split(",") if n.strip())
+    if not names:
+        raise ConfigError(f"--state={args.state!r} is not allowed: expected feature names.")
+    spec = dataclasses.replace(config.features, features=names)
+    return config.replace(features=spec)
