@@ -7,7 +7,7 @@ writes the bug into the copy, runs the tests that should catch it there (the cop
 First it runs every listed test file on the unmutated copy: they must pass, or no result means
 anything.
 
-    .venv/bin/python benchmarks/mutation_check.py                 # all (~30-40 min, 2 cores)
+    .venv/bin/python benchmarks/mutation_check.py                 # all (~21 min on 2 cores)
     .venv/bin/python benchmarks/mutation_check.py --only gae-reset-flags,critic-never-trained
     .venv/bin/python benchmarks/mutation_check.py --list
 
