@@ -199,14 +199,14 @@ MUTATIONS = (
         "lrjax/baselines/hypergradient.py",
         "hypergrad = -_tree_dot(updates, state.prev_grads)",
         "hypergrad = _tree_dot(updates, state.prev_grads)",
-        ("tests/test_hypergradient.py",),
+        ("tests/test_baselines_hypergradient.py",),
     ),
     Mutation(
         "select-best-picks-worst",
         "lrjax/baselines/registry.py",
         "return int(np.argmin(scores))",
         "return int(np.argmax(scores))",
-        ("tests/test_training.py", "tests/test_evaluate.py"),
+        ("tests/test_baselines_registry.py", "tests/test_evaluate.py"),
     ),
     Mutation(
         "resume-keeps-rows-after-checkpoint",
