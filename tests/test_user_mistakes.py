@@ -45,7 +45,7 @@ from lrjax.controller import (
     scale_by_controller,
 )
 from lrjax.data import catalog, load_dataset
-from lrjax.data.loader import SUPPORTED_CACHE_VERSION
+from lrjax.data.cache import FORMAT_VERSION as CACHE_FORMAT_VERSION
 from lrjax.env import EnvConfig
 from lrjax.features import init_normaliser
 
@@ -125,7 +125,7 @@ def cache(tmp, name="fashion_mnist", stored_as=None, train=20, **arrays) -> Path
         "test_labels": np.arange(10, dtype=np.int32),
     }
     good.update(arrays)
-    meta = {"format_version": SUPPORTED_CACHE_VERSION, "name": stored_as or name}
+    meta = {"format_version": CACHE_FORMAT_VERSION, "name": stored_as or name}
     np.savez(path, meta=np.array(json.dumps(meta)), **good)
     return path
 

@@ -56,7 +56,7 @@ def run(args) -> int:
                 args.name, raw_dir=args.raw_dir, data_dir=args.data_dir, overwrite=args.overwrite
             )
         return 0
-    from lrjax.data.prepare import cache_problem
+    from lrjax.data.cache import cache_problem
 
     root = catalog.data_dir(args.data_dir)
     for name in catalog.DATASETS:

@@ -2,8 +2,9 @@
 device-resident splits sampled inside jit. Importing this package does not import tfds."""
 
 from lrjax.data.arrays import Dataset, Split, normalize, sample_batch, sample_indices
+from lrjax.data.cache import read_cache
 from lrjax.data.catalog import DATASETS, NORMALIZATIONS, SPLITS, DatasetSpec, get_spec
-from lrjax.data.loader import load_dataset, make_dataset, read_cache
+from lrjax.data.loader import load_dataset, make_dataset
 
 __all__ = [
     "DATASETS",

@@ -1,18 +1,15 @@
 """Load a prepared dataset from lrjax's decoded-array cache onto the device.
 
-Reading the cache needs only numpy: no tfds, no TensorFlow. If the cache is missing, the loader
-prepares it in a separate Python process (``python -m lrjax.data.prepare``) so TensorFlow never
-enters the training process.
+Reading the cache (:mod:`lrjax.data.cache`) needs only numpy: no tfds, no TensorFlow. If the
+cache is missing, the loader prepares it in a separate Python process
+(``python -m lrjax.data.prepare``) so TensorFlow never enters the training process.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import zipfile
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -20,8 +17,7 @@ import numpy as np
 from lrjax._validation import ConfigError, check_choice, check_non_negative_int
 from lrjax.data import catalog
 from lrjax.data.arrays import Dataset, Split
-
-SUPPORTED_CACHE_VERSION = 1
+from lrjax.data.cache import ERROR_PREFIX, read_cache
 
 
 def load_dataset(
@@ -93,66 +89,6 @@ def load_dataset(
     )
 
 
-def read_cache(path: os.PathLike, name: str | None = None) -> dict[str, np.ndarray]:
-    """The arrays of a cache file, checked: its format version, that it is the cache of
-    ``name`` (when given), and (for a dataset lrjax knows) that it holds uint8 images of the
-    dataset's shape and one label in range per image. A truncated, foreign or wrong-array file is
-    a :class:`ConfigError` saying how to prepare it again, not a ``BadZipFile`` or ``KeyError`` or
-    a model that trains to NaN on out-of-range labels."""
-    # The dataset's name: asked for, else the file's metadata, else the file name (NAME.npz).
-    redo = f"re-run: lrjax data prepare NAME --overwrite (the cache is {path})"
-    try:
-        with np.load(path) as f:
-            meta = json.loads(str(f["meta"]))
-            arrays = {k: f[k] for k in f.files if k != "meta"}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
-        raise ConfigError(
-            f"cache {path} is unreadable ({type(e).__name__}: {e}): it is truncated or not an "
-            f"lrjax cache; {redo.replace('NAME', name or Path(path).stem)}."
-        ) from e
-    found = meta.get("name") if isinstance(meta, dict) else None
-    name = name or (found if isinstance(found, str) else None)
-    redo = redo.replace("NAME", name or Path(path).stem)
-    version = meta.get("format_version") if isinstance(meta, dict) else None
-    if version != SUPPORTED_CACHE_VERSION:
-        raise ConfigError(
-            f"cache {path} has format_version={version!r}; this lrjax reads version "
-            f"{SUPPORTED_CACHE_VERSION}. {redo[0].upper()}{redo[1:]}."
-        )
-    if found != name:
-        raise ConfigError(f"cache {path} holds the dataset {found!r}, not {name!r}; {redo}.")
-    if name in catalog.DATASETS:
-        _check_cache_arrays(arrays, catalog.get_spec(name), redo)
-    return arrays
-
-
-def _check_cache_arrays(arrays: dict[str, np.ndarray], spec, redo: str) -> None:
-    """The four arrays of a cache against the dataset's spec."""
-    for split in ("train", "test"):
-        images, labels = arrays.get(f"{split}_images"), arrays.get(f"{split}_labels")
-        if images is None or labels is None:
-            raise ConfigError(
-                f"cache of {spec.name} lacks its {split}_images or {split}_labels array "
-                f"(it has {sorted(arrays)}); {redo}."
-            )
-        if images.dtype != np.uint8 or images.shape[1:] != spec.image_shape:
-            raise ConfigError(
-                f"cache of {spec.name} holds {split}_images of {images.dtype} {images.shape}: "
-                f"expected uint8 (examples, {', '.join(map(str, spec.image_shape))}); {redo}."
-            )
-        count = images.shape[0]
-        if labels.shape != (count,) or not np.issubdtype(labels.dtype, np.integer):
-            raise ConfigError(
-                f"cache of {spec.name} holds {split}_labels of {labels.dtype} {labels.shape}: "
-                f"expected integers of shape ({count},), one per image; {redo}."
-            )
-        if labels.size and (labels.min() < 0 or labels.max() >= spec.num_classes):
-            raise ConfigError(
-                f"cache of {spec.name} holds {split}_labels in [{labels.min()}, {labels.max()}]: "
-                f"expected 0 .. {spec.num_classes - 1}; {redo}."
-            )
-
-
 def make_dataset(
     name: str,
     train_images: np.ndarray,
@@ -196,8 +132,6 @@ def _prepare_in_subprocess(name: str, root, raw_dir) -> None:
     result = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         # A user error (missing raw files, no network...) comes back whole, as a ConfigError
-        from lrjax.data.prepare import ERROR_PREFIX
-
         if ERROR_PREFIX in result.stderr:
             message = result.stderr.split(ERROR_PREFIX, 1)[1].strip()
             raise ConfigError(f"preparing {name} failed: {message}")

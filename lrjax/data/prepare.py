@@ -3,8 +3,8 @@
 This is the only module of lrjax that imports tensorflow-datasets, and preparing from raw files
 needs TensorFlow as well (tfds's extractor and MNIST parser use ``tf.io.gfile``): install the
 ``prepare`` extra. Training never imports either; it reads the decoded-array cache that
-:func:`prepare_dataset` writes (see :func:`lrjax.data.loader.read_cache`), so the cache alone
-is enough to train on a machine without tfds (e.g. a lent GPU machine).
+:func:`prepare_dataset` writes (see :mod:`lrjax.data.cache`), so the cache alone is enough to
+train on a machine without tfds (e.g. a lent GPU machine).
 
 Offline preparation hands tfds a ``manual_dir`` holding the original distribution files; tfds
 verifies each against the size and sha256 it registers for the builder. Before tfds is called,
@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import os
 import socket
 import sys
@@ -37,9 +36,8 @@ import numpy as np
 
 from lrjax._validation import ConfigError, check_writable_dir
 from lrjax.data import catalog
+from lrjax.data.cache import ERROR_PREFIX, cache_problem, write_cache
 
-CACHE_FORMAT_VERSION = 1
-ERROR_PREFIX = "lrjax: error: "
 REACHABILITY_TIMEOUT_S = 3.0
 """Seconds the download host has to accept a connection before preparation gives up."""
 
@@ -251,17 +249,6 @@ def _decode_split(tfds, builder, split: str, spec) -> tuple[np.ndarray, np.ndarr
     return images, labels
 
 
-def cache_problem(path: Path) -> str | None:
-    """What is wrong with the cache at ``path`` (None: it reads and checks out)."""
-    from lrjax.data.loader import read_cache
-
-    try:
-        read_cache(path)
-    except ConfigError as e:
-        return str(e).split(";")[0]
-    return None
-
-
 def _cache_is_usable(name: str, path: Path, verbose: bool) -> bool:
     """Whether an existing cache can be kept; a truncated or wrong one is prepared again, not
     called prepared."""
@@ -336,17 +323,14 @@ def prepare_dataset(
                 f"({time.perf_counter() - split_start:.1f} s)",
                 flush=True,
             )
-    meta = {
-        "format_version": CACHE_FORMAT_VERSION,
-        "name": name,
-        "tfds_version": tfds.__version__,
-        "builder_version": str(builder.info.version),
-        "source": str(manual) if manual else "tfds download",
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.npz")
-    np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
-    os.replace(tmp, out)
+    write_cache(
+        out,
+        name,
+        arrays,
+        tfds_version=tfds.__version__,
+        builder_version=str(builder.info.version),
+        source=str(manual) if manual else "tfds download",
+    )
     say(
         f"{name}: cache {out} ({_mib(out.stat().st_size)}), "
         f"{time.perf_counter() - start:.1f} s in all",
