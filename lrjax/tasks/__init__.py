@@ -2,6 +2,8 @@
 
 The interface is :mod:`lrjax.tasks.base`; the image classifiers are in :mod:`~lrjax.tasks.image`
 and paper B's regression in :mod:`~lrjax.tasks.regression`; this module is the registry.
+Families of tasks (distributions over trainees, to train controllers that generalize) are in
+:mod:`~lrjax.tasks.family`, with their registry :data:`FAMILIES` (:func:`get_family`).
 
 A :class:`Task` is a frozen (hashable) description; its methods are pure and jittable, and they
 vmap over keys (many trainees at once). Data is passed explicitly as a pytree argument
@@ -34,11 +36,20 @@ from lrjax.data import get_spec
 from lrjax.data.arrays import check_batch_size
 from lrjax.models.layers import CONV_IMPLS
 from lrjax.tasks.base import Metrics, Params, Task, grad_chunks
+from lrjax.tasks.family import (
+    FAMILIES,
+    ImageClassificationFamily,
+    TaskFamily,
+    TaskSample,
+    get_family,
+)
 from lrjax.tasks.image import ImageClassificationTask
 from lrjax.tasks.regression import Regression2DTask, RegressionData
 
 __all__ = [
+    "FAMILIES",
     "TASKS",
+    "ImageClassificationFamily",
     "ImageClassificationTask",
     "Metrics",
     "Params",
@@ -46,6 +57,9 @@ __all__ = [
     "RegressionData",
     "Task",
     "TaskFactory",
+    "TaskFamily",
+    "TaskSample",
+    "get_family",
     "get_task",
     "grad_chunks",
 ]

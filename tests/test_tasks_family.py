@@ -1,0 +1,149 @@
+"""Task families (:mod:`lrjax.tasks.family`): draws reproducible from the key and spread over
+every axis, a finite set of variants as large as the axes imply, sampled trainees that compute
+a loss on real data and start from their own weights, bad families refused by name."""
+
+import jax
+import numpy as np
+import pytest
+
+from lrjax import tasks, training
+from lrjax._validation import ConfigError
+from lrjax.tasks import family as family_lib
+
+KEYS = jax.random.split(jax.random.key(0), 32)
+
+# One MLP and the CNN on MNIST at batch 64: the cheapest variants of the mixed family.
+CHEAP = dict(datasets=("mnist",), widths=(32,), depths=(1,), batch_sizes=(64,))
+
+
+@pytest.mark.parametrize("name", sorted(tasks.FAMILIES))
+def test_the_same_key_draws_the_same_sample(name):
+    family = tasks.get_family(name)
+    for key in KEYS[:8]:
+        a, b = family.sample(key), family.sample(key)
+        assert a == b and hash(a) == hash(b) and a.task == b.task and a.name == b.name
+    raw = jax.random.PRNGKey(3)  # raw uint32 keys draw too, the same way every time
+    assert family.sample(raw) == family.sample(raw)
+
+
+def _axis_values(samples):
+    """What each axis took in ``samples``, read back from the tasks and samples."""
+    mlps = [s.task.model.hidden for s in samples if s.task.name.split("/")[1].startswith("mlp")]
+    return {
+        "datasets": {s.task.dataset for s in samples},
+        "architectures": {s.task.name.split("/")[1].split("-")[0] for s in samples},
+        "widths": {h[0] for h in mlps},
+        "depths": {len(h) for h in mlps},
+        "batch_sizes": {s.task.batch_size for s in samples},
+        "budgets": {s.budget for s in samples},
+        "optimizers": {s.optimizer for s in samples},
+    }
+
+
+@pytest.mark.parametrize("name", sorted(tasks.FAMILIES))
+def test_keys_spread_over_every_axis_and_every_draw_is_a_variant(name):
+    family = tasks.get_family(name)
+    drawn = [family.sample(k) for k in KEYS]
+    assert len({s.task for s in drawn}) > 1
+    for axis, values in _axis_values(drawn).items():
+        declared = getattr(family, axis)
+        assert values <= set(declared), axis
+        assert len(values) > 1 or len(declared) == 1, (axis, values)
+    everything, variants = set(family.samples()), set(family.variants())
+    assert all(s in everything and s.task in variants for s in drawn)
+
+
+def test_variants_are_finite_and_as_many_as_the_axes_imply():
+    mlp = tasks.get_family("image_mlp")
+    # 2 datasets x (3 widths x 2 depths) x 2 batch sizes; x 3 budgets x 3 optimizers
+    assert len(mlp.variants()) == 2 * 3 * 2 * 2 == 24
+    assert len(mlp.samples()) == 24 * 3 * 3
+    mixed = tasks.get_family("image_mlp_cnn")
+    assert len(mixed.variants()) == 2 * (3 * 2 + 1) * 2 == 28  # LeNet-5 has no width or depth
+    assert len(mixed.samples()) == 28 * 3 * 3
+    small = tasks.get_family("image_mlp_cnn", **CHEAP)
+    assert [t.name for t in small.variants()] == ["mnist/mlp-32x1/b64", "mnist/lenet5/b64"]
+    for family in (mlp, mixed):
+        names = [t.name for t in family.variants()]
+        assert len(set(names)) == len(names)  # a name identifies its variant
+        assert len(set(family.samples())) == len(family.samples())
+    assert "fashion_mnist/mlp-64x2/b128" in [t.name for t in mlp.variants()]
+    assert mlp.datasets == ("fashion_mnist", "mnist")
+
+
+def test_a_sampled_task_computes_a_finite_loss_on_real_data(mnist):
+    family = tasks.get_family("image_mlp_cnn", **CHEAP)
+    data = {"mnist": mnist}  # what family.load_data() gives, loaded once by the fixture
+    seen = set()
+    for key in KEYS[:8]:
+        sample = family.sample(key)
+        if sample.task in seen:
+            continue
+        seen.add(sample.task)
+        task = sample.task
+        params = task.init(jax.random.key(1), data[task.dataset])
+        loss = float(task.loss(params, data[task.dataset], jax.random.key(2)))
+        assert np.isfinite(loss) and 1.0 < loss < 4.0, (task.name, loss)  # near ln 10 at init
+        tx = training.controlled_optimizer(sample.optimizer, 0.01)  # the name the trainers take
+        assert tx.init(params) is not None
+    assert len(seen) == 2
+
+
+def test_trainees_of_different_keys_start_from_different_weights():
+    family = tasks.get_family("image_mlp", **CHEAP)  # one variant: every key draws it
+    starts = []
+    for key in KEYS[:3]:
+        k_task, k_init = jax.random.split(key)
+        task = family.sample(k_task).task
+        assert task == family.variants()[0]
+        starts.append(task.output_weights(task.init(k_init)))
+    assert not np.allclose(starts[0], starts[1]) and not np.allclose(starts[1], starts[2])
+    k_init = jax.random.split(KEYS[0])[1]
+    np.testing.assert_array_equal(starts[0], task.output_weights(task.init(k_init)))
+
+
+def test_load_data_loads_each_dataset_once(monkeypatch):
+    calls = []
+    monkeypatch.setattr(family_lib, "load_dataset", lambda name, **kw: calls.append(name) or name)
+    assert tasks.get_family("image_mlp").load_data() == {
+        "fashion_mnist": "fashion_mnist",
+        "mnist": "mnist",
+    }
+    assert calls == ["fashion_mnist", "mnist"]
+
+
+def test_optimizers_are_the_trainers_base_optimizers():
+    assert set(family_lib.OPTIMIZERS) <= set(training.CONTROLLED_OPTIMIZERS)
+
+
+def test_unknown_family_and_bad_fields_name_what_is_allowed():
+    with pytest.raises(
+        ConfigError, match="family='imagenet' is not known.*image_mlp, image_mlp_cnn"
+    ):
+        tasks.get_family("imagenet")
+    bad = [
+        (dict(widths=(32, 0)), r"widths=\(32, 0\) is not allowed: expected .* integers >= 1"),
+        (dict(depths=()), r"depths=\(\) is not allowed"),
+        (dict(budgets=(400, 400)), r"budgets=\(400, 400\) is not allowed: .*distinct"),
+        (dict(datasets="mnist"), r"datasets='mnist' is not allowed: .*'fashion_mnist'"),
+        (dict(datasets=("svhn",)), r"datasets=\('svhn',\) is not allowed: .*'mnist'"),
+        (dict(architectures=("vit",)), r"architectures=\('vit',\) .*'mlp', 'lenet5'"),
+        (dict(optimizers=("lion",)), r"optimizers=\('lion',\) .*'sgd', 'momentum', 'adam'"),
+        (dict(batch_sizes=(64, 60_000)), r"batch_sizes=\(64, 60000\) .* at most 55000"),
+        (dict(depth=2), "does not take these options"),
+    ]
+    for overrides, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            tasks.get_family("image_mlp", **overrides)
+    with pytest.raises(ConfigError, match="name='' is not allowed"):
+        tasks.ImageClassificationFamily(name="")
+    lists = tasks.get_family("image_mlp", widths=[32, 64])  # a list is taken as a tuple
+    assert lists.widths == (32, 64) and hash(lists) == hash(
+        tasks.get_family("image_mlp", widths=(32, 64))
+    )
+
+
+def test_sampling_a_traced_key_is_refused():
+    family = tasks.get_family("image_mlp")
+    with pytest.raises(ConfigError, match="key is traced"):
+        jax.jit(lambda k: family.sample(k).budget)(KEYS[0])
