@@ -29,7 +29,7 @@ train reference
 train reward_val_loss --reward val_loss      # paper A's per-step validation-loss reward
 train reward_final --reward final            # final-only reward
 train absolute_lr --action-mode absolute     # the action is the LR (paper B), not a scale
-train loss_only_state --state train_loss     # paper B's loss-only state, not paper A's
+train loss_only_state --features train_loss  # paper B's loss-only state, not paper A's
 [ "$STAGE" = train ] && exit 0
 
 "$LRJAX" evaluate --task fashion_mlp \

@@ -44,7 +44,7 @@ def test_train_ppo_writes_controller_metrics_and_plots(tmp_path, capsys):
         "ppo",
         "--task",
         "regression_2d",
-        "--features",
+        "--preset",
         "paper_b",
         "--updates",
         "2",
@@ -264,3 +264,30 @@ def test_json_files_are_strict_and_tuning_reads_diverged_points_back():
     }
     (tuned,) = read_tuning(json.loads(json.dumps(tuning)))
     assert tuned.validation_loss == (0.5, np.inf) and tuned.best_lr == 0.1
+
+
+def test_a_run_dir_of_the_cli_before_preset_resumes(tmp_path):
+    """Before ``--preset``, ``run.json`` held the preset under ``features`` and the feature names
+    under ``state``: such a run is the run of today's command with ``--preset`` and
+    ``--features``, and a different preset is still refused."""
+    from lrjax._validation import ConfigError
+    from lrjax.cli import build_parser
+    from lrjax.cli import train as train_cli
+
+    out = tmp_path / "run"
+    argv = ["train", "--task", "regression_2d", "--features", "train_loss", "--out", str(out)]
+
+    def setup(*flags):
+        args = build_parser("train").parse_args([*argv, *flags])
+        return args, train_cli._setup(args)[3]
+
+    args, signature = setup("--preset", "paper_a")
+    old = {k: v for k, v in signature.items() if k not in ("preset", "features")}
+    old |= {"features": "paper_a", "state": "train_loss"}
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps(old, indent=1, sort_keys=True))
+    assert train_cli.upgrade_signature(old) == json.loads(json.dumps(signature))
+    train_cli._check_run_dir(args, out, signature)  # the same run: resumed
+    args, signature = setup("--preset", "lrjax")
+    with pytest.raises(ConfigError, match="preset: 'paper_a' there, 'lrjax' now"):
+        train_cli._check_run_dir(args, out, signature)

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 UPDATES = 12
 RUNS = {
     "ppo": [
-        "--algo", "ppo", "--features", "paper_b", "--num-envs", "4", "--horizon", "5",
+        "--algo", "ppo", "--preset", "paper_b", "--num-envs", "4", "--horizon", "5",
         "--steps-per-action", "2",
     ],
     "actor-critic": [

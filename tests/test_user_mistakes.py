@@ -183,6 +183,16 @@ def finished_run(tmp):
     (out / "metrics.jsonl").write_text("".join(rows))
 
 
+def finished_run_of_the_old_cli(tmp):
+    """``finished_run`` with the ``run.json`` of lrjax before ``--preset``: the preset under
+    ``features``."""
+    finished_run(tmp)
+    path = tmp / "run" / "run.json"
+    saved = json.loads(path.read_text())
+    saved["features"] = saved.pop("preset")
+    path.write_text(json.dumps(saved, indent=1, sort_keys=True))
+
+
 def tuning_not_json(tmp):
     (tmp / "tuning.json").write_text("{'task': 'mlp'}")
 
@@ -210,11 +220,24 @@ CLI_MISTAKES = [
     # unknown names
     pytest.param(None, ["train", "--task", "imagenet"], "invalid choice: 'imagenet'", id="task"),
     pytest.param(None, ["train", "--algo", "sac"], "--algo: invalid choice: 'sac'", id="algo"),
+    pytest.param(None, ["train", "--preset", "paper_c"], "invalid choice: 'paper_c'", id="preset"),
     pytest.param(
-        None, ["train", "--features", "paper_c"], "invalid choice: 'paper_c'", id="preset"
+        None,
+        [*TRAIN, "--features", "train_loss,lr"],
+        "--features='lr' is not allowed",
+        id="feature",
+    ),
+    pytest.param(  # --features picked the preset before --preset existed
+        None,
+        [*TRAIN, "--features", "paper_b"],
+        ("--features='paper_b' is not allowed", "--preset paper_b"),
+        id="preset-as-features",
     ),
     pytest.param(
-        None, [*TRAIN, "--state", "train_loss,lr"], "--state='lr' is not allowed", id="feature"
+        None,
+        [*TRAIN, "--state", "train_loss"],
+        ("--state was renamed --features", "--features train_loss"),
+        id="state-renamed",
     ),
     pytest.param(
         None, ["fit", "--optimizer", "adamw2"], "--optimizer: invalid choice", id="fit-optimizer"
@@ -363,13 +386,19 @@ CLI_MISTAKES = [
         )
         for flags, differs in [
             (["--num-envs", "4"], "num_envs: 16 there, 4 now"),
-            (["--features", "paper_b"], "features: 'lrjax' there, 'paper_b' now"),
+            (["--preset", "paper_b"], "preset: 'lrjax' there, 'paper_b' now"),
             (["--horizon", "7"], "horizon: 40 there, 7 now"),
             (["--lr-min", "0.001"], "lr_min: None there, 0.001 now"),
             (["--reward", "val_loss"], "reward: 'loss_decrement' there, 'val_loss' now"),
             (["--algo", "actor-critic"], "algo: 'ppo' there, 'actor-critic' now"),
         ]
     ],
+    pytest.param(  # the old run.json's keys are read as what they were
+        finished_run_of_the_old_cli,
+        [*TRAIN, "--updates", "12", "--preset", "paper_b", "--out", "{tmp}/run"],
+        ("holds a different run (preset: 'lrjax' there, 'paper_b' now)",),
+        id="resume-old-run-with-other-preset",
+    ),
     # data: caches and raw files
     pytest.param(cache_truncated, FIT_DATA, ("truncated", REPREPARE), id="cache-truncated"),
     pytest.param(

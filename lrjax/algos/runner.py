@@ -11,8 +11,9 @@ JSON line per update to ``metrics.jsonl`` (with the wall-clock seconds it took) 
 orbax checkpoint every ``checkpoint_every`` chunks. A run started again with the same output
 directory resumes from its latest checkpoint and ends bit-identical to an uninterrupted run (on
 CPU), because every chunk is the same compiled function of the restored state. ``run.json``
-records what the run is (``signature``); resuming with a different one is refused, naming the
-fields that differ, so two runs are never mixed.
+records what the run is (``signature``); resuming with a different one, or asking for fewer
+updates than its checkpoint holds, is refused before any work (:func:`check_run_dir`, which a
+command line calls first too), naming the fields that differ, so two runs are never mixed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,6 +35,23 @@ from lrjax.checkpoint import Checkpointer
 METRICS_FILE = "metrics.jsonl"
 RUN_FILE = "run.json"
 CHECKPOINTS = "checkpoints"
+
+Signature = dict[str, Any]
+SignatureUpgrade = Callable[[Signature], Signature]
+"""Turns a ``run.json`` written by an older version of a command into the current form of its
+signature (keys renamed since), so that the command's old runs resume."""
+
+
+class UpdatesDoneError(ConfigError):
+    """An output directory holds a run with more updates done (``done``) than asked for
+    (``asked``): it cannot be resumed to fewer."""
+
+    def __init__(self, out_dir: str | Path, done: int, asked: int):
+        self.out_dir, self.done, self.asked = Path(out_dir), done, asked
+        super().__init__(
+            f"{str(out_dir)!r} holds a run with {done} updates done, more than the {asked} "
+            f"asked for; ask for at least {done} updates, or choose another output directory."
+        )
 
 
 class Algorithm(Protocol):
@@ -74,7 +93,8 @@ def run(
     data: Any,
     *,
     out_dir: str | Path | None = None,
-    signature: dict[str, Any] | None = None,
+    signature: Signature | None = None,
+    upgrade_signature: SignatureUpgrade | None = None,
     updates_per_chunk: int = 5,
     checkpoint_every: int = 1,
     resume: bool = True,
@@ -90,6 +110,8 @@ def run(
         is written and nothing resumed).
       signature: a JSON-able description of the run (task, configs, seed); resuming into a
         directory whose ``run.json`` differs raises a :class:`ConfigError`.
+      upgrade_signature: applied to a ``run.json`` before it is compared with ``signature``
+        (an older form of it); resuming writes ``signature`` in its place.
       updates_per_chunk: updates per compiled chunk.
       checkpoint_every: save a checkpoint every this many chunks (and after the last).
       resume: continue from the latest checkpoint in ``out_dir`` if there is one.
@@ -98,6 +120,8 @@ def run(
     check_positive_int("updates_per_chunk", updates_per_chunk)
     check_positive_int("checkpoint_every", checkpoint_every)
     total = algo.num_updates
+    if out_dir is not None and resume and updates_done(out_dir) > 0:
+        check_run_dir(out_dir, signature, total, upgrade_signature)  # before any work
     key, data = distributed.global_inputs((key, data))
     state = jax.jit(algo.init)(key, data)
     ckpt = metrics_file = None
@@ -108,12 +132,6 @@ def run(
         metrics_file = out_dir / METRICS_FILE
 
     done = start = int(state.updates_done)
-    if done > total:
-        raise ConfigError(
-            f"{str(out_dir)!r} holds a run with {done} updates done, more than the "
-            f"{total} asked for; ask for at least {done} updates, or choose another output "
-            "directory."
-        )
     bar = _progress_bar(progress, total, done, algo.name)
     chunks: dict[int, Any] = {}
     chunk_index = 0
@@ -155,7 +173,7 @@ def compile_chunk(algo: Algorithm, num_updates: int, state: Any):
     Without it, the state after a chunk came out sharded differently from the initial one (the
     engine's ``shard_map`` decides the episodes' layout inside the program), so the second call
     compiled the whole program again (~1 min on a conv task). With it every chunk of one length
-    is one compilation, whatever the call (tests/test_runner.py counts them). Metrics come out
+    is one compilation, whatever the call (tests/test_algos_runner.py counts them). Metrics come out
     replicated, so that every process can read them.
     """
     shardings = jax.tree.map(lambda x: x.sharding, state)
@@ -167,13 +185,13 @@ def compile_chunk(algo: Algorithm, num_updates: int, state: Any):
 
 def _open(out_dir: Path, state, signature, resume: bool):
     """The checkpointer of ``out_dir``, the state to start from (restored when resuming) and
-    the metrics of the updates already done."""
+    the metrics of the updates already done (:func:`run` has checked that the run may be
+    resumed)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt = Checkpointer(out_dir / CHECKPOINTS)
     history = []
     resuming = resume and ckpt.latest_step() is not None
     if resuming:
-        check_signature(out_dir, signature)
         state = ckpt.restore(state)
         # Rows of updates after the checkpoint (a run killed between writing its metrics and
         # saving its checkpoint) are dropped: those updates run again.
@@ -205,15 +223,44 @@ def read_metrics(path: str | Path, limit: int | None = None) -> list[dict[str, f
     return rows
 
 
-def check_signature(out_dir: str | Path, signature: dict[str, Any] | None) -> None:
+def updates_done(out_dir: str | Path) -> int:
+    """The updates done by the run in ``out_dir``: its latest checkpoint's step (0: none). Read
+    from the checkpoint folders' names, so nothing is created (orbax would create the folder)."""
+    checkpoints = Path(out_dir) / CHECKPOINTS
+    found = checkpoints.iterdir() if checkpoints.is_dir() else ()
+    return max((int(p.name) for p in found if p.name.isdigit() and p.is_dir()), default=0)
+
+
+def check_run_dir(
+    out_dir: str | Path,
+    signature: Signature | None,
+    num_updates: int,
+    upgrade_signature: SignatureUpgrade | None = None,
+) -> None:
+    """Refuse, reading only, to resume the run in ``out_dir`` as a run of ``signature`` and
+    ``num_updates`` updates: a different run (:func:`check_signature`), or one with more
+    updates done (:class:`UpdatesDoneError`). :func:`run` calls it before any work when it
+    resumes; a command line calls it first, before loading data."""
+    check_signature(out_dir, signature, upgrade_signature)
+    done = updates_done(out_dir)
+    if done > num_updates:
+        raise UpdatesDoneError(out_dir, done, num_updates)
+
+
+def check_signature(
+    out_dir: str | Path,
+    signature: Signature | None,
+    upgrade_signature: SignatureUpgrade | None = None,
+) -> None:
     """Refuse (a :class:`ConfigError` naming the fields that differ) a run whose ``signature``
-    differs from the one ``out_dir``'s ``run.json`` records; a command line calls it before any
-    work, :func:`run` again when it resumes."""
+    differs from the one ``out_dir``'s ``run.json`` records (after ``upgrade_signature``)."""
     out_dir = Path(out_dir)
     path = out_dir / RUN_FILE
     if signature is None or not path.exists():
         return
     saved = json.loads(path.read_text())
+    if upgrade_signature is not None:
+        saved = upgrade_signature(saved)
     now = json.loads(json.dumps(signature, sort_keys=True))
     differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
     if differ:

@@ -50,8 +50,8 @@ def _setup(args):
     # actor-critic existed resume unchanged).
     other = (*AC_ONLY, "same_minibatch", "steps_per_update") if args.algo == "ppo" else PPO_ONLY
     ignored |= {"command", *other}
-    if args.state is None:  # runs made before --state existed resume unchanged
-        ignored.add("state")
+    if args.features is None:  # runs made before feature names could be given resume unchanged
+        ignored.add("features")
     signature = {k: v for k, v in vars(args).items() if k not in ignored}
     if args.algo == "actor-critic":
         from lrjax.algos.actor_critic import ActorCritic, ActorCriticConfig
@@ -109,9 +109,21 @@ POSITIVE_FLAGS = (
     "actor_every",
     "critic_every",
 )
-RENAMES = {"num_updates": "updates", "learning_rate": "ppo_lr", "features": "state"}
-"""Config fields whose option has another name (``features``: a preset's features are always
-valid, so a wrong feature name comes from ``--state``)."""
+RENAMES = {"num_updates": "updates", "learning_rate": "ppo_lr"}
+"""Config fields whose option has another name."""
+
+
+def upgrade_signature(saved: dict) -> dict:
+    """The signature of a ``run.json`` written before ``--preset`` existed, in today's keys: its
+    ``features`` was the preset (now ``preset``), its ``state`` the feature names (now
+    ``features``). Today's signatures always hold ``preset``, so they pass unchanged."""
+    if "preset" in saved or "features" not in saved:
+        return saved
+    upgraded = {k: v for k, v in saved.items() if k not in ("features", "state")}
+    upgraded["preset"] = saved["features"]
+    if "state" in saved:
+        upgraded["features"] = saved["state"]
+    return upgraded
 
 
 def _out_dir(args) -> Path:
@@ -128,20 +140,20 @@ def _out_dir(args) -> Path:
     return _common.check_out_dir(args.out or f"runs/{args.algo}-{args.task}")
 
 
-def _check_updates_done(args, out: Path) -> None:
-    """Refuse, before any work, an ``--out`` whose run has done more updates (its latest
-    checkpoint's step) than ``--updates`` asks for."""
+def _check_run_dir(args, out: Path, signature: dict) -> None:
+    """Refuse, before any work, to resume a run in ``--out`` made with other settings or with
+    more updates done than ``--updates`` asks for (the runner's check, in the options' words)."""
     from lrjax._validation import ConfigError
+    from lrjax.algos import runner
 
-    checkpoints = out / "checkpoints"
-    found = checkpoints.iterdir() if checkpoints.is_dir() else ()
-    done = max((int(p.name) for p in found if p.name.isdigit() and p.is_dir()), default=0)
-    if done > args.updates:
+    try:
+        runner.check_run_dir(out, signature, args.updates, upgrade_signature)
+    except runner.UpdatesDoneError as e:
         raise ConfigError(
             f"--updates={args.updates} is not allowed: --out={str(out)!r} holds a run with "
-            f"{done} updates done. Ask for --updates {done} (or more) to resume or evaluate "
+            f"{e.done} updates done. Ask for --updates {e.done} (or more) to resume or evaluate "
             "that run, or choose another --out for a new one."
-        )
+        ) from None
 
 
 def _announce(args, algo, env) -> int:
@@ -245,10 +257,7 @@ def run(args) -> int:
     out = _out_dir(args)
     with _common.flag_names(args, RENAMES):
         task, env, algo, signature = _setup(args)
-    from lrjax.algos.runner import check_signature
-
-    check_signature(out, signature)  # a different run in --out: the settings that differ
-    _check_updates_done(args, out)  # every argument checked before any work
+    _check_run_dir(args, out, signature)  # every argument checked before any work
     return _common.run_distributed(args, lambda: _train(args, out, task, env, algo, signature))
 
 
@@ -269,6 +278,7 @@ def _train(args, out, task, env, algo, signature) -> int:
         data,
         out_dir=out,
         signature=signature,
+        upgrade_signature=upgrade_signature,
         updates_per_chunk=args.updates_per_chunk,
         progress=primary,
     )

@@ -4,9 +4,11 @@ the options describe."""
 
 from __future__ import annotations
 
+import argparse
+
 from lrjax.cli import _common
 
-FEATURE_PRESETS = ("lrjax", "paper_a", "paper_b")
+PRESETS = ("lrjax", "paper_a", "paper_b")
 ALGOS = ("ppo", "actor-critic")
 PPO_DEFAULTS = {"horizon": 40, "reward": "loss_decrement", "num_envs": 16}
 AC_DEFAULTS = {"num_envs": 4, "reset_every": 1000}
@@ -29,10 +31,10 @@ def add_parser(sub, detailed: bool = False) -> None:
             "paper_a": PAPER_A_FEATURES,
             "paper_b": PAPER_B_FEATURES,
         }
-        epilog = "feature presets:\n" + "\n".join(
+        epilog = "presets (--preset) and their features:\n" + "\n".join(
             f"  {name}: {', '.join(names)}" for name, names in presets.items()
         )
-        epilog += "\nfeatures:\n" + "\n".join(
+        epilog += "\nfeatures (--features):\n" + "\n".join(
             f"  {f.name:16s} {f.description}" for f in BUILTIN_FEATURES.values()
         )
     p = sub.add_parser(
@@ -66,20 +68,21 @@ def add_parser(sub, detailed: bool = False) -> None:
 def _add_controller_options(p) -> None:
     """The controller preset, its action map and the optimizer it steers."""
     p.add_argument(
-        "--features",
+        "--preset",
         default=None,
-        choices=FEATURE_PRESETS,
+        choices=PRESETS,
         help="the controller preset: its state (features and normaliser) and the defaults of "
         "the controller options below (lrjax: ControllerConfig.lrjax(), paper A's features plus "
         "progress, frozen normaliser; paper_a; paper_b). Default: lrjax for PPO, paper_b for "
         "the actor-critic",
     )
     p.add_argument(
-        "--state",
+        "--features",
         default=None,
         help="comma-separated built-in features that replace the preset's (its normaliser "
         "kept), e.g. train_loss for paper B's loss-only state (the feature-subset ablation)",
     )
+    p.add_argument("--state", action=_Renamed, to="--features", help=argparse.SUPPRESS)
     p.add_argument(
         "--action-mode",
         default=None,
@@ -103,6 +106,17 @@ def _add_controller_options(p) -> None:
         choices=["sgd", "momentum", "adam"],
         help="the optimizer whose LR the controller sets",
     )
+
+
+class _Renamed(argparse.Action):
+    """A removed option: using it is a parse error naming the option that replaced it."""
+
+    def __init__(self, option_strings, dest, to: str, **kwargs):
+        super().__init__(option_strings, argparse.SUPPRESS, default=argparse.SUPPRESS, **kwargs)
+        self.to = to
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} was renamed {self.to}: use {self.to} {values}")
 
 
 def _add_run_options(p) -> None:
@@ -174,8 +188,9 @@ def resolve(args) -> None:
             f"{', '.join(flag(n) for n in given)} is not allowed with --algo {args.algo}: "
             f"{'the actor-critic' if ppo else 'PPO'}'s option(s)."
         )
-    if args.features is None:
-        args.features = "lrjax" if ppo else "paper_b"
+    _check_features(args.features)
+    if args.preset is None:
+        args.preset = "lrjax" if ppo else "paper_b"
     if ppo:
         for name, value in PPO_DEFAULTS.items():
             if getattr(args, name) is None:
@@ -194,6 +209,21 @@ def resolve(args) -> None:
     args.eval_episodes = 0
 
 
+def _check_features(features: str | None) -> None:
+    """Refuse a preset's name given to ``--features`` (which picked the preset in earlier
+    versions of lrjax), pointing to ``--preset``."""
+    from lrjax._validation import ConfigError
+
+    names = [n.strip() for n in (features or "").split(",")]
+    preset = next((n for n in names if n in PRESETS), None)
+    if preset is not None:
+        raise ConfigError(
+            f"--features={features!r} is not allowed: {preset} is a controller preset, picked "
+            f"with --preset {preset}; --features takes comma-separated feature names (e.g. "
+            "train_loss,val_loss; lrjax train --help lists them)."
+        )
+
+
 def controller_config(args):
     import dataclasses
 
@@ -208,13 +238,13 @@ def controller_config(args):
         "initial_lr": args.initial_lr,
         "steps_per_action": args.steps_per_action,
     }
-    config = getattr(ControllerConfig, args.features)(
+    config = getattr(ControllerConfig, args.preset)(
         **{k: v for k, v in given.items() if v is not None}
     )
-    if args.state is None:
+    if args.features is None:
         return config
-    names = tuple(n.strip() for n in args.state.split(",") if n.strip())
+    names = tuple(n.strip() for n in args.features.split(",") if n.strip())
     if not names:
-        raise ConfigError(f"--state={args.state!r} is not allowed: expected feature names.")
+        raise ConfigError(f"--features={args.features!r} is not allowed: expected feature names.")
     spec = dataclasses.replace(config.features, features=names)
     return config.replace(features=spec)
