@@ -231,7 +231,7 @@ MUTATIONS = (
     ),
     Mutation(
         "faults-never-injected",
-        "lrjax/faults.py",
+        "lrjax/testing/faults.py",
         "hit = jax.random.uniform(k_hit) < self.rate",
         "hit = jax.random.uniform(k_hit) < 0.0",
         ("tests/test_faults.py",),

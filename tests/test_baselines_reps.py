@@ -9,6 +9,7 @@ import pytest
 from lrjax import tasks
 from lrjax._validation import ConfigError
 from lrjax.baselines import reps
+from lrjax.testing import FaultyTask
 
 
 def test_reps_weights_solve_the_dual_and_bound_the_kl():
@@ -44,6 +45,25 @@ def test_daniel_features_match_a_hand_computation():
     np.testing.assert_allclose(loss, np.mean(0.5 * r**2), rtol=1e-5)
     expected = np.log([np.var(-lr * r * (x @ g)), np.var(0.5 * r**2)])
     np.testing.assert_allclose(raw, expected, rtol=1e-4)
+
+
+def test_example_losses_average_to_the_task_loss_and_other_tasks_are_refused(mnist):
+    """The per-example losses are of the examples ``task.loss`` draws, for both kinds of task
+    REPS supports; another kind (here a fault-injecting wrapper, whose faults the losses would
+    miss) is refused before anything compiles."""
+    regression = tasks.get_task("regression_2d")
+    problem = regression.load_data(jax.random.key(0))
+    key = jax.random.key(2)
+    for task, data in ((regression, problem), (tasks.get_task("mnist_mlp"), mnist)):
+        params = task.init(jax.random.key(1), data)
+        losses = reps.example_losses(task, params, data, key)
+        assert losses.shape == (task.batch_size,)
+        np.testing.assert_allclose(losses.mean(), task.loss(params, data, key), rtol=1e-6)
+    faulty = FaultyTask(regression)
+    with pytest.raises(ConfigError, match="FaultyTask.*image classification tasks and regression"):
+        reps.run_episodes(
+            faulty, reps.DanielConfig(), np.zeros((2, 3)), jax.random.split(key, 2), problem, 10
+        )
 
 
 def test_reps_learns_a_controller_that_beats_its_starting_lr():

@@ -1,7 +1,8 @@
-"""Training under injected faults (:mod:`lrjax.faults`): NaN and Inf losses and gradients and
-exploding steps in about 10% of the episodes, and huge LRs chosen by the actions. Nothing
-non-finite may reach the controller's params, the critic, the optimizers' statistics or any
-healthy episode; each bad episode ends with its bounded penalty and is counted; training goes on.
+"""Training under injected faults (:mod:`lrjax.testing.faults`): NaN and Inf losses and
+gradients and exploding steps in about 10% of the episodes, and huge LRs chosen by the actions.
+Nothing non-finite may reach the controller's params, the critic, the optimizers' statistics or
+any healthy episode; each bad episode ends with its bounded penalty and is counted; training goes
+on.
 """
 
 import dataclasses
@@ -17,8 +18,8 @@ from lrjax._validation import ConfigError
 from lrjax.algos.actor_critic import ActorCritic, ActorCriticConfig
 from lrjax.algos.ppo import PPO, PPOConfig
 from lrjax.engine import EngineConfig
-from lrjax.faults import FAULT_KINDS, FaultyTask, rate_for_episodes
 from lrjax.features import FeatureSpec
+from lrjax.testing.faults import FAULT_KINDS, FaultyTask, rate_for_episodes
 
 FRACTION = 0.1  # of episodes hit by at least one fault
 

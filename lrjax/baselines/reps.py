@@ -7,7 +7,9 @@ steps, with a linear policy whose parameters an episodic REPS learns over traini
 
 What is implemented (written here: no library has it):
 
-- Features, per step, on the minibatch ``x_1..x_B`` the step trains on:
+- Features, per step, on the minibatch ``x_1..x_B`` the step trains on, from the loss of each
+  example (:func:`example_losses`: the task kinds it is computed for are image classification
+  and paper B's 2-D regression):
 
   * *predictive change in function value*: ``log Var_i(-lr grad f_i(w) . g)``, the spread
     over examples of the first-order change of each example's loss that the update
@@ -42,6 +44,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import struct
 
 from lrjax import engine as engine_lib
@@ -53,7 +56,7 @@ from lrjax._validation import (
     check_positive,
     check_positive_int,
 )
-from lrjax.tasks import Task
+from lrjax.tasks import ImageClassificationTask, Regression2DTask, Task
 
 THETA_SIZE = 3  # [predictive change, disagreement, bias]
 
@@ -127,10 +130,46 @@ class EpisodeState:
     first: jax.Array  # the run's first smoothed features, [2]
 
 
+SUPPORTED_TASKS = (ImageClassificationTask, Regression2DTask)
+"""The task kinds whose per-example losses :func:`example_losses` computes."""
+
+
+def check_supported(task: Task) -> None:
+    """Refuse, before anything compiles, a task whose per-example losses are not computed here
+    (any other kind, a wrapper such as a fault-injecting task included: the losses are read
+    from the task's own minibatch, which a wrapper's faults would not reach)."""
+    if not isinstance(task, SUPPORTED_TASKS):
+        raise ConfigError(
+            f"task={getattr(task, 'name', task)!r} ({type(task).__name__}) is not allowed: "
+            "Daniel et al.'s controller observes the loss of each example, computed for "
+            "image classification tasks and regression_2d; expected one of those."
+        )
+
+
+def example_losses(task: Task, params, data, key: jax.Array) -> jax.Array:
+    """The loss of each example of the minibatch ``task.loss`` draws with ``key``,
+    ``[batch_size]`` (their mean is ``task.loss``): the ``f_i`` of the features.
+
+    They are computed here, beside the one observer that needs them, from the examples the
+    task draws (``task.minibatch``) and the loss that defines its kind: the cross-entropy of
+    each example's logits for an image classifier, half the squared error for paper B's
+    regression.
+
+    Raises:
+      ConfigError: for another kind of task (:func:`check_supported`).
+    """
+    check_supported(task)
+    inputs, targets = task.minibatch(data, key)
+    if isinstance(task, ImageClassificationTask):
+        logits = task.logits(params, data, inputs)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    return 0.5 * (inputs @ params["kernel"] - targets) ** 2
+
+
 def features(task: Task, params, data, key, lr) -> tuple[jax.Array, jax.Array, Any]:
     """``(raw features [2], minibatch loss, minibatch gradient)`` at ``params`` on the
     minibatch drawn with ``key``, for an SGD step at ``lr`` (see the module doc)."""
-    losses_fn = lambda p: task.example_losses(p, data, key)
+    losses_fn = lambda p: example_losses(task, p, data, key)
     losses, vjp = jax.vjp(losses_fn, params)
     grads = vjp(jnp.full_like(losses, 1.0 / losses.shape[0]))[0]
     _, along = jax.jvp(losses_fn, (params,), (grads,))  # grad f_i . g for every example
@@ -151,8 +190,6 @@ def init_episode(task: Task, config: DanielConfig, key, data) -> EpisodeState:
 
 
 def _sgd(lr):
-    import optax
-
     return optax.sgd(lr)
 
 
@@ -200,6 +237,7 @@ def run_episodes(
     ``eval_examples`` of each split, the last column on the full splits.
     """
     check_positive_int("num_steps", num_steps)
+    check_supported(task)
     points = training.eval_schedule(num_steps, eval_every)
     eng = engine_lib.resolve(
         engine, uses_conv=task.uses_conv, num_steps=num_steps, num_items=len(keys)

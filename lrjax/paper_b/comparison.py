@@ -303,6 +303,8 @@ def compare_on_task(
         raise ConfigError(
             f"eval_every={eval_every} is not allowed: it must divide num_steps={num_steps}."
         )
+    if "daniel_reps" in baselines and "daniel_reps" not in (done or {}):
+        reps_lib.check_supported(task)  # before the other methods run, not after
     k_seeds, k_reps = jax.random.split(key)
     setup = _Setup(
         task, data, k_seeds, num_seeds, k_reps, num_steps, eval_every, eval_examples, engine,

@@ -75,11 +75,6 @@ class Task:
         """:meth:`loss` and its gradient with respect to ``params`` (what a train step needs)."""
         return jax.value_and_grad(self.loss)(params, data, key)
 
-    def example_losses(self, params: Params, data: Any, key: jax.Array) -> jax.Array:
-        """The loss of each example of the minibatch :meth:`loss` draws with ``key``,
-        ``[batch_size]`` (their mean is :meth:`loss`); Daniel et al.'s features use them."""
-        raise NotImplementedError
-
     def metrics(
         self, params: Params, data: Any, split: str, max_examples: int | None = None
     ) -> Metrics:

@@ -89,11 +89,15 @@ class ImageClassificationTask(Task):
         logits = self.logits(params, data, images)
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
-    def loss(self, params: Params, data: Dataset, key: jax.Array) -> jax.Array:
+    def minibatch(self, data: Dataset, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(images, labels)`` of the training minibatch drawn with ``key``: the examples
+        :meth:`loss` and :meth:`loss_and_grad` train on (an observer of single examples, e.g.
+        Daniel et al.'s per-example losses, draws them here)."""
         idx = sample_indices(key, data.train.size, self.batch_size)
-        images = jnp.take(data.train.images, idx, axis=0)
-        labels = jnp.take(data.train.labels, idx, axis=0)
-        return self.batch_loss(params, data, images, labels)
+        return jnp.take(data.train.images, idx, axis=0), jnp.take(data.train.labels, idx, axis=0)
+
+    def loss(self, params: Params, data: Dataset, key: jax.Array) -> jax.Array:
+        return self.batch_loss(params, data, *self.minibatch(data, key))
 
     def with_grad_chunk(self, examples: int | None) -> Task:
         return (
@@ -119,13 +123,6 @@ class ImageClassificationTask(Task):
         )
         total, _ = jax.lax.scan(add, chunk_loss_and_grad(idx[0]), idx[1:])
         return jax.tree.map(lambda x: x / chunks, total)
-
-    def example_losses(self, params: Params, data: Dataset, key: jax.Array) -> jax.Array:
-        idx = sample_indices(key, data.train.size, self.batch_size)
-        images = jnp.take(data.train.images, idx, axis=0)
-        labels = jnp.take(data.train.labels, idx, axis=0)
-        logits = self.logits(params, data, images)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
     def metrics(
         self, params: Params, data: Dataset, split: str, max_examples: int | None = None

@@ -130,13 +130,15 @@ class Regression2DTask(Task):
     def mse(params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
         return 0.5 * jnp.mean((x @ params["kernel"] - y) ** 2)
 
-    def loss(self, params, data, key):
+    def minibatch(self, data: RegressionData, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(x, y)`` of the training minibatch drawn with ``key``: the examples :meth:`loss`
+        trains on (an observer of single examples, e.g. Daniel et al.'s per-example losses,
+        draws them here)."""
         idx = sample_indices(key, self.num_train, self.batch_size)
-        return self.mse(params, data.train_x[idx], data.train_y[idx])
+        return data.train_x[idx], data.train_y[idx]
 
-    def example_losses(self, params, data, key):
-        idx = sample_indices(key, self.num_train, self.batch_size)
-        return 0.5 * (data.train_x[idx] @ params["kernel"] - data.train_y[idx]) ** 2
+    def loss(self, params, data, key):
+        return self.mse(params, *self.minibatch(data, key))
 
     def metrics(self, params, data, split, max_examples=None):
         x, y = data.split(split)

@@ -13,7 +13,9 @@ with), so it is reproducible and every use of that minibatch agrees: the loss a 
 observes (``value``) and the gradient of the step that trains on it are faulty together, as
 they are when an example is corrupt. Evaluation on the fixed validation and test examples
 (:meth:`~lrjax.tasks.Task.metrics`, :meth:`~lrjax.tasks.Task.validation_probe`) is not
-touched: a fault shows there only through the params it corrupted.
+touched: a fault shows there only through the params it corrupted. Daniel et al.'s controller
+(:mod:`lrjax.baselines.reps`), which reads the loss of each example from the image and
+regression tasks' own minibatches, refuses a faulty task rather than miss its faults.
 
 Kinds of fault (:data:`FAULT_KINDS`):
 
@@ -137,9 +139,6 @@ class FaultyTask(Task):
 
     def loss(self, params, data, key):
         return self._faulty_loss(self.task.loss(params, data, key), self.fault(key))
-
-    def example_losses(self, params, data, key):
-        return self._faulty_loss(self.task.example_losses(params, data, key), self.fault(key))
 
     def loss_and_grad(self, params, data, key):
         loss, grads = self.task.loss_and_grad(params, data, key)
