@@ -4,7 +4,8 @@ layer of the layering below.
 Every module under ``lrjax/`` is parsed with ``ast``, nothing is imported: an import counts
 wherever it is (module level, inside a function, under ``if TYPE_CHECKING``), relative imports
 are resolved, and ``from lrjax.pkg import name`` counts as importing ``lrjax.pkg.name`` when that
-is a submodule, else ``lrjax.pkg``.
+is a submodule, else ``lrjax.pkg``. An import of a module that does not exist (one moved away, or
+a name of the package ``lrjax`` itself, ``from lrjax import name``) is an error of its own.
 """
 
 from __future__ import annotations
@@ -65,14 +66,10 @@ def find_modules(root: Path) -> dict[str, tuple[Path, bool]]:
 
 
 def import_graph(root: Path) -> dict[str, dict[str, int]]:
-    """Module -> {module of ``root``'s package it imports: the first line that does}."""
+    """Module -> {module of ``root``'s package it imports: the first line that does}. A module
+    that does not exist keeps its name (``from lrjax import name``: ``lrjax.name``)."""
     modules = find_modules(root)
     top = root.name
-
-    def existing(name: str) -> str:
-        while name not in modules and "." in name:
-            name = name.rpartition(".")[0]
-        return name
 
     graph = {}
     for name, (path, package) in modules.items():
@@ -87,17 +84,21 @@ def import_graph(root: Path) -> dict[str, dict[str, int]]:
                 if node.level:
                     parent = here.split(".")[: len(here.split(".")) - node.level + 1]
                     base = ".".join([*parent, *([base] if base else [])])
-                found = [
-                    f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
-                    for a in node.names
-                ]
+                found = [_from_target(base, a.name, modules, top) for a in node.names]
             for target in found:
                 if target == top or target.startswith(top + "."):
-                    target = existing(target)
                     if target != name:
                         targets[target] = min(targets.get(target, node.lineno), node.lineno)
         graph[name] = targets
     return graph
+
+
+def _from_target(base: str, name: str, modules, top: str) -> str:
+    """What ``from base import name`` imports: the submodule ``base.name`` if there is one, else
+    ``base``; a name of the top package (its lazy public names) is ``top.name``, which is no
+    module."""
+    sub = f"{base}.{name}"
+    return sub if sub in modules or base == top else base
 
 
 def find_cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
@@ -160,14 +161,16 @@ def room_of(module: str) -> tuple[str, int] | None:
 
 
 def upward_imports(graph: dict[str, dict[str, int]]) -> list[str]:
-    """Each import from a module to a room on a higher layer, in words. The package ``lrjax``
-    itself (its lazy public names) counts as above every layer."""
+    """Each import from a module to a room on a higher layer, in words (``lrjax`` itself, the
+    package's ``__init__``, counts as above every layer)."""
     found = []
     for module, targets in sorted(graph.items()):
         if module in EXEMPT or room_of(module) is None:
             continue
         room, layer = room_of(module)
         for target, line in sorted(targets.items()):
+            if target not in graph:  # no such module: test_every_import_names_a_module
+                continue
             target_room, target_layer = room_of(target) or (target, len(LAYERS))
             if target_room != room and target_layer > layer:
                 if (module, target) not in KNOWN_UPWARD:
@@ -188,6 +191,19 @@ def test_every_module_is_on_a_layer(graph):
     assert not missing, (
         f"{', '.join(missing)}: not in the layering; add each (or its package) to LAYERS in "
         "tests/test_architecture.py, on the lowest layer above everything it imports."
+    )
+
+
+def test_every_import_names_a_module(graph):
+    dangling = [
+        f"{module} imports {target} at line {line}"
+        for module, targets in sorted(graph.items())
+        for target, line in sorted(targets.items())
+        if target not in graph
+    ]
+    assert not dangling, (
+        "imports of modules that do not exist (moved? a name of the package lrjax: import it "
+        "from the module that defines it):\n" + "\n".join(dangling)
     )
 
 
@@ -213,14 +229,15 @@ def test_known_exceptions_still_exist(graph):
 
 def test_the_graph_sees_every_kind_of_import(tmp_path):
     """The parser on a made-up package: relative imports, ``from pkg import submodule``, an
-    import inside a function, and the cycle a function-level import closes."""
+    import inside a function, imports of what is no module, and the cycle a function-level
+    import closes."""
     files = {
         "__init__.py": "from lrjax.a import f\n",
         "a.py": "from . import b\nfrom .sub import thing\n",
         "b.py": "import lrjax.sub.deep as d\nimport numpy\n",
         "sub/__init__.py": "thing = 1\n",
         "sub/deep.py": "def later():\n    from lrjax.sub.c import g\n",
-        "sub/c.py": "from ..b import x\nfrom lrjax import sub\n",
+        "sub/c.py": "from ..b import x\nfrom lrjax import sub, name\nfrom .gone import y\n",
     }
     for name, text in files.items():
         path = tmp_path / "lrjax" / name
@@ -232,7 +249,7 @@ def test_the_graph_sees_every_kind_of_import(tmp_path):
         "lrjax.a": {"lrjax.b": 1, "lrjax.sub": 2},
         "lrjax.b": {"lrjax.sub.deep": 1},
         "lrjax.sub": {},
-        "lrjax.sub.c": {"lrjax.b": 1, "lrjax.sub": 2},
+        "lrjax.sub.c": {"lrjax.b": 1, "lrjax.sub": 2, "lrjax.name": 2, "lrjax.sub.gone": 3},
         "lrjax.sub.deep": {"lrjax.sub.c": 2},
     }
     assert find_cycles(graph) == [["lrjax.b", "lrjax.sub.deep", "lrjax.sub.c", "lrjax.b"]]
