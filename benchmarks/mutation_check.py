@@ -76,8 +76,8 @@ MUTATIONS = (
     Mutation(
         "skipped-step-still-acts",
         "lrjax/controller/transform.py",
-        "acts = jnp.logical_and(finite, state.count % config.steps_per_action == 0)",
-        "acts = state.count % config.steps_per_action == 0",
+        "acts = finite & acts_now",
+        "acts = acts_now",
         ("tests/test_controller_transform.py", "tests/test_controller_nonfinite.py"),
     ),
     Mutation(
@@ -89,17 +89,17 @@ MUTATIONS = (
     ),
     Mutation(
         "reward-not-negated",
-        "lrjax/env.py",
-        "return -val_loss / l0, -factor * steps_left",
-        "return val_loss / l0, -factor * steps_left",
-        ("tests/test_env.py",),
+        "lrjax/mdp.py",
+        "return -loss / initial_loss\n",
+        "return loss / initial_loss\n",
+        ("tests/test_env.py", "tests/test_mdp.py"),
     ),
     Mutation(
         "divergence-penalty-off-by-one",
-        "lrjax/env.py",
-        "steps_left = (cfg.horizon - t + 1).astype(jnp.float32)",
-        "steps_left = (cfg.horizon - t).astype(jnp.float32)",
-        ("tests/test_env.py",),
+        "lrjax/mdp.py",
+        "return -factor * (horizon - t + 1).astype(jnp.float32)",
+        "return -factor * (horizon - t).astype(jnp.float32)",
+        ("tests/test_env.py", "tests/test_mdp.py"),
     ),
     # -- missed when issue 15 was filed ---------------------------------------------------------
     Mutation(
@@ -147,16 +147,16 @@ MUTATIONS = (
     Mutation(
         "prev-predictions-never-updated",
         "lrjax/controller/transform.py",
-        "prev_predictions=keep(new_predictions, state.prev_predictions),",
+        "prev_predictions=keep(predictions, state.prev_predictions),",
         "prev_predictions=state.prev_predictions,",
         FEATURE_TESTS,
     ),
     Mutation(
         "cosine-times-zero",
-        "lrjax/baselines/registry.py",
+        "lrjax/baselines/schedules.py",
         "cosine = 0.5 * peak_value * (1 + jnp.cos(jnp.pi * progress))",
         "cosine = 0.0 * peak_value * (1 + jnp.cos(jnp.pi * progress))",
-        BASELINE_TESTS,
+        (*BASELINE_TESTS, "tests/test_evaluation_schedules.py"),
     ),
     Mutation(
         "prodigy-then-scale-0",
@@ -206,7 +206,7 @@ MUTATIONS = (
         "lrjax/baselines/registry.py",
         "return int(np.argmin(scores))",
         "return int(np.argmax(scores))",
-        ("tests/test_baselines_registry.py", "tests/test_evaluate.py"),
+        ("tests/test_baselines_registry.py", "tests/test_evaluation_batch.py"),
     ),
     Mutation(
         "resume-keeps-rows-after-checkpoint",
@@ -224,10 +224,10 @@ MUTATIONS = (
     ),
     Mutation(
         "paired-difference-reversed",
-        "lrjax/protocol.py",
+        "lrjax/evaluation/stats.py",
         "d = np.asarray(a, np.float64) - np.asarray(b, np.float64)",
         "d = np.asarray(b, np.float64) - np.asarray(a, np.float64)",
-        ("tests/test_evaluate.py",),
+        ("tests/test_evaluation_stats.py", "tests/test_evaluation_batch.py"),
     ),
     Mutation(
         "faults-never-injected",
@@ -238,10 +238,10 @@ MUTATIONS = (
     ),
     Mutation(
         "env-ignores-nonfinite-train-loss",
-        "lrjax/env.py",
-        "| (val_loss > limit) | ~jnp.isfinite(train_loss)",
-        "| (val_loss > limit)",
-        ("tests/test_env.py", "tests/test_faults.py"),
+        "lrjax/mdp.py",
+        "        | ~jnp.isfinite(trained_on)\n",
+        "\n",
+        ("tests/test_env.py", "tests/test_faults.py", "tests/test_mdp.py"),
     ),
 )
 

@@ -28,7 +28,7 @@ from lrjax import tasks, training  # noqa: E402
 from lrjax.algos.ppo import PPO, PPOConfig  # noqa: E402
 from lrjax.controller import ControllerConfig, reset_carry  # noqa: E402
 from lrjax.engine import EngineConfig  # noqa: E402
-from lrjax.env import EnvConfig, TraineeEnv  # noqa: E402
+from lrjax.env import EnvConfig, TraineeEnv, VecEnv  # noqa: E402
 from lrjax.features import FeatureSpec  # noqa: E402
 
 
@@ -83,7 +83,7 @@ def main() -> None:
         step = lambda s, _: (training.train_step(env.train_task, tx_fixed, s, d)[0], None)
         k = env.config.steps_per_action * args.horizon
         run = lambda s: jax.lax.scan(step, s, None, length=k)[0]
-        return env.over_episodes(lambda s, d: run(s), 1)(state.trainee, d)
+        return VecEnv(env).over_episodes(lambda s, d: run(s), 1)(state.trainee, d)
 
     rows = [
         (

@@ -231,7 +231,7 @@ def breakdown(env, data):
 def host_loop_rate(env, data, episodes):
     """Trainee steps/s when Python drives the episode: every action a jitted controller step,
     then k jitted trainee steps, then the environment's own observation/reward computation
-    (``env.conclude_step``), each dispatched from Python; episodes one after another."""
+    (``env.conclude``), each dispatched from Python; episodes one after another."""
     controller = env.config.controller
     params = init_actor_params(jax.random.key(0), controller)
     reset = jax.jit(lambda key, d: env.reset(key, d))
@@ -244,11 +244,7 @@ def host_loop_rate(env, data, episodes):
         carry, mean, _ = actor_step(params, carry, obs, controller)
         return carry, action_to_lr(mean, lr, controller)
 
-    conclude = jax.jit(
-        lambda key, s, trainee, lr, loss, d: env.conclude_step(
-            key, s, trainee, lr, loss, d, auto_reset=False
-        )
-    )
+    conclude = jax.jit(env.conclude)
 
     def episode(key):
         k_reset, key = jax.random.split(key)
@@ -259,8 +255,7 @@ def host_loop_rate(env, data, episodes):
             trainee = state.trainee
             for _ in range(env.config.steps_per_action):
                 trainee, (loss, _) = train_step(trainee, data, lr)
-            key, k_step = jax.random.split(key)
-            obs, state, *_ = conclude(k_step, state, trainee, lr, loss, data)
+            obs, state, *_ = conclude(state, trainee, lr, loss, data)
         return jax.block_until_ready(state)
 
     episode(jax.random.key(0))  # compile

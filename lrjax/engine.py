@@ -13,7 +13,7 @@ Why knobs at all (measured on the project's 2-core CPU, ``BENCHMARKS.md``):
   scans.
 * Vmapped convolutions become grouped convolutions, slow on XLA:CPU, so there the trainees of a
   conv task run one after another (``lax.map``), training with image-patches convolutions and
-  evaluating (forward only, nothing vmapped) with XLA's own, which is 3.2x faster there.
+  evaluating (forward only, nothing vmapped) with XLA's own, which is faster there.
 * XLA:CPU uses about one core per program, so items are split over host devices with
   ``shard_map`` (``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before jax starts:
   :func:`configure_host_devices`).
@@ -79,8 +79,8 @@ class EngineConfig:
       shard_vmapped: split vmapped RL episodes over the devices too (default False: they stay
         on one device, so that a whole training can be vmapped again, ``vmap(ppo.train)``).
         A training driven from the host (``lrjax train``, :func:`lrjax.algos.runner.run`)
-        is never vmapped again: ``lrjax train`` sets it, and PPO's update on fashion_mlp at
-        32 episodes ran 1.35x faster on this 2-core CPU (``BENCHMARKS.md``).
+        is never vmapped again: ``lrjax train`` sets it (PPO's update ran faster so on this
+        2-core CPU; ``BENCHMARKS.md`` has the figure and its command).
     """
 
     chunk_size: int | None = None
@@ -200,7 +200,7 @@ def resolve(
       - CPU, conv trainee: chunks of 10 fully unrolled steps; items mapped one after another
         on each device; patches convolutions to train, XLA's to evaluate; a training
         minibatch's gradient computed at most 128 examples at a time (the activations of a
-        larger one spill out of the caches: 1.5x slower per example at batch 1000).
+        larger one spill out of the caches and run slower per example; ``BENCHMARKS.md``).
       - CPU, dense trainee: rolled chunks of 500 steps (unroll 4), vmapped.
       - GPU/TPU: rolled chunks of 1,000 steps, vmapped, XLA's convolutions.
       - Devices: all local devices of the backend (only one for vmapped items when

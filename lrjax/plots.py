@@ -34,7 +34,7 @@ def _save(fig, path) -> Path:
 
 
 def plot_comparison(comparison, path, *, title: str = "", steps_per_action: int = 1) -> Path:
-    """A learned controller against LR schedules (:class:`lrjax.quick_comparison.Comparison`).
+    """A learned controller against LR schedules (:class:`lrjax.evaluation.Comparison`).
 
     Left: the learned LR schedule of each evaluation episode, the constant-LR grid (faint) and
     the best step-decay schedule. Right: the validation loss over the episode, mean over the
@@ -306,13 +306,13 @@ def plot_sweeps(runs: Sequence[Any], path, *, title: str = "") -> Path:
 
 
 def plot_methods(methods, path, *, title: str = "", steps_per_action: int = 1) -> Path:
-    """Methods on the same held-out seeds (:class:`lrjax.protocol.Method`).
+    """Methods on the same held-out seeds (:class:`lrjax.evaluation.Method`).
 
     Left: each method's LR schedule (the mean over seeds on a log scale; a learned controller's
     differs per seed, so its range is shaded). Right: the validation loss (the environment's
     fixed validation batch) over the episode, mean with a 95% band over the seeds.
     """
-    from scipy import stats
+    from lrjax.evaluation.stats import t_half_width
 
     plt = _pyplot()
     fig, (ax_lr, ax_loss) = plt.subplots(1, 2, figsize=(12, 4.2))
@@ -329,8 +329,7 @@ def plot_methods(methods, path, *, title: str = "", steps_per_action: int = 1) -
             )
         n = np.sum(np.isfinite(e.val_loss), axis=0)
         mean = np.nanmean(e.val_loss, axis=0)
-        half = stats.t.ppf(0.975, np.maximum(n - 1, 1)) * np.nanstd(e.val_loss, axis=0, ddof=1)
-        half = half / np.sqrt(np.maximum(n, 1))
+        half = t_half_width(np.nanstd(e.val_loss, axis=0, ddof=1), n)
         ax_loss.plot(steps, mean, color=color, lw=lw, label=m.name)
         ax_loss.fill_between(steps, mean - half, mean + half, color=color, alpha=0.2)
     ax_lr.set(

@@ -21,14 +21,14 @@ if len(sys.argv) > 3:
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-from _rl_problem import make_env, regression_problem  # noqa: E402
+from _rl_problem import ac_config, make_env, regression_problem  # noqa: E402
 
-from lrjax import rollouts  # noqa: E402
 from lrjax.algos import runner  # noqa: E402
-from lrjax.algos.actor_critic import ActorCritic, ActorCriticConfig  # noqa: E402
+from lrjax.algos.actor_critic import ActorCritic  # noqa: E402
 from lrjax.algos.ppo import PPO, PPOConfig  # noqa: E402
 from lrjax.controller import ControllerConfig  # noqa: E402
 from lrjax.engine import EngineConfig  # noqa: E402
+from lrjax.evaluation import run_controllers  # noqa: E402
 from lrjax.features import FeatureSpec  # noqa: E402
 
 task, data = regression_problem()
@@ -38,7 +38,7 @@ trained = runner.run(
     ppo, jax.random.key(0), data, out_dir=out / "ppo", progress=False, updates_per_chunk=1
 )
 controller = ControllerConfig.paper_b(features=FeatureSpec(features=("train_loss", "log_lr")))
-ac_config = ActorCriticConfig(
+ac_settings = ac_config(
     controller=controller,
     mode="meta",
     num_envs=4,
@@ -48,9 +48,9 @@ ac_config = ActorCriticConfig(
     engine=EngineConfig(unroll=1),
 )
 ac = runner.run(
-    ActorCritic(task, ac_config), jax.random.key(1), data, out_dir=out / "ac", progress=False
+    ActorCritic(task, ac_settings), jax.random.key(1), data, out_dir=out / "ac", progress=False
 )
-episodes = rollouts.run_controllers(
+episodes = run_controllers(
     env, [ppo.controller(trained.state)], jax.random.key(2), data, 6
 )
 state_devices = {d.process_index for d in jax.tree.leaves(trained.state.env_state)[0].devices()}

@@ -25,3 +25,17 @@ def regression_problem():
 
 def make_env(task, controller=CONTROLLER, **kw):
     return TraineeEnv(task, EnvConfig(**({"controller": controller, "horizon": 10} | kw)))
+
+
+def ac_config(**fields):
+    """An ``ActorCriticConfig`` from flat fields: those of its MDP (controller, optimizer,
+    reset_every, divergence_factor, engine) go to ``ActorCriticEnvConfig``, the rest to the
+    algorithm."""
+    import dataclasses
+
+    from lrjax.algos.actor_critic import ActorCriticConfig, ActorCriticEnvConfig
+
+    env_fields = {f.name for f in dataclasses.fields(ActorCriticEnvConfig)}
+    env = {k: v for k, v in fields.items() if k in env_fields}
+    algo = {k: v for k, v in fields.items() if k not in env_fields}
+    return ActorCriticConfig(env=ActorCriticEnvConfig(**env), **algo)

@@ -14,7 +14,7 @@ from lrjax.algos.ppo import PPO, PPOConfig
 from lrjax.controller import ControllerConfig, init_controller
 from lrjax.engine import EngineConfig
 from lrjax.env import EnvConfig, TraineeEnv
-from lrjax.rollouts import run_episodes
+from lrjax.evaluation.episodes import run_episodes
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,6 @@ import pytest
 
 from lrjax._validation import ConfigError
 from lrjax.algos.ppo_math import (
-    RewardScaler,
-    RunningMeanStd,
     clipped_surrogate_loss,
     explained_variance,
     gae,
@@ -185,74 +183,6 @@ def test_value_loss_by_hand():
     assert float(value_loss(v, v_old, r, clip_eps=0.2)) == pytest.approx(0.44, rel=1e-6)
     with pytest.raises(ConfigError, match="clip_eps"):
         value_loss(v, v_old, r, clip_eps=-1.0)
-
-
-def test_running_mean_std_two_batches_equal_concatenation():
-    rng = np.random.default_rng(0)
-    a = rng.normal(2.0, 3.0, (5, 3)).astype(np.float32)
-    b = rng.normal(-1.0, 0.5, (2, 4, 3)).astype(np.float32)  # two leading axes, reduced
-    stats = RunningMeanStd.init((3,))
-    assert float(stats.count) == 0.0
-    stats = jax.jit(RunningMeanStd.update)(stats.update(a), b)
-    both = np.concatenate([a, b.reshape(8, 3)]).astype(np.float64)
-    assert float(stats.count) == 13.0
-    np.testing.assert_allclose(stats.mean, both.mean(0), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(stats.var, both.var(0), rtol=1e-5)
-    assert stats.mean.dtype == stats.var.dtype == stats.count.dtype == jnp.float32
-
-    x = np.array([[0.0, 1.0, 2.0]], np.float32)
-    expected = (x - both.mean(0)) / np.sqrt(both.var(0) + 1e-8)
-    np.testing.assert_allclose(stats.normalize(x), expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(
-        stats.normalize(x, clip=0.5), np.clip(expected, -0.5, 0.5), rtol=1e-5, atol=1e-6
-    )
-    with pytest.raises(ConfigError, match="batch"):
-        stats.update(np.zeros((4, 2)))
-
-
-def test_running_mean_std_scalar_by_hand():
-    # Samples 1, 3 then 5, 7, 9: mean 5, variance (16 + 4 + 0 + 4 + 16) / 5 = 8.
-    stats = RunningMeanStd.init().update(jnp.array([1.0, 3.0])).update(jnp.array([5.0, 7.0, 9.0]))
-    assert (float(stats.mean), float(stats.var), float(stats.count)) == pytest.approx((5, 8, 5))
-    # Empty statistics: normalize is the identity (mean 0, var 1).
-    np.testing.assert_allclose(RunningMeanStd.init().normalize(jnp.array([2.0])), [2.0], rtol=1e-6)
-
-
-def test_reward_scaler_returns_across_an_episode_boundary():
-    gamma = 0.9
-    rewards = [[1.0, 0.5], [2.0, -1.0], [3.0, 2.0]]
-    dones = [[False, False], [True, False], [False, False]]
-    # Env 0's episode ends at step 1: its return includes r_1, then restarts from 0.
-    #   env 0: 1;  0.9 * 1 + 2 = 2.9;  3 (new episode)
-    #   env 1: 0.5;  0.9 * 0.5 - 1 = -0.55;  0.9 * -0.55 + 2 = 1.505
-    rets = [[1.0, 0.5], [2.9, -0.55], [3.0, 1.505]]
-    stored = [[1.0, 0.5], [0.0, -0.55], [3.0, 1.505]]  # ret after the reset of done envs
-    scaler = RewardScaler.init(2)
-    update = jax.jit(RewardScaler.update, static_argnames=("clip",))
-    for t in range(3):
-        scaler, scaled = update(scaler, jnp.array(rewards[t]), jnp.array(dones[t]), gamma)
-        np.testing.assert_allclose(scaler.ret, stored[t], rtol=1e-6, atol=1e-7)
-        seen = np.array(rets[: t + 1], np.float64).ravel()  # statistics of all returns so far
-        assert float(scaler.rms.count) == 2 * (t + 1)
-        np.testing.assert_allclose(scaler.rms.var, seen.var(), rtol=1e-5)
-        expected = np.array(rewards[t]) / np.sqrt(seen.var() + 1e-8)
-        np.testing.assert_allclose(scaled, expected, rtol=1e-5)
-    # Step 0 by hand: returns {1, 0.5}: var = 0.25^2 = 0.0625, so r / 0.25 = [4, 2].
-    _, scaled0 = RewardScaler.init(2).update(jnp.array(rewards[0]), jnp.array(dones[0]), gamma)
-    np.testing.assert_allclose(scaled0, [4.0, 2.0], rtol=1e-5)
-    _, clipped0 = RewardScaler.init(2).update(
-        jnp.array(rewards[0]), jnp.array(dones[0]), gamma, clip=3.0
-    )
-    np.testing.assert_allclose(clipped0, [3.0, 2.0], rtol=1e-5)
-
-
-def test_reward_scaler_validates():
-    with pytest.raises(ConfigError, match="num_envs"):
-        RewardScaler.init(0)
-    with pytest.raises(ConfigError, match="rewards"):
-        RewardScaler.init(2).update(jnp.zeros(3), jnp.zeros(3), 0.9)
-    with pytest.raises(ConfigError, match="gamma"):
-        RewardScaler.init(2).update(jnp.zeros(2), jnp.zeros(2), 2.0)
 
 
 def test_minibatch_indices_is_a_permutation():

@@ -56,7 +56,7 @@ def test_gae_is_computed_with_the_done_flags(rolled):
     advantages, returns = jax.jit(ppo.advantages)(runner, traj)
     last_value = ppo._value(
         runner.params["critic"],
-        ppo.policy_obs(runner.obs_stats, runner.obs),
+        ppo.policy_obs(runner)[0],
         ppo._progress(runner.env_state),
     )
     cfg = ppo.config

@@ -33,14 +33,9 @@ LAYERS: tuple[tuple[tuple[str, ...], str], ...] = (
      "training many trainees at once, as one compiled program"),
     (("lrjax.mdp", "lrjax.env"),
      "training as a reinforcement-learning environment: episodes of trainee steps"),
-    (("lrjax.baselines", "lrjax.algos", "lrjax.testing",
-      "lrjax.faults"),  # moving (to lrjax.testing.faults)
+    (("lrjax.baselines", "lrjax.algos", "lrjax.testing"),
      "what learns a controller or stands in for one; helpers to test them"),
-    (("lrjax.evaluation", "lrjax.paper_b", "lrjax.pretrained",
-      "lrjax.rollouts",  # moving (to lrjax.evaluation)
-      "lrjax.quick_comparison",  # moving (to lrjax.evaluation)
-      "lrjax.protocol",  # moving (to lrjax.evaluation)
-      "lrjax.evaluate"),  # moving (to lrjax.evaluation)
+    (("lrjax.evaluation", "lrjax.paper_b", "lrjax.pretrained"),
      "experiments with controllers: their evaluation, paper B's, the shipped controller"),
     (("lrjax.plots",),
      "figures of any of the above"),

@@ -165,22 +165,22 @@ def _applied(spec, hparams, steps, grad=1.0):
 
 def test_cosine_follows_warm_up_then_half_cosine_to_zero():
     lrs, _ = _applied(baselines.get_optimizer("cosine"), {"learning_rate": 0.2}, 100)
-    warmup = 5  # 5% of 100 steps
+    warmup = 10  # 10% of 100 steps (lrjax.baselines.schedules.WARMUP_FRACTION)
     steps = np.arange(100)
     progress = np.clip((steps - warmup) / (100 - warmup), 0, 1)
     expected = np.where(
         steps < warmup, 0.2 * (steps + 1) / warmup, 0.1 * (1 + np.cos(np.pi * progress))
     )
     np.testing.assert_allclose(lrs, expected, rtol=1e-5, atol=1e-7)
-    assert lrs[4] == pytest.approx(0.2) and lrs[-1] < 1e-4  # the peak, then to zero
+    assert lrs[9] == pytest.approx(0.2) and lrs[-1] < 1e-4  # the peak, then to zero
 
 
 def test_step_decay_with_warm_up_follows_its_formula():
     hp = {"learning_rate": 0.1, "interval": 0.25, "factor": 0.5}
     lrs, _ = _applied(baselines.get_optimizer("step_decay_warmup"), hp, 100)
     steps = np.arange(100)
-    decay = 0.1 * 0.5 ** np.floor(np.maximum(steps - 5, 0) / 25)
-    np.testing.assert_allclose(lrs, np.where(steps < 5, 0.1 * (steps + 1) / 5, decay), rtol=1e-6)
+    decay = 0.1 * 0.5 ** np.floor(np.maximum(steps - 10, 0) / 25)  # after a 10-step warm-up
+    np.testing.assert_allclose(lrs, np.where(steps < 10, 0.1 * (steps + 1) / 10, decay), rtol=1e-6)
 
 
 @pytest.mark.parametrize(

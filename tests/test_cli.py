@@ -253,7 +253,7 @@ def test_json_files_are_strict_and_tuning_reads_diverged_points_back():
     import numpy as np
 
     from lrjax.cli._common import strict_json
-    from lrjax.protocol import read_tuning
+    from lrjax.evaluation import read_tuning
 
     value = {"a": float("nan"), "b": [np.float32(np.inf), 1.0], "c": np.arange(2), 3: -np.inf}
     text = json.dumps(strict_json(value), allow_nan=False)

@@ -118,9 +118,9 @@ def test_overwrite(tmp_path):
 
 def test_custom_features_must_be_passed_again(tmp_path):
     def ratio(inputs):
-        return inputs["grad_norm"] / inputs["value"]
+        return inputs["grad_norm"] / inputs["loss"]
 
-    feat = Feature("ratio", ("grad_norm", "value"), ratio, log=True)
+    feat = Feature("ratio", ("grad_norm", "loss"), ratio, log=True)
     config = SMALL.replace(features=("train_loss", feat))
     save_controller(tmp_path / "c", _controller(config))
     with pytest.raises(ConfigError, match="custom_features"):

@@ -456,7 +456,7 @@ def test_bad_inputs_are_clear_errors():
         jax.jit(lambda g, s: tx.update(g, s, None, value=1.0))(grads, state)
     msg = str(info.value)
     assert "'val_loss' needed by val_loss" in msg and "computed from 'params'" in msg
-    assert "Given:" in msg and "value" in msg
+    assert "Given:" in msg and "loss" in msg
 
     paper_a = PAPER_A
     with pytest.raises(ConfigError, match="predictions_shape"):
@@ -509,7 +509,7 @@ def test_normaliser_starts_from_the_controllers_statistics():
     jax.tree.map(np.testing.assert_array_equal, before.normaliser, stats)
 
     # The observation the actor saw is chi of the known input, normalised from those statistics.
-    raw = raw_features(spec, {"value": value})
+    raw = raw_features(spec, {"loss": value})
     np.testing.assert_allclose(raw, [np.log(2.0)], rtol=1e-6)  # train_loss is logged
     expected_obs, expected_stats = normalise(spec, ctrl.normaliser, raw)
     np.testing.assert_allclose(after.obs, expected_obs, rtol=1e-6)

@@ -16,14 +16,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _rl_problem import CONTROLLER, make_env, regression_problem
+from _rl_problem import CONTROLLER, ac_config, make_env, regression_problem
 
 from lrjax import training
-from lrjax.algos.actor_critic import ActorCritic, ActorCriticConfig
+from lrjax.algos.actor_critic import ActorCritic
 from lrjax.algos.ppo import PPO, PPOConfig
 from lrjax.controller import ControllerConfig, init_controller, scale_by_controller
 from lrjax.engine import EngineConfig
-from lrjax.rollouts import run_episodes
+from lrjax.evaluation.episodes import run_episodes
 
 pytestmark = pytest.mark.slow  # ~50 s of compilation; CI runs it (make test-slow)
 
@@ -56,7 +56,7 @@ def _ppo(task, devices: int) -> PPO:
 
 def _actor_critic(task, devices: int) -> ActorCritic:
     controller = ControllerConfig.paper_b(lr_min=1e-3, lr_max=2.0, initial_lr=1e-2)
-    config = ActorCriticConfig(
+    config = ac_config(
         num_envs=4,
         num_updates=2,
         steps_per_update=10,

@@ -22,9 +22,9 @@ from lrjax.controller import (
     scale_by_controller,
 )
 from lrjax.engine import EngineConfig
-from lrjax.env import EnvConfig, TraineeEnv
+from lrjax.env import EnvConfig, TraineeEnv, VecEnv
+from lrjax.evaluation.episodes import run_episodes
 from lrjax.features import NormaliserState
-from lrjax.rollouts import run_episodes
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_step_episodes_resets_only_the_ended_episodes_as_auto_reset_does(problem
     states = states.replace(t=jnp.array([0, 1, 0]))  # episode 1 is at its last action
     actions = jnp.array([0.1, 0.1, 9.0])  # episode 2 diverges (LR at its ceiling, x e^9)
     per_episode = jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None)))
-    batched = jax.jit(env.step_episodes)
+    batched = jax.jit(VecEnv(env).step)
     for i, action in enumerate([actions, jnp.zeros(3)]):
         k = jax.random.split(jax.random.key(10 + i), 3)
         expected = per_episode(k, states, action, data)

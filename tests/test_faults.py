@@ -12,12 +12,13 @@ import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _rl_problem import CONTROLLER, make_env, regression_problem
+from _rl_problem import CONTROLLER, ac_config, make_env, regression_problem
 
 from lrjax._validation import ConfigError
-from lrjax.algos.actor_critic import ActorCritic, ActorCriticConfig
+from lrjax.algos.actor_critic import ActorCritic
 from lrjax.algos.ppo import PPO, PPOConfig
 from lrjax.engine import EngineConfig
+from lrjax.env import VecEnv
 from lrjax.features import FeatureSpec
 from lrjax.testing.faults import FAULT_KINDS, FaultyTask, rate_for_episodes
 
@@ -94,13 +95,12 @@ def test_bad_fault_settings_name_the_field(problem):
 def _rollout(env, data, actions, key):
     """Steps ``actions[T, E]`` through E auto-resetting episodes; the per-step outputs."""
     num_envs = actions.shape[1]
-    _, state = env.over_episodes(env.reset, 1)(jax.random.split(key, num_envs), data)
+    vec = VecEnv(env)
+    _, state = vec.reset(jax.random.split(key, num_envs), data)
 
     def step(state, xs):
         k, action = xs
-        _, state, reward, done, info = env.step_episodes(
-            jax.random.split(k, num_envs), state, action, data
-        )
+        _, state, reward, done, info = vec.step(jax.random.split(k, num_envs), state, action, data)
         return state, (reward, done, info)
 
     keys = jax.random.split(jax.random.fold_in(key, 1), len(actions))
@@ -191,7 +191,7 @@ def test_actor_critic_under_faults_keeps_actor_critic_and_adam_finite(problem, m
     # A fault in a step's training minibatch (its gradient, the loss before and after) ends
     # the episode; one in the actor's x_j only blanks that observation's loss feature.
     faulty = FaultyTask(task, rate=rate_for_episodes(FRACTION, episode))
-    config = ActorCriticConfig(
+    config = ac_config(
         mode=mode,
         num_envs=8,
         num_updates=4,
@@ -208,7 +208,7 @@ def test_actor_critic_under_faults_keeps_actor_critic_and_adam_finite(problem, m
     assert_all_finite((state.actor_opt, state.critic_opt), "the accumulating Adam states")
     assert_all_finite(state.obs_stats, "the observation statistics")
     assert_all_finite((out.reward, out.td_error, out.q, out.lr), "the step outputs")
-    factor = config.divergence_factor
+    factor = config.env.divergence_factor
     assert (np.asarray(out.reward)[np.asarray(out.diverged)] >= -factor).all()
     assert np.asarray(out.diverged).sum() >= 3  # ~10% of 64 episodes
     metrics = ac._metrics(state, out, data)  # what an update reports for these 200 steps

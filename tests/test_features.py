@@ -37,7 +37,7 @@ def _params():
 
 def _inputs(**overrides):
     inputs = {
-        "value": jnp.asarray(0.5),
+        "loss": jnp.asarray(0.5),
         "val_loss": jnp.asarray(0.25),
         "predictions": jnp.asarray([1.0, 2.0, 3.0, 4.0]),
         "prev_predictions": jnp.asarray([1.0, 1.0, 1.0, 1.0]),
@@ -87,7 +87,7 @@ def test_pred_change_var_missing_at_first_step():
 
 def test_log_features_are_floored_not_nan():
     spec = FeatureSpec(features=("train_loss", "pred_var"))
-    raw = raw_features(spec, _inputs(value=jnp.asarray(0.0), predictions=jnp.ones(4)))
+    raw = raw_features(spec, _inputs(loss=jnp.asarray(0.0), predictions=jnp.ones(4)))
     assert np.all(np.isfinite(raw))
     np.testing.assert_allclose(raw, np.log(1e-12), rtol=1e-5)
 
@@ -107,21 +107,21 @@ def test_last_layer_natural_order_and_path():
 
 def test_missing_inputs_are_listed_with_what_was_given():
     spec = FeatureSpec(features=PAPER_A_FEATURES)
-    given = {"value": 1.0, "lr": 1e-3, "lr_bounds": (1e-5, 1e-1), "step": 0}
+    given = {"loss": 1.0, "lr": 1e-3, "lr_bounds": (1e-5, 1e-1), "step": 0}
     with pytest.raises(ConfigError) as info:
         check_inputs(spec, given)
     msg = str(info.value)
     for missing in ("'val_loss'", "'predictions'", "'prev_predictions'", "'last_layer'"):
         assert missing in msg
     assert "computed from 'params'" in msg
-    assert "Given: lr, lr_bounds, step, value" in msg
+    assert "Given: loss, lr, lr_bounds, step" in msg
     with pytest.raises(ConfigError, match="val_loss"):
         raw_features(spec, given)
 
 
 def test_required_inputs_order():
     spec = FeatureSpec(features=("val_loss", "train_loss", "last_layer_var"))
-    assert required_inputs(spec) == ("val_loss", "value", "last_layer")
+    assert required_inputs(spec) == ("val_loss", "loss", "last_layer")
 
 
 def test_custom_feature_declares_its_inputs():
@@ -129,13 +129,13 @@ def test_custom_feature_declares_its_inputs():
 
     def grad_ratio(inputs):
         seen.update(inputs)
-        return inputs["grad_norm"] / inputs["value"]
+        return inputs["grad_norm"] / inputs["loss"]
 
-    feat = Feature("grad_ratio", ("grad_norm", "value"), grad_ratio, log=True)
+    feat = Feature("grad_ratio", ("grad_norm", "loss"), grad_ratio, log=True)
     spec = FeatureSpec(features=("train_loss", feat))
     raw = raw_features(spec, _inputs(grad_norm=jnp.asarray(2.0)))
     np.testing.assert_allclose(raw, [np.log(0.5), np.log(4.0)], rtol=1e-6)
-    assert set(seen) == {"grad_norm", "value"}  # exactly the declared inputs
+    assert set(seen) == {"grad_norm", "loss"}  # exactly the declared inputs
     with pytest.raises(ConfigError, match="'grad_norm' needed by grad_ratio"):
         raw_features(spec, _inputs())
 
@@ -232,7 +232,7 @@ def test_observe_under_jit_and_vmap():
     spec = FeatureSpec(features=("train_loss", "val_loss"))
 
     def f(value, val_loss):
-        return observe(spec, init_normaliser(2), {"value": value, "val_loss": val_loss})[0]
+        return observe(spec, init_normaliser(2), {"loss": value, "val_loss": val_loss})[0]
 
     out = jax.jit(jax.vmap(f))(jnp.asarray([1.0, 2.0]), jnp.asarray([3.0, 4.0]))
     assert out.shape == (2, 2)
@@ -259,12 +259,12 @@ def test_spec_validation(kwargs, match):
 
 def test_feature_validation():
     with pytest.raises(ConfigError, match="inputs"):
-        Feature("f", "value", lambda i: 0.0)
+        Feature("f", "loss", lambda i: 0.0)
     with pytest.raises(ConfigError, match="fn="):
-        Feature("f", ("value",), None)
+        Feature("f", ("loss",), None)
     with pytest.raises(ConfigError, match="name"):
-        Feature("", ("value",), lambda i: 0.0)
-    assert Feature("f", ["value"], lambda i: 0.0).inputs == ("value",)
+        Feature("", ("loss",), lambda i: 0.0)
+    assert Feature("f", ["loss"], lambda i: 0.0).inputs == ("loss",)
 
 
 def test_spec_json_round_trip():
@@ -275,7 +275,7 @@ def test_spec_json_round_trip():
     assert FeatureSpec.from_json(data, [custom]) == spec
     with pytest.raises(ConfigError, match="custom_features"):
         FeatureSpec.from_json(data)
-    other = Feature("c", ("value",), lambda i: i["value"], log=True)
+    other = Feature("c", ("loss",), lambda i: i["loss"], log=True)
     with pytest.raises(ConfigError, match="trained with"):
         FeatureSpec.from_json(data, [other])
     with pytest.raises(ConfigError, match="unknown keys"):
@@ -316,7 +316,8 @@ def test_grads_and_feature_inputs_for_a_flax_model():
     spec = FeatureSpec(features=PAPER_A_FEATURES)
     provided = {"params": params, "lr": 1e-3, "lr_bounds": (1e-5, 1e-1), "step": 1}
     provided["prev_predictions"] = jnp.zeros((3, 3))
-    assert np.all(np.isfinite(raw_features(spec, {**inputs, **provided})))
+    as_features = {**inputs, "loss": inputs["value"], **provided}  # update's value= is "loss"
+    assert np.all(np.isfinite(raw_features(spec, as_features)))
 
     _, inputs = jax.eval_shape(
         lambda p: grads_and_feature_inputs(model.apply, p, (x, y), loss_fn), params

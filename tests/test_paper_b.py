@@ -10,7 +10,7 @@ import pytest
 
 from lrjax import cli, paper_b, tasks
 from lrjax._validation import ConfigError
-from lrjax.algos.actor_critic import ActorCriticConfig
+from lrjax.algos.actor_critic import ActorCriticConfig, ActorCriticEnvConfig
 from lrjax.engine import EngineConfig
 
 
@@ -28,7 +28,7 @@ def test_online_actor_critic_beats_a_bad_constant_lr_and_matches_the_best_on_2d_
         num_problems=3,
         num_steps=1000,
         variants=("actor-critic",),
-        config=ActorCriticConfig(engine=EngineConfig(unroll=1)),
+        config=ActorCriticConfig(env=ActorCriticEnvConfig(engine=EngineConfig(unroll=1))),
     )
     ac = analysis.methods["actor-critic"].final_test_loss
     sgd = {lr: t.final_test_loss for lr, t in zip(analysis.lrs, analysis.sgd, strict=True)}

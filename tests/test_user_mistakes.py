@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 from _params import numpy_params
 
-from lrjax import cli, evaluate, pretrained, protocol, tasks, training
+from lrjax import cli, evaluation, pretrained, tasks, training
 from lrjax._validation import ConfigError
 from lrjax.algos.actor_critic import ActorCriticConfig
 from lrjax.algos.ppo import PPOConfig
@@ -726,21 +726,21 @@ API_MISTAKES = [
     ),
     pytest.param(
         None,
-        lambda t: evaluate.evaluate(["regression_2d"], None, ["constant"], seeds="2"),
+        lambda t: evaluation.evaluate(["regression_2d"], None, ["constant"], seeds="2"),
         ConfigError,
         "seeds='2' is not allowed",
         id="notebook-seeds-as-text",
     ),
     pytest.param(
         None,
-        lambda t: evaluate.evaluate(["regression_2d"], [PAPER_A], seeds=2),
+        lambda t: evaluation.evaluate(["regression_2d"], [PAPER_A], seeds=2),
         ConfigError,
         "expected a mapping name -> Controller",
         id="controllers-as-list",  # was a TypeError
     ),
     pytest.param(
         None,
-        lambda t: protocol.read_tuning({"task": "mlp", "best_lr": 0.1}),
+        lambda t: evaluation.read_tuning({"task": "mlp", "best_lr": 0.1}),
         ConfigError,
         "'baselines' is None",
         id="tuning-shape",  # was a KeyError

@@ -32,16 +32,15 @@ Choices the paper leaves open, made here:
   truncated backpropagation through time of length one).
 - The TD target is held fixed (semi-gradient TD, as Eq. 8 states); it bootstraps at a reset (the
   critic values the loss level, not the time left), except after a divergence (a minibatch
-  loss not finite or above ``divergence_factor * L_0``), which pays the environment's penalty
-  ``L_t / L_0 - divergence_factor`` with no bootstrap (:mod:`lrjax.env`), bounded in
-  ``[-divergence_factor, 0]`` (``L_t / L_0`` capped at the factor, and taken as 1 when ``L_t``
-  itself is not finite, a faulty minibatch; :mod:`lrjax.faults` tests this). In meta mode it ends
-  the episode; online, the user's model trains on unless its loss is not finite (then it
-  restarts from ``w_0``).
+  loss not finite or above ``divergence_factor * L_0``: :func:`lrjax.mdp.diverged`), which pays
+  the MDP's bounded penalty (:func:`lrjax.mdp.divergence_penalty`, the same rule as PPO's
+  environment) with no bootstrap. In meta mode it ends the episode; online, the user's model
+  trains on unless its loss is not finite (then it restarts from ``w_0``).
 - A model reset also restarts the actor's LSTM state, the LR and the per-run normaliser: each
   episode is a fresh run, as a deployed controller sees one.
 - Steps ``s_{t+1}`` and ``s^j`` are normalised with the statistics after ``s_t`` (not updated by
-  them), so only what a deployed controller observes enters its running normaliser.
+  them), so only what a deployed controller observes enters its running normaliser
+  (:func:`lrjax.features.observe_run` with ``update=False``).
 - Gradient accumulation is ``optax.MultiSteps`` (mean over m steps), so "update every m
   steps" is the library's, not hand-written.
 
@@ -70,10 +69,13 @@ import optax
 
 from lrjax import engine as engine_lib
 from lrjax import features as features_lib
-from lrjax import training
-from lrjax.algos.actor_critic_config import ActorCriticConfig  # noqa: F401 (re-exported)
+from lrjax import mdp, training
+from lrjax.algos.actor_critic_config import (  # noqa: F401 (re-exported)
+    ActorCriticConfig,
+    ActorCriticEnvConfig,
+)
 from lrjax.algos.actor_critic_math import actor_gradient, critic_gradient, lr_position, td_error
-from lrjax.algos.actor_critic_state import ACState, Learner, StepOutput
+from lrjax.algos.actor_critic_state import ACState, Episode, StepOutput
 from lrjax.algos.policy import QCritic
 from lrjax.controller import (
     Controller,
@@ -106,17 +108,13 @@ class ActorCritic:
     def _spec(self):
         return self.controller_config.features
 
-    @property
-    def _frozen(self) -> bool:
-        return self._spec.normaliser == "frozen"
-
     def _critic(self) -> QCritic:
         return QCritic(hidden=self.config.critic_hidden)
 
     def engine(self, num_items: int | None = None) -> engine_lib.Engine:
         """The execution policy of ``num_items`` episodes (default ``num_envs``)."""
         return engine_lib.resolve(
-            self.config.engine,
+            self.config.env.engine,
             uses_conv=self.task.uses_conv,
             num_steps=self.config.steps_per_update,
             num_items=num_items or self.config.num_envs,
@@ -124,7 +122,7 @@ class ActorCritic:
         )
 
     def _optimizer(self, lr) -> optax.GradientTransformationExtraArgs:
-        return training.controlled_optimizer(self.config.optimizer, lr)
+        return training.controlled_optimizer(self.config.env.optimizer, lr)
 
     def _tx(self, learning_rate: float, every: int) -> optax.MultiSteps:
         return optax.MultiSteps(optax.adam(learning_rate), every_k_schedule=every)
@@ -138,35 +136,30 @@ class ActorCritic:
     # -- observation --------------------------------------------------------------------------
 
     def _raw(self, params, loss, lr, step) -> jax.Array:
+        """chi's raw features (:func:`lrjax.features.feature_inputs`)."""
         c = self.controller_config
-        inputs = {
-            "value": loss,
-            "params": params,
-            "last_layer": self.task.output_weights(params),
-            "lr": lr,
-            "lr_bounds": (c.lr_min, c.lr_max),
-            "step": step,
-            "total_steps": self.config.episode_length,
-        }
+        inputs = features_lib.feature_inputs(
+            loss=loss,
+            params=params,
+            last_layer=self.task.output_weights(params),
+            lr=lr,
+            lr_bounds=(c.lr_min, c.lr_max),
+            step=step,
+            total_steps=self.config.episode_length,
+        )
         return features_lib.raw_features(self._spec, inputs)
 
     def _observe(self, normaliser, obs_stats, raw):
         """``s_t``: normalised as a deployed controller does (updating per-run statistics)."""
-        if self._frozen:
-            return features_lib.normalise(self._spec, obs_stats, raw)[0], normaliser
-        return features_lib.normalise(self._spec, normaliser, raw)
+        return features_lib.observe_run(self._spec, obs_stats, normaliser, raw)
 
     def _peek(self, normaliser, obs_stats, raw):
         """``s_{t+1}``, ``s^j``: normalised with the current statistics, which stay as they are."""
-        spec = self._spec
-        stats = obs_stats if self._frozen else normaliser
-        if spec.normaliser == "ema":
-            spec = dataclasses.replace(spec, normaliser="frozen")
-        return features_lib.normalise(spec, stats, raw)[0]
+        return features_lib.observe_run(self._spec, obs_stats, normaliser, raw, update=False)[0]
 
     # -- init ---------------------------------------------------------------------------------
 
-    def _init_learner(self, key, data) -> Learner:
+    def _init_episode(self, key, data) -> Episode:
         c = self.controller_config
         lr = jnp.float32(c.initial_lr)
         trainee = training.init_trainee(
@@ -177,7 +170,7 @@ class ActorCritic:
             .eval_task(self.task)
             .loss(trainee.params, data, training.minibatch_key(trainee))
         )
-        return Learner(
+        return Episode(
             trainee=trainee,
             initial_params=trainee.params,
             initial_loss=loss0,
@@ -198,61 +191,52 @@ class ActorCritic:
         # One trainee: the key itself, so an online run and a baseline given the same seed key
         # start from the same weights and see the same minibatches (lrjax.training).
         trainee_keys = key[None] if cfg.num_envs == 1 else jax.random.split(key, cfg.num_envs)
-        learners = self.engine().over_items(self._init_learner, 1)(trainee_keys, data)
-        obs_stats = features_lib.init_normaliser(c.obs_size)
-        if self._frozen:  # the statistics start from the first observations, as PPO's do
-            raw = jax.vmap(lambda ln: self._raw(ln.trainee.params, ln.initial_loss, ln.lr, 0))(
-                learners
-            )
-            obs_stats = features_lib.accumulate(obs_stats, raw)
+        episodes = self.engine().over_items(self._init_episode, 1)(trainee_keys, data)
+        # The "frozen" statistics start from the first observations, as PPO's do.
+        raw = jax.vmap(lambda ep: self._raw(ep.trainee.params, ep.initial_loss, ep.lr, 0))(
+            episodes
+        )
+        obs_stats = features_lib.accumulate(features_lib.init_normaliser(c.obs_size), raw)
         return ACState(
             actor=actor,
             critic=critic,
             actor_opt=self._actor_tx().init(actor),
             critic_opt=self._critic_tx().init(critic),
-            learners=learners,
+            episodes=episodes,
             obs_stats=obs_stats,
             steps_done=jnp.zeros((), jnp.int32),
             updates_done=jnp.zeros((), jnp.int32),
         )
 
-    # -- one step of one learner ----------------------------------------------------------------
+    # -- one step of one episode ----------------------------------------------------------------
 
-    def learner_step(
-        self, learner: Learner, actor, critic, obs_stats, data
-    ) -> tuple[Learner, StepOutput]:
+    def episode_step(
+        self, episode: Episode, actor, critic, obs_stats, data
+    ) -> tuple[Episode, StepOutput]:
         """Lines 3-23 and 27 of Algorithm 1 for one trainee, with the shared actor and critic
         fixed: the trainee's step, the TD error and both gradients (to be averaged)."""
         cfg, c = self.config, self.controller_config
         train_task = self.engine().train_task(self.task)
         eval_task = self.engine().eval_task(self.task)
         q_net = self._critic()
-        trainee = learner.trainee
+        trainee = episode.trainee
         key, batch_i = jax.random.split(trainee.key)  # as training.train_step draws x_i
         loss, grads = train_task.loss_and_grad(trainee.params, data, batch_i)
-        raw = self._raw(trainee.params, loss, learner.lr, trainee.step)
-        obs, normaliser = self._observe(learner.normaliser, obs_stats, raw)
-        carry, u, _ = actor_step(actor, learner.carry, obs, c)
+        raw = self._raw(trainee.params, loss, episode.lr, trainee.step)
+        obs, normaliser = self._observe(episode.normaliser, obs_stats, raw)
+        carry, u, _ = actor_step(actor, episode.carry, obs, c)
         noise = jax.random.normal(jax.random.fold_in(batch_i, 2), (), jnp.float32)
-        lr = action_to_lr(u + cfg.exploration_std * noise, learner.lr, c)
+        lr = action_to_lr(u + cfg.exploration_std * noise, episode.lr, c)
         updates, opt_state = self._optimizer(lr).update(grads, trainee.opt_state, trainee.params)
         params = optax.apply_updates(trainee.params, updates)
         stepped = training.TraineeState(params, opt_state, key, trainee.step + 1)
 
         # Critic (lines 11-15): the decrement on the same minibatch, and the TD error.
         loss_after = eval_task.loss(params, data, batch_i)
-        l0 = learner.initial_loss
-        diverged = (
-            ~jnp.isfinite(loss_after)
-            | ~jnp.isfinite(loss)
-            | (loss_after > cfg.divergence_factor * l0)
+        l0 = episode.initial_loss
+        reward, diverged = mdp.step_outcome(
+            "loss_decrement", loss, loss_after, loss, l0, cfg.env.divergence_factor, None, None
         )
-        # The penalty as if the loss had gone from L_t to the divergence limit, bounded even
-        # when L_t itself is not finite (a faulty minibatch: then as if from L_0).
-        level = jnp.where(jnp.isfinite(loss), jnp.minimum(loss / l0, cfg.divergence_factor), 1.0)
-        reward = jnp.where(
-            diverged, level - cfg.divergence_factor, (loss - loss_after) / l0
-        ).astype(jnp.float32)
 
         def peek(value):  # chi(w_{t+1}, x) with the minibatch loss ``value``
             return self._peek(normaliser, obs_stats, self._raw(params, value, lr, stepped.step))
@@ -280,14 +264,14 @@ class ActorCritic:
 
         # Line 27: every e steps the episode restarts from w_0; so does a diverged one in meta
         # mode, while online the user's model trains on unless its params are lost (not finite).
-        t = learner.t + 1
+        t = episode.t + 1
         lost = ~jnp.isfinite(loss_after) | ~jnp.isfinite(loss)
         episode_end = diverged if cfg.mode == "meta" else lost
-        if cfg.reset_every is not None:
-            episode_end = episode_end | (t >= cfg.reset_every)
-        new = Learner(
+        if cfg.env.reset_every is not None:
+            episode_end = episode_end | (t >= cfg.env.reset_every)
+        new = Episode(
             trainee=stepped,
-            initial_params=learner.initial_params,
+            initial_params=episode.initial_params,
             initial_loss=l0,
             carry=carry,
             lr=lr,
@@ -300,32 +284,32 @@ class ActorCritic:
             g_critic, g_actor, raw, loss, lr, reward, delta, q, episode_end, diverged
         )
 
-    def _reset(self, learner: Learner) -> Learner:
+    def _reset(self, episode: Episode) -> Episode:
         """``w <- w_0``, with a fresh optimizer state, LSTM state, LR and per-run statistics;
         the minibatch order continues."""
         c = self.controller_config
         lr = jnp.float32(c.initial_lr)
-        trainee = learner.trainee
-        return learner.replace(
+        trainee = episode.trainee
+        return episode.replace(
             trainee=training.TraineeState(
-                learner.initial_params,
-                self._optimizer(lr).init(learner.initial_params),
+                episode.initial_params,
+                self._optimizer(lr).init(episode.initial_params),
                 trainee.key,
                 jnp.zeros_like(trainee.step),
             ),
             carry=initial_carry(c),
             lr=lr,
             normaliser=features_lib.init_normaliser(c.obs_size),
-            t=jnp.zeros_like(learner.t),
+            t=jnp.zeros_like(episode.t),
         )
 
-    # -- one step of all learners, and updates ------------------------------------------------
+    # -- one step of all episodes, and updates ------------------------------------------------
 
     def step(self, state: ACState, data: Any) -> tuple[ACState, StepOutput]:
-        """One step of Algorithm 1 for every learner; the averaged gradients go to the
+        """One step of Algorithm 1 for every episode; the averaged gradients go to the
         accumulating optimizers (which apply their mean every m steps)."""
-        run = self.engine().over_items(self.learner_step, 1)
-        learners, out = run(state.learners, state.actor, state.critic, state.obs_stats, data)
+        run = self.engine().over_items(self.episode_step, 1)
+        episodes, out = run(state.episodes, state.actor, state.critic, state.obs_stats, data)
         mean = lambda tree: jax.tree.map(lambda g: g.mean(axis=0), tree)
         updates, critic_opt = self._critic_tx().update(
             mean(out.critic_grad), state.critic_opt, state.critic
@@ -335,15 +319,13 @@ class ActorCritic:
             mean(out.actor_grad), state.actor_opt, state.actor
         )
         actor = optax.apply_updates(state.actor, updates)
-        obs_stats = state.obs_stats
-        if self._frozen:
-            obs_stats = features_lib.accumulate(obs_stats, out.raw_obs)
+        obs_stats = features_lib.accumulate(state.obs_stats, out.raw_obs)  # "frozen"'s
         state = state.replace(
             actor=actor,
             critic=critic,
             actor_opt=actor_opt,
             critic_opt=critic_opt,
-            learners=learners,
+            episodes=episodes,
             obs_stats=obs_stats,
             steps_done=state.steps_done + 1,
         )
@@ -388,7 +370,7 @@ class ActorCritic:
             task, n = self.engine().eval_task(self.task), self.config.eval_examples
             test = self.engine().over_items(
                 lambda ln, d: task.metrics(ln.trainee.params, d, "test", n), 1
-            )(state.learners, data)
+            )(state.episodes, data)
             metrics["test_loss"] = test["loss"].mean()
             metrics["test_accuracy"] = test["accuracy"].mean()
         return metrics
@@ -407,7 +389,7 @@ class ActorCritic:
         batched as the engine says (vmap, or ``lax.map`` for conv trainees on CPU, split over
         the host devices). Results have a leading seed axis."""
         eng = engine_lib.resolve(
-            self.config.engine,
+            self.config.env.engine,
             uses_conv=self.task.uses_conv,
             num_steps=self.config.steps_per_update,
             num_items=len(keys),
@@ -419,9 +401,9 @@ class ActorCritic:
         splits, ``[num_envs]`` each."""
         task = self.engine().eval_task(self.task)
 
-        def one(learner, d):
-            val = task.metrics(learner.trainee.params, d, "validation")
-            test = task.metrics(learner.trainee.params, d, "test")
+        def one(episode, d):
+            val = task.metrics(episode.trainee.params, d, "validation")
+            test = task.metrics(episode.trainee.params, d, "test")
             return {
                 "val_loss": val["loss"],
                 "val_accuracy": val["accuracy"],
@@ -429,13 +411,14 @@ class ActorCritic:
                 "test_accuracy": test["accuracy"],
             }
 
-        return self.engine().over_items(one, 1)(state.learners, data)
+        return self.engine().over_items(one, 1)(state.episodes, data)
 
     def controller(self, state: ACState) -> Controller:
         """The trained actor as a deployable controller (``scale_by_controller``, savable):
         with the ``"frozen"`` normaliser it carries the statistics of every observation."""
         c = self.controller_config
-        fresh = features_lib.init_normaliser(c.obs_size)
         return Controller(
-            config=c, params=state.actor, normaliser=state.obs_stats if self._frozen else fresh
+            config=c,
+            params=state.actor,
+            normaliser=features_lib.deployed_normaliser(c.features, state.obs_stats),
         )

@@ -1,115 +1,59 @@
-"""The actor-critic's settings (Algorithm 1 of paper B, :mod:`lrjax.algos.actor_critic`):
-one typed, frozen config validated in one place, with defaults that follow paper B where it
-states them and are justified by measurement where it does not."""
+"""The actor-critic's settings (Algorithm 1 of paper B, :mod:`lrjax.algos.actor_critic`): its
+MDP (:class:`ActorCriticEnvConfig`, the shared :class:`~lrjax.mdp.MDPConfig` plus the episode
+length) and the algorithm (:class:`ActorCriticConfig`), typed, frozen and validated in one place,
+with defaults that follow paper B where it states them and are justified by measurement
+(``RESULTS.md``, ``benchmarks/actor_critic_settings.py``) where it does not."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from lrjax import engine as engine_lib
 from lrjax import features as features_lib
-from lrjax import training
+from lrjax import mdp
 from lrjax._validation import (
     ConfigError,
     check_choice,
     check_in_range,
     check_non_negative,
-    check_positive,
     check_positive_int,
 )
 from lrjax.controller import ControllerConfig
 
 MODES = ("online", "meta")
-OPTIMIZERS = training.CONTROLLED_OPTIMIZERS
-AC_INPUTS = ("value", "params", "last_layer", "lr", "lr_bounds", "step", "total_steps")
-"""The feature inputs the actor-critic provides at every step: the minibatch loss (``value``),
+OPTIMIZERS = mdp.OPTIMIZERS
+AC_INPUTS = ("loss", "params", "last_layer", "lr", "lr_bounds", "step", "total_steps")
+"""The feature inputs the actor-critic provides at every step: the minibatch loss (``loss``),
 the params (and the output layer), the LR and its bounds, the step and the episode length.
 Validation inputs (``val_loss``, ``predictions``) would cost a validation pass per step and are
 PPO's (:mod:`lrjax.env`)."""
 
 
 @dataclasses.dataclass(frozen=True)
-class ActorCriticConfig:
-    """Settings of Algorithm 1. Paper B fixes the networks (actor: LSTM 2 x 20; critic: one
-    hidden layer of 10) and the optimizer of both (Adam at default settings); the rest it leaves
-    open, and the defaults are justified here.
+class ActorCriticEnvConfig(mdp.MDPConfig):
+    """The actor-critic's MDP: the shared :class:`~lrjax.mdp.MDPConfig` (its divergence rule and
+    penalty are :mod:`lrjax.mdp`'s, as PPO's environment's) with an action at every step and
+    episodes of ``reset_every`` steps.
 
     Attributes:
       controller: the actor, its state function and action map (what a trained controller
         carries). Default :meth:`ControllerConfig.paper_b`: the minibatch loss, the LR itself in
         [1e-4, 1] (paper B's LR grid), starting at 1e-2. Must act every step
-        (``steps_per_action == 1``), as Algorithm 1 does.
-      mode: ``"online"`` (train one model, paper B's experiments) or ``"meta"`` (train the
-        actor over many reset episodes, then deploy it). Default ``"online"``.
+        (``steps_per_action == 1``), as Algorithm 1 does, and need only the inputs
+        :data:`AC_INPUTS`.
       optimizer: the direction the LR scales: ``"sgd"`` (paper B), ``"momentum"`` (0.9) or
         ``"adam"``.
-      num_envs: trainees run side by side sharing the actor and critic (their gradients are
-        averaged). Default 1 (online: one model; vmap :meth:`ActorCritic.train` over seeds).
-      num_updates: updates (chunks of ``steps_per_update`` steps). Default 10.
-      steps_per_update: Algorithm-1 steps per update. Default 100.
-      gamma: discount of Eq. 7, in [0, 1]. Default 0.9: a horizon of about 10 steps, long
-        enough to value a step's effect beyond the next minibatch (paper B's point against
-        greedy decrements) while TD targets stay low-variance for a critic fitted online
-        (0.99 is measured in ``benchmarks/actor_critic_settings.py``).
-      critic_every: m_phi, steps whose critic gradients are averaged per Adam step. Default 1:
-        TD learning per step, so the critic keeps up with an actor that changes every step.
-      actor_every: m_theta, the same for the actor. Default 1: online, the model trains only
-        once, so every step's gradient counts; at 10 the actor moved its LR from 0.01 to
-        only 0.016 in 1,000 steps on ``regression_2d`` (final loss 1.055x the best constant
-        LR's against 1.006x; ``benchmarks/actor_critic_settings.py``, ``RESULTS.md``). Meta
-        mode averages over ``num_envs`` as well.
+      divergence_factor, engine: see :class:`~lrjax.mdp.MDPConfig`.
       reset_every: e, reset the model to ``w_0`` every this many steps of an episode. Default
         None: never (online: one run); meta mode needs it.
-      same_minibatch: the ablation of paper B section 3.4: the actor's gradient on ``x_i``
-        (``s_{t+1}``) instead of a different minibatch ``x_j``. Default False (paper B).
-      exploration_std: the applied action is ``pi(s_t) + exploration_std * N(0, 1)`` (in the
-        actor's output units u). Paper B states none (its on-policy deterministic
-        actor-critic applies ``pi(s_t)`` itself); without it the critic sees one action per
-        state and ``grad_a Q`` is its extrapolation: on ``regression_2d`` the final loss was
-        1.96x the best constant LR's on average and 8.5x on one problem, against 1.006x and
-        1.03x with it (``benchmarks/actor_critic_settings.py``). Default 0.3 (in
-        ``"absolute"`` mode about a factor 2 on the LR either way). 0 is paper B exactly.
-      actor_learning_rate: Adam step size of the actor. Default 1e-3 (Adam's default, as
-        paper B); 0 freezes the actor.
-      critic_learning_rate: Adam step size of the critic. Default 1e-2: the per-step rewards
-        are small (a thousandth of ``L_0`` once training slows) and the critic must keep
-        ahead of the actor; at Adam's default 1e-3 the final loss on ``regression_2d`` was
-        1.033x the best constant LR's on average and 1.21x at worst, against 1.006x and
-        1.03x (``benchmarks/actor_critic_settings.py``).
-      critic_hidden: the critic's hidden units. Default 10 (paper B).
-      divergence_factor: a minibatch loss above this times ``L_0`` (or not finite) ends the
-        episode with a penalty (see the module doc). Default 3, as the environment's.
-      eval_examples: test examples evaluated after each online update (the learning curve).
-        Default 1000.
-      engine: how the episodes run side by side and the scan is unrolled (:mod:`lrjax.engine`).
     """
 
     controller: ControllerConfig = dataclasses.field(
         default_factory=lambda: ControllerConfig.paper_b()
     )
-    mode: str = "online"
-    optimizer: str = "sgd"
-    num_envs: int = 1
-    num_updates: int = 10
-    steps_per_update: int = 100
-    gamma: float = 0.9
-    critic_every: int = 1
-    actor_every: int = 1
     reset_every: int | None = None
-    same_minibatch: bool = False
-    exploration_std: float = 0.3
-    actor_learning_rate: float = 1e-3
-    critic_learning_rate: float = 1e-2
-    critic_hidden: int = 10
-    divergence_factor: float = 3.0
-    eval_examples: int = 1000
-    engine: engine_lib.EngineConfig = engine_lib.EngineConfig()
 
     def __post_init__(self):
-        if not isinstance(self.controller, ControllerConfig):
-            raise ConfigError(
-                f"controller={self.controller!r} is not allowed: expected a ControllerConfig."
-            )
+        super().__post_init__()
         if self.controller.steps_per_action != 1:
             raise ConfigError(
                 f"controller.steps_per_action={self.controller.steps_per_action} is not allowed "
@@ -121,17 +65,82 @@ class ActorCriticConfig:
             hint="the actor-critic provides these inputs at every step (validation features "
             "are PPO's: lrjax train --algo ppo).",
         )
+        if self.reset_every is not None:
+            check_positive_int("reset_every", self.reset_every)
+
+
+@dataclasses.dataclass(frozen=True)
+class ActorCriticConfig:
+    """Settings of Algorithm 1. Paper B fixes the networks (actor: LSTM 2 x 20; critic: one
+    hidden layer of 10) and the optimizer of both (Adam at default settings); the rest it leaves
+    open, and the defaults are justified here (the measurements are in ``RESULTS.md`` and
+    ``benchmarks/actor_critic_settings.py``).
+
+    Attributes:
+      env: the MDP (:class:`ActorCriticEnvConfig`: controller, optimizer, episode length,
+        divergence factor, engine).
+      mode: ``"online"`` (train one model, paper B's experiments) or ``"meta"`` (train the
+        actor over many reset episodes, then deploy it). Default ``"online"``. Meta mode ends
+        a diverged episode; online, the user's model trains on unless its loss is not finite.
+      num_envs: trainees run side by side sharing the actor and critic (their gradients are
+        averaged). Default 1 (online: one model; vmap :meth:`ActorCritic.train` over seeds).
+      num_updates: updates (chunks of ``steps_per_update`` steps). Default 10.
+      steps_per_update: Algorithm-1 steps per update. Default 100.
+      gamma: discount of Eq. 7, in [0, 1]. Default 0.9: a horizon of about 10 steps, long
+        enough to value a step's effect beyond the next minibatch (paper B's point against
+        greedy decrements) while TD targets stay low-variance for a critic fitted online.
+      critic_every: m_phi, steps whose critic gradients are averaged per Adam step. Default 1:
+        TD learning per step, so the critic keeps up with an actor that changes every step.
+      actor_every: m_theta, the same for the actor. Default 1: online, the model trains only
+        once, so every step's gradient counts (at 10 the actor barely moved its LR on
+        ``regression_2d``). Meta mode averages over ``num_envs`` as well.
+      same_minibatch: the ablation of paper B section 3.4: the actor's gradient on ``x_i``
+        (``s_{t+1}``) instead of a different minibatch ``x_j``. Default False (paper B).
+      exploration_std: the applied action is ``pi(s_t) + exploration_std * N(0, 1)`` (in the
+        actor's output units u). Paper B states none (its on-policy deterministic
+        actor-critic applies ``pi(s_t)`` itself); without it the critic sees one action per
+        state and ``grad_a Q`` is its extrapolation, which measurably hurt on
+        ``regression_2d``. Default 0.3 (in ``"absolute"`` mode about a factor 2 on the LR
+        either way). 0 is paper B exactly.
+      actor_learning_rate: Adam step size of the actor. Default 1e-3 (Adam's default, as
+        paper B); 0 freezes the actor.
+      critic_learning_rate: Adam step size of the critic. Default 1e-2: the per-step rewards
+        are small (a thousandth of ``L_0`` once training slows) and the critic must keep
+        ahead of the actor (Adam's default 1e-3 did worse on ``regression_2d``).
+      critic_hidden: the critic's hidden units. Default 10 (paper B).
+      eval_examples: test examples evaluated after each online update (the learning curve).
+        Default 1000.
+    """
+
+    env: ActorCriticEnvConfig = ActorCriticEnvConfig()
+    mode: str = "online"
+    num_envs: int = 1
+    num_updates: int = 10
+    steps_per_update: int = 100
+    gamma: float = 0.9
+    critic_every: int = 1
+    actor_every: int = 1
+    same_minibatch: bool = False
+    exploration_std: float = 0.3
+    actor_learning_rate: float = 1e-3
+    critic_learning_rate: float = 1e-2
+    critic_hidden: int = 10
+    eval_examples: int = 1000
+
+    def __post_init__(self):
+        if not isinstance(self.env, ActorCriticEnvConfig):
+            raise ConfigError(
+                f"env={self.env!r} is not allowed: expected an ActorCriticEnvConfig."
+            )
         check_choice("mode", self.mode, MODES)
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
         for f in ("num_envs", "num_updates", "steps_per_update", "critic_every", "actor_every"):
             check_positive_int(f, getattr(self, f))
         check_in_range("gamma", self.gamma, 0.0, 1.0)
-        if self.reset_every is not None:
-            check_positive_int("reset_every", self.reset_every)
-        elif self.mode == "meta":
+        if self.env.reset_every is None and self.mode == "meta":
             raise ConfigError(
                 "reset_every=None is not allowed in mode='meta': the actor learns over episodes "
-                "that reset the model every e steps; give e (e.g. reset_every=1000)."
+                "that reset the model every e steps; give e (e.g. "
+                "ActorCriticEnvConfig(reset_every=1000))."
             )
         if not isinstance(self.same_minibatch, bool):
             raise ConfigError(
@@ -141,15 +150,12 @@ class ActorCriticConfig:
         check_non_negative("actor_learning_rate", self.actor_learning_rate)
         check_non_negative("critic_learning_rate", self.critic_learning_rate)
         check_positive_int("critic_hidden", self.critic_hidden)
-        check_positive("divergence_factor", self.divergence_factor)
-        if self.divergence_factor <= 1:
-            raise ConfigError(
-                f"divergence_factor={self.divergence_factor!r} is not allowed: "
-                "expected a number > 1."
-            )
         check_positive_int("eval_examples", self.eval_examples)
-        if not isinstance(self.engine, engine_lib.EngineConfig):
-            raise ConfigError(f"engine={self.engine!r} is not allowed: expected an EngineConfig.")
+
+    @property
+    def controller(self) -> ControllerConfig:
+        """The controller the actor is (``env.controller``)."""
+        return self.env.controller
 
     @property
     def total_steps(self) -> int:
@@ -159,4 +165,4 @@ class ActorCriticConfig:
     @property
     def episode_length(self) -> int:
         """Steps per episode: ``reset_every``, or the whole run (the ``total_steps`` input)."""
-        return self.reset_every or self.total_steps
+        return self.env.reset_every or self.total_steps

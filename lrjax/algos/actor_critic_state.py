@@ -1,5 +1,5 @@
 """What the actor-critic (:mod:`lrjax.algos.actor_critic`) carries: one trainee episode in
-progress, the whole algorithm's state between updates, and what one step of one learner gives."""
+progress, the whole algorithm's state between updates, and what one step of one episode gives."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from lrjax.controller import Carry
 
 
 @struct.dataclass
-class Learner:
-    """One trainee episode in progress."""
+class Episode:
+    """One trainee episode in progress (one of ``num_envs``; online, the model's whole run)."""
 
     trainee: training.TraineeState
     initial_params: Any  # w_0, restored every reset_every steps
@@ -34,14 +34,14 @@ class ACState:
     critic: Any  # phi
     actor_opt: Any  # optax.MultiSteps(adam) state: accumulates m_theta gradients
     critic_opt: Any  # optax.MultiSteps(adam) state: accumulates m_phi gradients
-    learners: Learner  # [num_envs]
+    episodes: Episode  # [num_envs]
     obs_stats: features_lib.NormaliserState  # of every s_t so far ("frozen" normaliser)
     steps_done: jax.Array
     updates_done: jax.Array
 
 
 class StepOutput(NamedTuple):
-    """What one step of one learner gives: the gradients to average and what to log."""
+    """What one step of one episode gives: the gradients to average and what to log."""
 
     critic_grad: Any  # -delta grad_phi Q(s_t, a_t)  (Adam descends it)
     actor_grad: Any  # -grad_theta Q(s^j, pi(s^j))

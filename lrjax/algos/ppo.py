@@ -26,16 +26,16 @@ Observations: with the ``"frozen"`` feature normaliser (the default of
 with the exact mean and variance of every observation of its training so far
 (:func:`lrjax.features.accumulate`), as PPO implementations normalise observations; the
 statistics are fixed during an update (the rollout and the loss see the same normalisation) and
-grow after it, and the trained controller carries them. With ``"ema"`` the environment
-normalises within each episode.
+grow after it, and the trained controller carries them. With ``"ema"`` each episode normalises
+with its own statistics, restarted at its start. Both through
+:func:`lrjax.features.observe_run`, as the evaluation episodes and a deployed controller do.
 
 The critic is time-aware, ``V(s_t, t / horizon)`` (Pardo et al. 2018, "Time Limits in
 Reinforcement Learning"): episodes have a fixed horizon, so the value depends on the time left,
 which the actor's features need not show. The critic is only used in training.
 
 Rewards are O(1) by construction (the environment's rewards are relative to the initial
-validation loss); the running return scaling of
-:class:`~lrjax.algos.ppo_math.RewardScaler` is available (``normalize_rewards``) but off.
+validation loss, :mod:`lrjax.mdp`), so PPO scales none.
 The Gaussian policy over the actor's action and the critic are :mod:`lrjax.algos.policy`.
 """
 
@@ -65,8 +65,14 @@ from lrjax.controller import (
     initial_carry,
     reset_carry,
 )
-from lrjax.env import TraineeEnv
-from lrjax.features import accumulate, init_normaliser, normalise
+from lrjax.env import TraineeEnv, VecEnv
+from lrjax.features import (
+    NormaliserState,
+    accumulate,
+    deployed_normaliser,
+    init_normaliser,
+    observe_run,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,11 +98,9 @@ class PPOConfig:
       ent_coef: entropy bonus weight. Default 0.0 (the state-independent log-std already
         explores; a bonus keeps it from shrinking).
       learning_rate: Adam step size of actor and critic. Default 3e-3: at PureJaxRL's 3e-4 the
-        policy barely moved on trainee episodes (approx_kl 4e-7..8e-6 per update); at 3e-3 it
-        stays within PPO's usual 1e-3..2e-2 (RESULTS.md).
+        policy barely moved on trainee episodes (approx_kl far below PPO's usual 1e-3..2e-2);
+        at 3e-3 it stays within that range (``RESULTS.md``).
       max_grad_norm: global gradient-norm clip. Default 0.5.
-      normalize_rewards: scale rewards by the running std of returns. Default False: the
-        environment's rewards are relative to the initial loss, O(1) and bounded already.
       critic_hidden: hidden sizes of V(s). Default (64, 64).
 
     How the environments run side by side (vmapped, or one after another for conv trainees on
@@ -115,7 +119,6 @@ class PPOConfig:
     ent_coef: float = 0.0
     learning_rate: float = 3e-3
     max_grad_norm: float = 0.5
-    normalize_rewards: bool = False
     critic_hidden: tuple[int, ...] = (64, 64)
 
     def __post_init__(self):
@@ -147,8 +150,8 @@ class RunnerState:
     obs: jax.Array  # [num_envs, obs_size]
     carry: Any  # actor LSTM carry, batched [num_envs, ...]
     done: jax.Array  # [num_envs] whether the previous step ended an episode
-    obs_stats: Any  # NormaliserState of the raw observations so far ("frozen" normaliser)
-    reward_scaler: ppo_math.RewardScaler
+    obs_stats: NormaliserState  # of every raw observation so far ("frozen" normaliser)
+    run_stats: NormaliserState  # [num_envs]: each episode's own, before ``obs`` ("ema")
     key: jax.Array
     updates_done: jax.Array
 
@@ -160,8 +163,8 @@ class Transition(NamedTuple):
     reset: jax.Array  # carry was reset before this step (episode start)
     action: jax.Array
     log_prob: jax.Array
-    value: jax.Array
-    reward: jax.Array  # scaled
+    value: jax.Array  # the critic's V(s_t, t / horizon)
+    reward: jax.Array
     done: jax.Array
     info: dict[str, jax.Array]
 
@@ -198,16 +201,23 @@ class PPO:
         return env_state.t.astype(jnp.float32) / self.env.config.horizon
 
     @property
-    def _frozen(self) -> bool:
-        return self.controller_config.features.normaliser == "frozen"
+    def vec_env(self) -> VecEnv:
+        """The environment's episodes side by side."""
+        return VecEnv(self.env)
 
-    def policy_obs(self, obs_stats, raw_obs) -> jax.Array:
-        """What the actor sees: the environment's observation, normalised with the statistics
-        gathered so far when the normaliser is ``"frozen"``."""
-        if not self._frozen:
-            return raw_obs
+    def policy_obs(self, runner: RunnerState) -> tuple[jax.Array, NormaliserState]:
+        """What the actor sees of ``runner.obs`` (the environment's raw observations):
+        normalised as :func:`lrjax.features.observe_run` says, an episode that starts there
+        with fresh statistics; and the episodes' statistics after it."""
         spec = self.controller_config.features
-        return jax.vmap(lambda o: normalise(spec, obs_stats, o)[0])(raw_obs)
+        fresh = init_normaliser(spec.size)
+        starts = lambda x, f: jnp.where(runner.done.reshape((-1,) + (1,) * (x.ndim - 1)), f, x)
+        run_stats = jax.tree.map(
+            lambda x, f: starts(x, jnp.broadcast_to(f, x.shape)), runner.run_stats, fresh
+        )
+        return jax.vmap(lambda s, o: observe_run(spec, runner.obs_stats, s, o))(
+            run_stats, runner.obs
+        )
 
     def _tx(self) -> optax.GradientTransformation:
         return optax.chain(
@@ -224,9 +234,8 @@ class PPO:
             "actor": init_actor_params(k_actor, ccfg),
             "critic": self._critic().init(k_critic, jnp.zeros((ccfg.obs_size + 1,)))["params"],
         }
-        obs, env_state = self.env.over_episodes(self.env.reset, 1)(
-            jax.random.split(k_env, cfg.num_envs), data
-        )
+        obs, env_state = self.vec_env.reset(jax.random.split(k_env, cfg.num_envs), data)
+        fresh = init_normaliser(ccfg.obs_size)
         return RunnerState(
             params=params,
             opt_state=self._tx().init(params),
@@ -234,10 +243,8 @@ class PPO:
             obs=obs,
             carry=initial_carry(ccfg, (cfg.num_envs,)),
             done=jnp.zeros((cfg.num_envs,), bool),
-            obs_stats=accumulate(init_normaliser(ccfg.obs_size), obs)
-            if self._frozen
-            else init_normaliser(ccfg.obs_size),
-            reward_scaler=ppo_math.RewardScaler.init(cfg.num_envs),
+            obs_stats=accumulate(fresh, obs),
+            run_stats=jax.tree.map(lambda x: jnp.stack([x] * cfg.num_envs), fresh),
             key=key,
             updates_done=jnp.zeros((), jnp.int32),
         )
@@ -248,24 +255,20 @@ class PPO:
         cfg, ccfg = self.config, self.controller_config
         key, k_act, k_env = jax.random.split(runner.key, 3)
         carry = reset_carry(runner.carry, runner.done, ccfg)
-        obs = self.policy_obs(runner.obs_stats, runner.obs)
+        obs, run_stats = self.policy_obs(runner)
         progress = self._progress(runner.env_state)
         carry, mean, log_std = actor_step(runner.params["actor"], carry, obs, ccfg)
         action = sample_action(k_act, mean, log_std)
         log_prob = gaussian_log_prob(action, mean, log_std)
         value = self._value(runner.params["critic"], obs, progress)
-        next_obs, env_state, reward, done, info = self.env.step_episodes(
+        next_obs, env_state, reward, done, info = self.vec_env.step(
             jax.random.split(k_env, cfg.num_envs), runner.env_state, action, data
         )
-        scaler, scaled = runner.reward_scaler, reward
-        if cfg.normalize_rewards:
-            scaler, scaled = scaler.update(reward, done, cfg.gamma)
-        info = dict(info, raw_reward=reward)
         transition = Transition(
-            obs, runner.obs, progress, runner.done, action, log_prob, value, scaled, done, info
+            obs, runner.obs, progress, runner.done, action, log_prob, value, reward, done, info
         )
         runner = runner.replace(
-            env_state=env_state, obs=next_obs, carry=carry, done=done, reward_scaler=scaler, key=key
+            env_state=env_state, obs=next_obs, carry=carry, done=done, run_stats=run_stats, key=key
         )
         return runner, transition
 
@@ -320,7 +323,7 @@ class PPO:
         cfg = self.config
         last_value = self._value(
             runner.params["critic"],
-            self.policy_obs(runner.obs_stats, runner.obs),
+            self.policy_obs(runner)[0],
             self._progress(runner.env_state),
         )
         return ppo_math.gae(
@@ -359,10 +362,10 @@ class PPO:
         params, opt_state, stats = self.learn(
             runner.params, runner.opt_state, k_epochs, traj, first_carry, advantages, returns
         )
-        obs_stats = runner.obs_stats
-        if self._frozen:  # every observation the actor will have seen: each step's next one
-            seen = jnp.concatenate([traj.raw_obs[1:], runner.obs[None]])
-            obs_stats = accumulate(obs_stats, seen)
+        # Every observation the actor will have seen: each step's next one (the statistics a
+        # "frozen" normaliser uses; an "ema" one ignores them).
+        seen = jnp.concatenate([traj.raw_obs[1:], runner.obs[None]])
+        obs_stats = accumulate(runner.obs_stats, seen)
         runner = runner.replace(
             params=params,
             opt_state=opt_state,
@@ -392,7 +395,7 @@ class PPO:
         return Controller(
             config=config,
             params=runner.params["actor"],
-            normaliser=runner.obs_stats if self._frozen else init_normaliser(config.obs_size),
+            normaliser=deployed_normaliser(config.features, runner.obs_stats),
         )
 
 
@@ -413,7 +416,7 @@ def _metrics(traj: Transition, stats: dict[str, jax.Array]) -> dict[str, jax.Arr
         "diverged_fraction": diverged.sum() / jnp.maximum(done.sum(), 1.0),
         "diverged": diverged.sum().astype(jnp.float32),
         "episodes": done.sum(),
-        "mean_reward": traj.info["raw_reward"].mean(),
+        "mean_reward": traj.reward.mean(),
         "lr_min": lr.min(),
         "lr_max": lr.max(),
         "lr_mean": lr.mean(),

@@ -17,12 +17,11 @@ composes them. Conventions:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-from flax import struct
 
 from lrjax._validation import (
     ConfigError,
@@ -33,8 +32,6 @@ from lrjax._validation import (
 )
 
 __all__ = [
-    "RewardScaler",
-    "RunningMeanStd",
     "clipped_surrogate_loss",
     "explained_variance",
     "gae",
@@ -233,163 +230,6 @@ def value_loss(
         return 0.5 * jnp.mean(sq)
     v_clipped = values_old + jnp.clip(values_new - values_old, -clip_eps, clip_eps)
     return 0.5 * jnp.mean(jnp.maximum(sq, jnp.square(v_clipped - returns)))
-
-
-@struct.dataclass
-class RunningMeanStd:
-    """Running mean and (population) variance of a stream of arrays of shape ``shape``.
-
-    Updated batch by batch with the parallel algorithm of Chan, Golub and LeVeque (1979), as
-    openai baselines' ``RunningMeanStd``: for the old statistics ``(mu_a, var_a, n_a)`` and a
-    batch's ``(mu_b, var_b, n_b)``, with ``delta = mu_b - mu_a`` and ``n = n_a + n_b``::
-
-        mu  = mu_a + delta * n_b / n
-        var = (var_a n_a + var_b n_b + delta^2 n_a n_b / n) / n
-
-    Starting from :meth:`init` (``count = 0``), the statistics after any sequence of updates are
-    the mean and ``ddof = 0`` variance of all samples seen (up to float32 rounding; the count is
-    float32, exact up to 2**24 samples). Before any update ``mean = 0`` and ``var = 1``, so
-    :meth:`normalize` is then the identity (up to ``eps``).
-
-    Attributes:
-      mean: float32, ``shape``.
-      var: float32, ``shape``.
-      count: float32 scalar, the number of samples seen.
-    """
-
-    mean: jax.Array
-    var: jax.Array
-    count: jax.Array
-
-    @classmethod
-    def init(cls, shape: Sequence[int] | int = ()) -> RunningMeanStd:
-        """Empty statistics for samples of shape ``shape``: mean 0, var 1, count 0."""
-        shape = (shape,) if isinstance(shape, int) else tuple(shape)
-        return cls(
-            mean=jnp.zeros(shape, jnp.float32),
-            var=jnp.ones(shape, jnp.float32),
-            count=jnp.zeros((), jnp.float32),
-        )
-
-    def update(self, batch: jax.typing.ArrayLike) -> RunningMeanStd:
-        """The statistics after also seeing ``batch`` (Chan et al. parallel update).
-
-        ``batch`` has shape ``(*lead, *shape)``: all axes but the trailing ``shape`` ones (the
-        leading ``batch.ndim - len(shape)`` axes, e.g. ``[num_envs]`` or ``[T, num_envs]``) are
-        reduced; each of their elements is one sample. With no leading axis, ``batch`` is one
-        sample. Callable as ``stats.update(batch)`` or ``RunningMeanStd.update(stats, batch)``.
-        """
-        batch = jnp.asarray(batch, jnp.float32)
-        shape = self.mean.shape
-        k = batch.ndim - len(shape)
-        if k < 0 or batch.shape[k:] != shape:
-            raise ConfigError(
-                f"batch of shape {batch.shape} is not allowed: expected (*lead, *{shape})."
-            )
-        axes = tuple(range(k))
-        n_b = 1
-        for d in batch.shape[:k]:
-            n_b *= d
-        if n_b == 0:
-            return self
-        batch_mean = jnp.mean(batch, axis=axes)
-        batch_var = jnp.var(batch, axis=axes)
-        n_b = jnp.asarray(n_b, jnp.float32)
-        n_a = self.count
-        n = n_a + n_b
-        delta = batch_mean - self.mean
-        mean = self.mean + delta * (n_b / n)
-        m2 = self.var * n_a + batch_var * n_b + jnp.square(delta) * (n_a * n_b / n)
-        return RunningMeanStd(mean=mean, var=m2 / n, count=n)
-
-    def normalize(
-        self, x: jax.typing.ArrayLike, clip: float | None = None, eps: float = 1e-8
-    ) -> jax.Array:
-        """``(x - mean) / sqrt(var + eps)``, then clipped to ``[-clip, clip]`` if ``clip``.
-
-        ``x`` has shape ``(*lead, *shape)`` (broadcast against the statistics).
-        """
-        if clip is not None:
-            _check_if_number(check_positive, "clip", clip)
-        _check_if_number(check_non_negative, "eps", eps)
-        y = (_as_float(x) - self.mean) / jnp.sqrt(self.var + eps)
-        return y if clip is None else jnp.clip(y, -clip, clip)
-
-
-@struct.dataclass
-class RewardScaler:
-    """Reward scaling by the running std of the discounted return (PPO implementations' reward
-    normalisation: openai baselines ``VecNormalize``, PureJaxRL ``NormalizeVecReward``).
-
-    Per environment it keeps the discounted return of the running episode; for one step with
-    rewards ``r_t`` and episode ends ``done_t`` (see :meth:`update`)::
-
-        ret_t = ret_{t-1} * gamma * (1 - done_{t-1}) + r_t
-        rms   = rms.update(ret_t)                   (statistics over all envs and steps)
-        r~_t  = r_t / sqrt(rms.var + eps)           (rewards are scaled, not centred)
-
-    The reset uses the *previous* step's done, so the reward of an episode's last step still
-    counts in that episode's return and the next episode starts from 0 (baselines' order). The
-    state stores ``ret`` already reset: ``ret = ret_t * (1 - done_t)``.
-
-    Attributes:
-      ret: float32 ``[num_envs]``, the discounted return of each env's running episode (0 right
-        after an episode ended).
-      rms: :class:`RunningMeanStd` of scalar returns.
-    """
-
-    ret: jax.Array
-    rms: RunningMeanStd
-
-    @classmethod
-    def init(cls, num_envs: int) -> RewardScaler:
-        """A fresh scaler for ``num_envs`` environments: zero returns, empty statistics."""
-        check_positive_int("num_envs", num_envs)
-        return cls(ret=jnp.zeros((int(num_envs),), jnp.float32), rms=RunningMeanStd.init(()))
-
-    def update(
-        self,
-        rewards: jax.typing.ArrayLike,
-        dones: jax.typing.ArrayLike,
-        gamma: float | jax.Array,
-        *,
-        eps: float = 1e-8,
-        clip: float | None = None,
-    ) -> tuple[RewardScaler, jax.Array]:
-        """One environment step: accumulate returns, update the statistics, scale the rewards.
-
-        Callable as ``scaler.update(...)`` or ``RewardScaler.update(scaler, ...)``.
-
-        Args:
-          rewards: ``r_t``, ``[num_envs]``.
-          dones: ``[num_envs]``, 1 (or True) where the episode ended at this step.
-          gamma: the discount of the returns (use the agent's gamma), in [0, 1].
-          eps: added to the variance before the square root.
-          clip: if a number, scaled rewards are clipped to ``[-clip, clip]`` (baselines uses
-            10); ``None`` (default, PureJaxRL) for no clipping.
-
-        Returns:
-          ``(new_state, scaled_rewards)``; ``scaled_rewards`` float32 ``[num_envs]``.
-        """
-        _check_if_number(check_in_range, "gamma", gamma, 0.0, 1.0)
-        _check_if_number(check_non_negative, "eps", eps)
-        if clip is not None:
-            _check_if_number(check_positive, "clip", clip)
-        rewards = jnp.asarray(rewards, jnp.float32)
-        dones = jnp.asarray(dones)
-        for name, arr in (("rewards", rewards), ("dones", dones)):
-            if arr.shape != self.ret.shape:
-                raise ConfigError(
-                    f"{name} of shape {arr.shape} is not allowed: expected [num_envs] = "
-                    f"{self.ret.shape}."
-                )
-        ret = self.ret * gamma + rewards
-        rms = self.rms.update(ret)
-        scaled = rewards / jnp.sqrt(rms.var + eps)
-        if clip is not None:
-            scaled = jnp.clip(scaled, -clip, clip)
-        ret = ret * (1.0 - dones.astype(jnp.float32))
-        return RewardScaler(ret=ret, rms=rms), scaled
 
 
 def explained_variance(values: jax.typing.ArrayLike, returns: jax.typing.ArrayLike) -> jax.Array:

@@ -8,17 +8,17 @@ training program) into an ``optax`` transform, and says which grid to search:
 - paper A's baseline: ``step_decay`` (SGD, LR x factor every interval), tuned over
   initial LR {0.01, 0.03, 0.1, 0.3} x interval {25 %, 50 %} of the run x factor {0.1, 0.5}
   (16 configurations; the paper does not give its grid), and ``step_decay_warmup`` (the same
-  after a linear warm-up over the first 5 % of steps);
+  after a linear warm-up over the first 10 % of steps);
 - hand-written here: ``vsgd`` (Schaul et al. 2013), ``sgd_hd`` and ``adam_hd`` (Baydin et al.
   2018), see :mod:`lrjax.baselines.vsgd` and :mod:`lrjax.baselines.hypergradient`;
-- today's practice, from optax: ``cosine`` (SGD, linear warm-up 5 % then cosine decay to 0),
+- today's practice, from optax: ``cosine`` (SGD, linear warm-up 10 % then cosine decay to 0),
   ``reduce_on_plateau`` (SGD with ``optax.contrib.reduce_on_plateau``: factor 0.5, patience 10
   accumulations of 20 steps), and the learning-rate-free ``prodigy``, ``dadapt_adamw``, ``dog``,
   ``mechanic`` (mechanized Adam 1e-3), ``schedule_free_sgd``, ``schedule_free_adamw``.
 
-The step-decay and warm-up cosine schedules are written here (a few lines each) because
-optax's ``exponential_decay`` and ``warmup_cosine_decay_schedule`` check their arguments in
-Python, which traced grid values cannot pass.
+The schedules (constant, step decay, linear warm-up, cosine) are those of
+:mod:`lrjax.baselines.schedules`, which the env-based evaluation uses too, with its
+``WARMUP_FRACTION``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,13 @@ import optax
 
 from lrjax._validation import ConfigError, check_positive, check_positive_int
 from lrjax.baselines.hypergradient import adam_hd, sgd_hd
+from lrjax.baselines.schedules import (
+    constant_schedule,
+    linear_warmup,
+    step_decay_schedule,
+    warmup_cosine_schedule,
+    warmup_steps,
+)
 from lrjax.baselines.vsgd import vsgd
 from lrjax.training import state_field
 
@@ -44,7 +51,6 @@ PAPER_B_LRS = (1e-4, 1e-3, 1e-2, 1e-1, 1e0)
 STEP_DECAY_LRS = (0.01, 0.03, 0.1, 0.3)
 STEP_DECAY_INTERVALS = (0.25, 0.5)  # fractions of the run
 STEP_DECAY_FACTORS = (0.1, 0.5)
-WARMUP_FRACTION = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,42 +117,20 @@ def stack_configs(configs: Sequence[dict[str, float]], repeat: int = 1) -> Hpara
 
 def _inject(opt, **fixed):
     return lambda hp, steps: optax.inject_hyperparams(opt)(
-        learning_rate=hp["learning_rate"], **fixed
+        learning_rate=constant_schedule(hp["learning_rate"]), **fixed
     )
 
 
-def step_decay_schedule(init_value, interval, factor):
-    """``init_value * factor ** floor(count / interval)`` (all arguments may be traced)."""
-    return lambda count: init_value * factor ** jnp.floor(count / interval)
-
-
 def _step_decay(hp, steps, warmup=False):
-    decay = step_decay_schedule(hp["learning_rate"], hp["interval"] * steps, hp["factor"])
-    schedule = decay
+    lr = hp["learning_rate"]
+    schedule = step_decay_schedule(lr, hp["factor"], interval=hp["interval"] * steps)
     if warmup:
-        w = max(1, int(WARMUP_FRACTION * steps))
-        schedule = lambda count: jnp.where(
-            count < w, hp["learning_rate"] * (count + 1) / w, decay(count - w)
-        )
+        schedule = linear_warmup(lr, warmup_steps(steps), schedule)
     return optax.inject_hyperparams(optax.sgd)(learning_rate=schedule)
 
 
-def warmup_cosine_schedule(peak_value, warmup_steps: int, total_steps: int):
-    """Linear warm-up from 0 to ``peak_value`` over ``warmup_steps``, then cosine decay to 0 at
-    ``total_steps`` (``peak_value`` may be traced; optax's version branches on it in Python)."""
-
-    def schedule(count):
-        warm = peak_value * (count + 1) / warmup_steps
-        progress = jnp.clip((count - warmup_steps) / max(1, total_steps - warmup_steps), 0, 1)
-        cosine = 0.5 * peak_value * (1 + jnp.cos(jnp.pi * progress))
-        return jnp.where(count < warmup_steps, warm, cosine)
-
-    return schedule
-
-
 def _cosine(hp, steps):
-    w = max(1, int(WARMUP_FRACTION * steps))
-    schedule = warmup_cosine_schedule(hp["learning_rate"], w, steps)
+    schedule = warmup_cosine_schedule(hp["learning_rate"], warmup_steps(steps), steps)
     return optax.inject_hyperparams(optax.sgd)(learning_rate=schedule)
 
 
@@ -155,7 +139,7 @@ PLATEAU_ACCUMULATION = 20
 
 def _plateau(hp, steps):
     return optax.chain(
-        optax.inject_hyperparams(optax.sgd)(learning_rate=hp["learning_rate"]),
+        optax.inject_hyperparams(optax.sgd)(learning_rate=constant_schedule(hp["learning_rate"])),
         optax.contrib.reduce_on_plateau(
             factor=0.5, patience=10, accumulation_size=PLATEAU_ACCUMULATION
         ),
@@ -206,10 +190,10 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
             lambda hp, s: _step_decay(hp, s, warmup=True),
             STEP_DECAY_LRS,
             {"interval": STEP_DECAY_INTERVALS, "factor": STEP_DECAY_FACTORS},
-            description="SGD, 5% linear warm-up then step decay",
+            description="SGD, 10% linear warm-up then step decay",
         ),
         OptimizerSpec(
-            "cosine", _cosine, STEP_DECAY_LRS, description="SGD, 5% warm-up then cosine decay"
+            "cosine", _cosine, STEP_DECAY_LRS, description="SGD, 10% warm-up then cosine decay"
         ),
         OptimizerSpec(
             "reduce_on_plateau",

@@ -3,7 +3,8 @@ once, the best configuration selected on validation loss and reported on test.
 
 All configurations x seeds of one optimizer are one :func:`lrjax.training.train` call, i.e. one
 compiled program; seeds use the same keys across configurations (common random numbers), so
-configurations are compared on identical initialisations and data orders.
+configurations are compared on identical initialisations and data orders. Their tables are
+:func:`lrjax.evaluation.tables.sweep_row` and :func:`~lrjax.evaluation.tables.sweep_table`.
 """
 
 from __future__ import annotations
@@ -79,43 +80,6 @@ class OptimizerRun:
             "test_loss_mean": best.test_loss.mean(axis=0).tolist(),
             "test_accuracy_mean": best.test_accuracy.mean(axis=0).tolist(),
         }
-
-
-def _stat(stat: dict[str, float]) -> str:
-    """``mean +- std``, or ``n/a`` for a metric the task does not have (regression accuracy)."""
-    if stat["mean"] != stat["mean"]:  # NaN
-        return "n/a"
-    return f"{stat['mean']:.4f} +- {stat['std']:.4f}"
-
-
-def _config(summary: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:g}" for k, v in summary["best_config"].items())
-
-
-def format_row(summary: dict[str, Any]) -> str:
-    """One line for an :meth:`OptimizerRun.summary` (with ``seconds``): test loss and accuracy
-    of the best configuration, the configuration and the time taken."""
-    return (
-        f"{summary['optimizer']:>20s}  test loss {_stat(summary['test_loss'])}  "
-        f"acc {_stat(summary['test_accuracy'])}  [{_config(summary)}]  "
-        f"{summary['seconds']:.0f} s"
-    )
-
-
-def format_table(summaries: Sequence[dict[str, Any]]) -> str:
-    """A Markdown table: optimizer, best config, test loss and accuracy (mean +- std)."""
-    width = max(40, *(len(_config(s)) for s in summaries))
-    header = (
-        f"| {'optimizer':20s} | {'best config':{width}s} | {'test loss':17s} | "
-        f"{'test accuracy':17s} |"
-    )
-    lines = [header, "|" + "|".join("-" * len(c) for c in header.split("|")[1:-1]) + "|"]
-    for s in summaries:
-        lines.append(
-            f"| {s['optimizer']:20s} | {_config(s):{width}s} | "
-            f"{_stat(s['test_loss']):17s} | {_stat(s['test_accuracy']):17s} |"
-        )
-    return "\n".join(lines)
 
 
 def run_optimizer(

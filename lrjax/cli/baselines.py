@@ -52,6 +52,7 @@ def run(args) -> int:
     from lrjax import baselines, plots, tasks
     from lrjax._validation import ConfigError
     from lrjax.baselines import sweep
+    from lrjax.evaluation import tables
 
     positive = ("seeds", "steps", "eval_every", "eval_examples")
     _common.check_flags(args, positive=positive, non_negative=("seed",))
@@ -94,7 +95,7 @@ def run(args) -> int:
         }
         runs.append(r)
         rows.append(summary)
-        print(sweep.format_row(summary), flush=True)
+        print(tables.sweep_row(summary), flush=True)
 
     out.mkdir(parents=True, exist_ok=True)
     results = {
@@ -115,6 +116,6 @@ def run(args) -> int:
         title=f"{args.task}: best configuration per optimizer, mean over {args.seeds} seeds",
     )
     print()
-    print(sweep.format_table(rows))
+    print(tables.sweep_table(rows))
     print(f"\nresults: {json_path}\nplot:    {png_path}")
     return 0

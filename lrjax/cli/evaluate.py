@@ -3,16 +3,16 @@
   lrjax evaluate --controllers runs/ppo-fashion_mlp/controller,fashion_mlp_ppo \\
       --baselines step_decay,cosine_warmup --tasks fashion_mlp,fashion_cnn --seeds 10
 
-Per task (``lrjax.evaluate``), tunes the baselines on ``--tune-seeds`` episodes and/or takes
-them as tuned in previous ``tuning.json`` files (``--tuning``: e.g. those of a transfer's source
-task), then runs every controller and baseline on the same ``--seeds`` held-out episodes.
-Prints and writes ``results.md`` (test loss and accuracy with 95% CIs, paired differences
-against the first controller or ``--reference``), ``summary.csv``, ``results.csv`` (per seed),
-``curves.csv`` (per action: LR, minibatch and validation loss), ``evaluation.json``, the
-tuning (``tuning.json``; ``tuning-TASK.json`` with several tasks) and the plots (``curves.png``
-or ``curves-TASK.png``: validation-loss curves with 95% bands, and the LR schedules). A held-out
-seed that is a controller's training seed (read from its run's ``run.json``, or
-``--train-seed``) is reported.
+Per task (``lrjax.evaluation.evaluate``), tunes the baselines on ``--tune-seeds`` episodes
+and/or takes them as tuned in previous ``tuning.json`` files (``--tuning``: e.g. those of a
+transfer's source task), then runs every controller and baseline on the same ``--seeds``
+held-out episodes. Prints and writes ``results.md`` (test loss and accuracy with 95% CIs,
+paired differences against the first controller or ``--reference``), ``summary.csv``,
+``results.csv`` (per seed), ``curves.csv`` (per action: LR, minibatch and validation loss),
+``evaluation.json``, the tuning (``tuning.json``; ``tuning-TASK.json`` with several tasks) and
+the plots (``curves.png`` or ``curves-TASK.png``: validation-loss curves with 95% bands, and the
+LR schedules). A held-out seed that is a controller's training seed (read from its run's
+``run.json``, or ``--train-seed``) is reported.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def add_parser(sub, detailed: bool = False) -> None:
     p.add_argument(
         "--baselines",
         default="constant,step_decay,cosine_warmup,adam",
-        help="comma-separated baseline families to tune here (lrjax.protocol.BASELINES)",
+        help="comma-separated baseline families to tune here (lrjax.evaluation.BASELINES)",
     )
     p.add_argument(
         "--tune-seeds",
@@ -133,7 +133,7 @@ def _load(spec: str, train_seed: int | None):
 def _check_args(args) -> None:
     """The options, by their flag names, before any work."""
     from lrjax._validation import ConfigError, check_positive_int
-    from lrjax.protocol import BASELINES
+    from lrjax.evaluation.protocol import BASELINES
 
     check_positive_int("--horizon", args.horizon)
     check_positive_int("--seeds", args.seeds)
@@ -166,8 +166,8 @@ def _check_args(args) -> None:
 def _read_tuning(args, names):
     """The baselines of every ``--tuning`` file; a missing or malformed file is a ConfigError
     naming it."""
-    from lrjax import protocol
     from lrjax._validation import ConfigError
+    from lrjax.evaluation import protocol
 
     tuned = []
     for path in args.tuning:
@@ -228,10 +228,10 @@ def _write_evaluation(out: Path, result, tuned_on: dict[str, str]) -> Path:
 
 
 def _evaluate(args, task_names, controllers, names, tuning, train_seeds, on_tuned):
-    """:func:`lrjax.evaluate.evaluate` with the options (it checks them before any work)."""
-    from lrjax import evaluate
+    """:func:`lrjax.evaluation.evaluate` with the options (it checks them before any work)."""
+    from lrjax import evaluation
 
-    return evaluate.evaluate(
+    return evaluation.evaluate(
         task_names,
         controllers,
         names if args.tune_seeds else (),

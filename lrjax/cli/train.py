@@ -54,7 +54,7 @@ def _setup(args):
         ignored.add("features")
     signature = {k: v for k, v in vars(args).items() if k not in ignored}
     if args.algo == "actor-critic":
-        from lrjax.algos.actor_critic import ActorCritic, ActorCriticConfig
+        from lrjax.algos.actor_critic import ActorCritic, ActorCriticConfig, ActorCriticEnvConfig
 
         chosen = {
             "gamma": args.gamma,
@@ -62,15 +62,18 @@ def _setup(args):
             "critic_every": args.critic_every,
             "exploration_std": args.exploration_std,
         }
-        config = ActorCriticConfig(
+        env = ActorCriticEnvConfig(
             controller=controller,
             engine=host_driven,
-            mode=args.mode,
             optimizer=args.optimizer,
+            reset_every=args.reset_every,
+        )
+        config = ActorCriticConfig(
+            env=env,
+            mode=args.mode,
             num_envs=args.num_envs,
             num_updates=args.updates,
             steps_per_update=args.steps_per_update,
-            reset_every=args.reset_every,
             same_minibatch=args.same_minibatch,
             **{k: v for k, v in chosen.items() if v is not None},
         )
@@ -209,7 +212,8 @@ def _evaluate_after_training(args, env, trained, key, data, out, result, trainee
     import jax
     import numpy as np
 
-    from lrjax import distributed, plots, quick_comparison
+    from lrjax import distributed, plots
+    from lrjax.evaluation.comparison import compare_with_schedules
 
     start = time.perf_counter()
     print(
@@ -217,7 +221,7 @@ def _evaluate_after_training(args, env, trained, key, data, out, result, trainee
         "step decay; compiling first) ...",
         flush=True,
     )
-    comparison = quick_comparison.compare_with_schedules(
+    comparison = compare_with_schedules(
         env, trained, jax.random.fold_in(key, 2), data, args.eval_episodes
     )
     eval_seconds = time.perf_counter() - start

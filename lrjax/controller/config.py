@@ -157,7 +157,7 @@ class ControllerConfig:
         every 10 steps that scales the LR by at most 1.25 (so that 40 actions can warm up,
         hold and decay by up to 1.25^10 = 9.3x within their last quarter).
 
-        Why each choice departs from :meth:`paper_a` (issue 10, ``RESULTS.md``): an episode of
+        Why each choice departs from :meth:`paper_a` (``RESULTS.md``): an episode of
         paper A's alpha 1.05 moves the LR by at most 1.63x in 10 actions, too little to reach a
         good LR or to decay; per-episode normalisation hides how large the loss and LR already
         are; without ``progress`` the actor cannot place a decay within the budget.

@@ -36,9 +36,15 @@ class SkipNonfiniteState(NamedTuple):
     skipped: jax.Array
 
 
-def _all_finite(tree: Any) -> jax.Array:
+def all_finite(tree: Any) -> jax.Array:
+    """Whether every entry of every leaf of ``tree`` is finite (True for an empty tree)."""
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def zeros_unless(finite: jax.Array, updates: Any) -> Any:
+    """``updates`` where ``finite``, else zeros of the same shapes and dtypes (a skipped step)."""
+    return jax.tree.map(lambda u: jnp.where(finite, u, jnp.zeros_like(u)), updates)
 
 
 def skip_nonfinite(inner: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
@@ -61,12 +67,12 @@ def skip_nonfinite(inner: optax.GradientTransformation) -> optax.GradientTransfo
 
     def update(updates, state, params=None, **extra_args):
         new_updates, new_inner = inner.update(updates, state.inner_state, params, **extra_args)
-        finite = _all_finite(updates) & _all_finite(new_updates)
+        finite = all_finite(updates) & all_finite(new_updates)
         if extra_args.get("value") is not None:
-            finite = finite & _all_finite(extra_args["value"])
+            finite = finite & all_finite(extra_args["value"])
         keep = lambda new, old: jnp.where(finite, new, old)
         return (
-            jax.tree.map(lambda u: jnp.where(finite, u, jnp.zeros_like(u)), new_updates),
+            zeros_unless(finite, new_updates),
             SkipNonfiniteState(
                 inner_state=jax.tree.map(keep, new_inner, state.inner_state),
                 skipped=jnp.where(finite, state.skipped, optax.safe_increment(state.skipped)),

@@ -26,10 +26,13 @@ import optax
 
 from lrjax._validation import ConfigError, check_positive_int
 from lrjax.controller.actor import Carry, Controller, action_to_lr, actor_step, initial_carry
+from lrjax.controller.config import ControllerConfig
 from lrjax.controller.io import check_params
+from lrjax.controller.nonfinite import all_finite, zeros_unless
 from lrjax.features import (
     NormaliserState,
     check_inputs,
+    feature_inputs,
     observe,
     required_inputs,
 )
@@ -88,11 +91,14 @@ def scale_by_controller(
     ``count`` stay as they were, and ``skipped`` is incremented.
 
     The returned ``update(updates, state, params=None, *, value, **extra_args)`` needs ``value``,
-    the scalar training loss on the current minibatch, and every other input the features declare
-    (e.g. ``val_loss=``, ``predictions=``; see :mod:`lrjax.features`) as keywords; ``params`` is
-    needed by the ``last_layer_*`` features. Inputs the transform provides itself (``lr``,
-    ``step``, ``updates``, ...) take precedence over keywords of the same name; keywords no
-    feature needs are ignored (so other transforms in a chain can take their own).
+    the scalar training loss on the current minibatch (the ``loss`` input of the features), and
+    every other input the features declare (e.g. ``val_loss=``, ``predictions=``; see
+    :mod:`lrjax.features`) as keywords; ``params`` is needed by the ``last_layer_*`` features.
+    Inputs the transform provides itself (``lr``, ``step``, ``updates``, ...) take precedence
+    over keywords of the same name; keywords no feature needs are ignored (so other transforms
+    in a chain can take their own). The inputs are built as in training
+    (:func:`lrjax.features.feature_inputs`, shared with the RL environment and the
+    actor-critic).
 
     Args:
       controller: the :class:`~lrjax.controller.Controller` (config and actor params).
@@ -108,47 +114,11 @@ def scale_by_controller(
     References:
       Xu et al., "Reinforcement Learning for Learning Rate Control", 2017 (paper B);
       Xu et al., "Learning an Adaptive Learning Rate Schedule", 2019 (paper A).
-
-    Long because it follows optax's pattern: the checks done once, then ``init_fn`` and
-    ``update_fn`` as closures over them.
     """
-    if not isinstance(controller, Controller):
-        raise ConfigError(
-            f"controller of type {type(controller).__name__} is not allowed: expected a lrjax "
-            "Controller (init_controller(key, config) or load_controller(path))."
-        )
-    config = controller.config
-    try:
-        check_params(controller.params, config)
-    except ConfigError as e:
-        raise ConfigError(
-            f"{e} The controller's params are not those of its config (features, LSTM size): "
-            "build it with init_controller(key, config) or load it with load_controller(path)."
-        ) from e
+    config = _checked_config(controller)
     spec = config.features
-    needed = required_inputs(spec)
-    keep_predictions = "prev_predictions" in needed
-    if keep_predictions:
-        if predictions_shape is None:
-            raise ConfigError(
-                "predictions_shape=None is not allowed: the features "
-                f"{[f.name for f in spec.features if 'prev_predictions' in f.inputs]} keep the "
-                "previous predictions in the state; pass predictions_shape=predictions.shape."
-            )
-        predictions_shape = tuple(predictions_shape)
-        for d in predictions_shape:
-            check_positive_int("predictions_shape entry", d)
-    else:
-        predictions_shape = (0,)
-    if "total_steps" in needed:
-        if total_steps is None:
-            raise ConfigError(
-                "total_steps=None is not allowed: the features "
-                f"{[f.name for f in spec.features if 'total_steps' in f.inputs]} need the run's "
-                "length; pass total_steps=<optimizer steps of the run>."
-            )
-        check_positive_int("total_steps", total_steps)
-    lr_bounds = (config.lr_min, config.lr_max)
+    kept_shape = _checked_predictions_shape(spec, predictions_shape)
+    _check_total_steps(spec, total_steps)
 
     def init_fn(params: optax.Params) -> ControllerState:
         del params
@@ -159,7 +129,7 @@ def scale_by_controller(
             carry=initial_carry(config),
             normaliser=controller.normaliser,
             obs=jnp.zeros((spec.size,), jnp.float32),
-            prev_predictions=jnp.zeros(predictions_shape, jnp.float32),
+            prev_predictions=jnp.zeros(kept_shape or (0,), jnp.float32),
         )
 
     def update_fn(
@@ -170,57 +140,32 @@ def scale_by_controller(
         value: jax.typing.ArrayLike | None = None,
         **extra_args: Any,
     ) -> tuple[optax.Updates, ControllerState]:
-        value = _checked_loss(value)
-        inputs = {k: v for k, v in extra_args.items() if v is not None}
-        inputs["value"] = value
-        inputs.update(
+        loss = _checked_loss(value)
+        inputs = feature_inputs(
+            loss=loss,
             updates=updates,
             lr=state.learning_rate,
-            lr_bounds=lr_bounds,
+            lr_bounds=(config.lr_min, config.lr_max),
             step=state.count,
-            prev_predictions=state.prev_predictions,
+            params=params,
+            total_steps=total_steps,
+            prev_predictions=state.prev_predictions if kept_shape else None,
+            extra={k: v for k, v in extra_args.items() if k not in _PROVIDED},
         )
-        if total_steps is not None:
-            inputs["total_steps"] = total_steps
-        if params is None:
-            inputs.pop("params", None)
-        else:
-            inputs["params"] = params
-        if not keep_predictions:
-            inputs.pop("prev_predictions")
-        check_inputs(
-            spec,
-            inputs,
-            hint="Pass the inputs you provide as keywords, update(updates, state, params, "
-            "value=loss, val_loss=..., predictions=...); lrjax.features.grads_and_feature_inputs "
-            "computes them for a Flax model.",
-        )
-        new_predictions = state.prev_predictions
-        if keep_predictions:
-            new_predictions = jnp.asarray(inputs["predictions"], jnp.float32)
-            if new_predictions.shape != predictions_shape:
-                raise ConfigError(
-                    f"predictions of shape {new_predictions.shape} do not match "
-                    f"predictions_shape={predictions_shape} given to scale_by_controller."
-                )
+        check_inputs(spec, inputs, hint=_MISSING_INPUTS_HINT)
+        predictions = _kept_predictions(inputs, kept_shape, state.prev_predictions)
 
         obs, normaliser = observe(spec, state.normaliser, inputs)
         carry, mean, _ = actor_step(controller.params, state.carry, obs, config)
-        proposed_lr = action_to_lr(mean, state.learning_rate, config)
+        acts_now = state.count % config.steps_per_action == 0
+        proposed = action_to_lr(mean, state.learning_rate, config)
+        lr = jnp.where(acts_now, proposed, state.learning_rate)
+        scaled = jax.tree.map(lambda u: _scaled(u, lr), updates)
 
-        lr = jnp.where(state.count % config.steps_per_action == 0, proposed_lr, state.learning_rate)
-
-        def scale(u: jax.Array) -> jax.Array:
-            dtype = jnp.promote_types(u.dtype, jnp.float32)
-            return (u.astype(dtype) * (-lr).astype(dtype)).astype(u.dtype)
-
-        scaled = jax.tree.map(scale, updates)
         # Skip the step when the loss or any update is not finite, before or after scaling (an
         # overflow of a low-precision dtype counts too): nothing non-finite ever leaves here.
-        finite = jnp.isfinite(value)
-        for leaf in jax.tree.leaves(scaled):
-            finite = jnp.logical_and(finite, jnp.all(jnp.isfinite(leaf)))
-        acts = jnp.logical_and(finite, state.count % config.steps_per_action == 0)
+        finite = all_finite((loss, scaled))
+        acts = finite & acts_now
         keep = functools.partial(jax.tree.map, lambda new, old: jnp.where(acts, new, old))
         new_state = ControllerState(
             count=jnp.where(finite, optax.safe_increment(state.count), state.count),
@@ -229,12 +174,85 @@ def scale_by_controller(
             carry=keep(carry, state.carry),
             normaliser=keep(normaliser, state.normaliser),
             obs=keep(obs, state.obs),
-            prev_predictions=keep(new_predictions, state.prev_predictions),
+            prev_predictions=keep(predictions, state.prev_predictions),
         )
-        new_updates = jax.tree.map(lambda u: jnp.where(finite, u, jnp.zeros_like(u)), scaled)
-        return new_updates, new_state
+        return zeros_unless(finite, scaled), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+_PROVIDED = ("params", "prev_predictions")
+"""Inputs only the transform gives (from ``update``'s ``params`` and its state), never a keyword."""
+
+_MISSING_INPUTS_HINT = (
+    "Pass the inputs you provide as keywords, update(updates, state, params, value=loss, "
+    "val_loss=..., predictions=...); lrjax.features.grads_and_feature_inputs computes them for "
+    "a Flax model."
+)
+
+
+def _checked_config(controller: Any) -> ControllerConfig:
+    """The controller's config, once its type and params are checked."""
+    if not isinstance(controller, Controller):
+        raise ConfigError(
+            f"controller of type {type(controller).__name__} is not allowed: expected a lrjax "
+            "Controller (init_controller(key, config) or load_controller(path))."
+        )
+    try:
+        check_params(controller.params, controller.config)
+    except ConfigError as e:
+        raise ConfigError(
+            f"{e} The controller's params are not those of its config (features, LSTM size): "
+            "build it with init_controller(key, config) or load it with load_controller(path)."
+        ) from e
+    return controller.config
+
+
+def _checked_predictions_shape(spec, predictions_shape) -> tuple[int, ...] | None:
+    """The shape of the predictions the state keeps, or None when no feature needs them."""
+    if "prev_predictions" not in required_inputs(spec):
+        return None
+    if predictions_shape is None:
+        raise ConfigError(
+            "predictions_shape=None is not allowed: the features "
+            f"{[f.name for f in spec.features if 'prev_predictions' in f.inputs]} keep the "
+            "previous predictions in the state; pass predictions_shape=predictions.shape."
+        )
+    shape = tuple(predictions_shape)
+    for d in shape:
+        check_positive_int("predictions_shape entry", d)
+    return shape
+
+
+def _check_total_steps(spec, total_steps) -> None:
+    if "total_steps" not in required_inputs(spec):
+        return
+    if total_steps is None:
+        raise ConfigError(
+            "total_steps=None is not allowed: the features "
+            f"{[f.name for f in spec.features if 'total_steps' in f.inputs]} need the run's "
+            "length; pass total_steps=<optimizer steps of the run>."
+        )
+    check_positive_int("total_steps", total_steps)
+
+
+def _kept_predictions(inputs, kept_shape, previous) -> jax.Array:
+    """The predictions the state keeps for the next observation (``previous`` when none are)."""
+    if kept_shape is None:
+        return previous
+    predictions = jnp.asarray(inputs["predictions"], jnp.float32)
+    if predictions.shape != kept_shape:
+        raise ConfigError(
+            f"predictions of shape {predictions.shape} do not match "
+            f"predictions_shape={kept_shape} given to scale_by_controller."
+        )
+    return predictions
+
+
+def _scaled(u: jax.Array, lr: jax.Array) -> jax.Array:
+    """``-lr * u`` in float32 (or wider), cast back to ``u``'s dtype."""
+    dtype = jnp.promote_types(u.dtype, jnp.float32)
+    return (u.astype(dtype) * (-lr).astype(dtype)).astype(u.dtype)
 
 
 def _checked_loss(value: jax.typing.ArrayLike | None) -> jax.Array:

@@ -11,7 +11,8 @@ Inputs are named values a training loop provides at a step. The controller trans
 (:func:`lrjax.controller.scale_by_controller`) provides some itself and takes the others as keyword
 arguments of ``update``:
 
-* ``value``: the training loss on the current minibatch (``update(..., value=loss)``);
+* ``loss``: the training loss on the current minibatch (``update(..., value=loss)``: optax's
+  name for the loss keyword);
 * ``val_loss``: a validation loss (``update(..., val_loss=...)``);
 * ``predictions``: the model's outputs on a *fixed* probe batch (``update(..., predictions=...)``);
 * ``prev_predictions``: the ``predictions`` of the previous observation, kept in the transform
@@ -59,12 +60,15 @@ from lrjax.features.builtin import (
     Feature,
 )
 from lrjax.features.flax_inputs import grads_and_feature_inputs
+from lrjax.features.inputs import feature_inputs
 from lrjax.features.normaliser import (
     NormaliserState,
     accumulate,
+    deployed_normaliser,
     init_normaliser,
     normalise,
     observe,
+    observe_run,
 )
 from lrjax.features.spec import (
     NORMALISERS,
@@ -90,11 +94,14 @@ __all__ = [
     "NormaliserState",
     "accumulate",
     "check_inputs",
+    "deployed_normaliser",
+    "feature_inputs",
     "find_last_layer",
     "grads_and_feature_inputs",
     "init_normaliser",
     "normalise",
     "observe",
+    "observe_run",
     "raw_features",
     "required_inputs",
 ]

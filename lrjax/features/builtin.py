@@ -17,7 +17,7 @@ LOG_FLOOR = 1e-12
 
 INPUTS: Mapping[str, str] = types.MappingProxyType(
     {
-        "value": "the training loss on the current minibatch",
+        "loss": "the training loss on the current minibatch (the transform's value=)",
         "val_loss": "a validation loss (the same examples at every step)",
         "predictions": "the model's outputs on a fixed probe batch",
         "prev_predictions": "the predictions of the previous observation",
@@ -79,7 +79,7 @@ class Feature:
         if isinstance(self.inputs, str) or not isinstance(self.inputs, Iterable):
             raise ConfigError(
                 f"Feature {self.name!r}: inputs={self.inputs!r} is not allowed: expected a tuple "
-                "of input names, e.g. ('value',)."
+                "of input names, e.g. ('loss',)."
             )
         inputs = tuple(self.inputs)
         if not all(isinstance(i, str) and i for i in inputs):
@@ -105,7 +105,7 @@ class Feature:
 
 
 def _train_loss(inputs: Mapping[str, Any]) -> jax.Array:
-    return jnp.asarray(inputs["value"], jnp.float32)
+    return jnp.asarray(inputs["loss"], jnp.float32)
 
 
 def _val_loss(inputs: Mapping[str, Any]) -> jax.Array:
@@ -157,7 +157,7 @@ def _update_norm(inputs: Mapping[str, Any]) -> jax.Array:
 _BUILTINS = (
     Feature(
         "train_loss",
-        ("value",),
+        ("loss",),
         _train_loss,
         log=True,
         description="log of the loss on the current minibatch (papers A and B)",

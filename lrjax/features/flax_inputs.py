@@ -38,8 +38,9 @@ def grads_and_feature_inputs(
       has_aux: ``apply_fn`` returns ``(outputs, aux)``; ``aux`` is dropped (e.g. batch stats).
 
     Returns:
-      ``(grads, inputs)``: ``grads`` of the training loss w.r.t. ``params``; ``inputs`` holds
-      ``value`` (the training loss), and ``val_loss`` and ``predictions``.
+      ``(grads, inputs)``: ``grads`` of the training loss w.r.t. ``params``; ``inputs`` are the
+      keywords of the transform's ``update``: ``value`` (the training loss, optax's name; the
+      features' ``loss`` input), ``val_loss`` and ``predictions``.
     """
 
     def outputs(p, x):

@@ -35,7 +35,7 @@ def init_normaliser(size: int) -> NormaliserState:
 
 
 def normalise(
-    spec: FeatureSpec, state: NormaliserState, raw: jax.Array
+    spec: FeatureSpec, state: NormaliserState, raw: jax.Array, *, update: bool = True
 ) -> tuple[jax.Array, NormaliserState]:
     """The normalised, clipped observation of ``raw``, and the statistics after it.
 
@@ -49,10 +49,15 @@ def normalise(
     ``obs = clip((x - mean_t) / sqrt(var_t + eps), -clip, clip)``. Non-finite entries give 0 and
     keep their statistics.
 
+    ``update=False`` normalises with the statistics as they are and returns them unchanged,
+    whatever the normaliser (a look at a state the run will not observe, such as the actor-critic's
+    ``s_{t+1}``).
+
     Args:
       spec: the features (momentum, eps, clip, which features are normalised).
       state: the statistics so far.
       raw: the raw features, shape ``(n,)``.
+      update: whether an ``"ema"`` normaliser takes ``raw`` into its statistics.
 
     Returns:
       ``(obs, new_state)``, ``obs`` of shape ``(n,)``, float32.
@@ -60,7 +65,7 @@ def normalise(
     raw = jnp.asarray(raw, jnp.float32)
     finite = jnp.isfinite(raw)
     x = jnp.where(finite, raw, 0.0)
-    if spec.normaliser == "frozen":
+    if spec.normaliser == "frozen" or not update:
         return _normalised(
             spec, state.mean, jnp.where(state.count > 0, state.var, 1.0), x, finite
         ), state
@@ -118,3 +123,35 @@ def observe(
       ``(obs, new_state)``.
     """
     return normalise(spec, state, raw_features(spec, inputs))
+
+
+def observe_run(
+    spec: FeatureSpec,
+    agent_stats: NormaliserState,
+    run_stats: NormaliserState,
+    raw: jax.Array,
+    *,
+    update: bool = True,
+) -> tuple[jax.Array, NormaliserState]:
+    """A run's observation of ``raw``, as an RL agent and a deployed controller make it: the one
+    place that decides whose statistics normalise.
+
+    ``"frozen"``: the agent's statistics across all its training episodes (``agent_stats``,
+    fixed within a run; a trained controller carries them); ``run_stats`` pass through unchanged.
+    ``"ema"`` (and ``"none"``): the run's own statistics, restarted with every run and updated by
+    ``raw`` (unless ``update=False``).
+
+    Returns:
+      ``(obs, run_stats after the observation)``.
+    """
+    if spec.normaliser == "frozen":
+        return normalise(spec, agent_stats, raw)[0], run_stats
+    return normalise(spec, run_stats, raw, update=update)
+
+
+def deployed_normaliser(spec: FeatureSpec, agent_stats: NormaliserState) -> NormaliserState:
+    """The statistics a trained controller carries: the agent's (``"frozen"``), or fresh ones
+    (a per-run normaliser starts every deployed run empty)."""
+    if spec.normaliser == "frozen":
+        return agent_stats
+    return init_normaliser(agent_stats.mean.shape[-1])

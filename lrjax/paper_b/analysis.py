@@ -23,6 +23,7 @@ from lrjax import training
 from lrjax._validation import check_choice, check_positive_int
 from lrjax.algos.actor_critic import ActorCritic, ActorCriticConfig
 from lrjax.baselines.registry import PAPER_B_LRS
+from lrjax.evaluation import tables
 from lrjax.tasks import Regression2DTask
 
 AC_METHODS = {"actor-critic": False, "actor-critic (same minibatch)": True}
@@ -118,20 +119,9 @@ class RegressionAnalysis:
         return out
 
     def table(self) -> str:
-        """A Markdown table of :meth:`rows`."""
-        lines = [
-            "| method | final test loss | / best constant LR (mean, max) | oscillation | LR first"
-            " -> last |",
-            "|---|---|---|---|---|",
-        ]
-        for r in self.rows():
-            lines.append(
-                f"| {r['method']} | {r['final_test_loss_mean']:.4f} +- "
-                f"{r['final_test_loss_std']:.4f} | {r['ratio_to_best_sgd_mean']:.3f}, "
-                f"{r['ratio_to_best_sgd_max']:.3f} | {r['oscillation_mean']:.2e} | "
-                f"{r['lr_first']:.3g} -> {r['lr_last']:.3g} |"
-            )
-        return "\n".join(lines)
+        """A Markdown table of :meth:`rows`
+        (:func:`lrjax.evaluation.tables.regression_analysis_table`)."""
+        return tables.regression_analysis_table(self.rows())
 
 
 def _measure(task: Regression2DTask, trainee: training.TraineeState, data):
@@ -232,7 +222,7 @@ def regression_analysis(
                 s, out = ac.step(s, d)
                 return s, out.lr[0]
 
-            trainee_of = lambda s: jax.tree.map(lambda x: x[0], s.learners.trainee)
+            trainee_of = lambda s: jax.tree.map(lambda x: x[0], s.episodes.trainee)
             return _trace(task, step, ac.init(run_key, d), trainee_of, d, num_steps)
 
         methods[name] = _to_trace(jax.jit(jax.vmap(ac_run))(data))

@@ -21,6 +21,7 @@ import numpy as np
 from lrjax._validation import ConfigError, check_positive_int
 from lrjax.algos.actor_critic import ActorCritic, ActorCriticConfig
 from lrjax.baselines.registry import PAPER_B_LRS
+from lrjax.evaluation import tables
 
 PAPER_B_BASELINES = ("sgd", "adam", "adagrad", "rmsprop", "vsgd", "daniel_reps")
 """Paper B's comparison: four optimizers at their best LR of paper B's grid, vSGD (LR-free)
@@ -101,19 +102,9 @@ def _block_means(x: np.ndarray, steps: np.ndarray) -> np.ndarray:
 
 def comparison_table(results: Sequence[MethodResult]) -> str:
     """A Markdown table: final test loss (mean +- std over seeds), accuracy, last training
-    loss, and each method's setting, best final test loss first."""
-    lines = [
-        "| method | setting | final test loss | test accuracy | last train loss |",
-        "|---|---|---|---|---|",
-    ]
-    rows = sorted((r.row() for r in results), key=lambda r: r["final_test_loss_mean"])
-    for r in rows:
-        lines.append(
-            f"| {r['method']} | {r['setting']} | {r['final_test_loss_mean']:.4f} +- "
-            f"{r['final_test_loss_std']:.4f} | {r['final_test_accuracy_mean']:.4f} | "
-            f"{r['final_train_loss_mean']:.4f} |"
-        )
-    return "\n".join(lines)
+    loss, and each method's setting, best final test loss first
+    (:func:`lrjax.evaluation.tables.paper_b_table`)."""
+    return tables.paper_b_table([r.row() for r in results])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +142,7 @@ def _actor_critic(setup: _Setup, config: ActorCriticConfig) -> MethodResult:
             num_updates=setup.num_steps // setup.eval_every,
             steps_per_update=setup.eval_every,
             eval_examples=setup.eval_examples,
-            engine=setup.engine or config.engine,
+            env=dataclasses.replace(config.env, engine=setup.engine or config.env.engine),
         ),
     )
     states, metrics = jax.jit(ac.train_seeds)(setup.seed_keys, setup.data)

@@ -33,8 +33,8 @@ class ImageClassificationTask(Task):
       grad_chunk: examples per forward/backward pass of a training step (None: the whole
         minibatch at once). The minibatch is split into equal chunks (see
         :func:`grad_chunks`) and the gradient is the mean of theirs: the same value up to float
-        summation order, with a working set that stays in the CPU's caches (a LeNet-5 step at
-        batch 1000 ran 1.5x faster in chunks of 125, ``BENCHMARKS.md``). The execution engine
+        summation order, with a working set that stays in the CPU's caches (faster for a
+        LeNet-5 step at batch 1000, ``BENCHMARKS.md``). The execution engine
         sets it (``EngineConfig.grad_chunk``).
     """
 

@@ -1,29 +1,30 @@
 """Batch evaluation: controllers and tuned baselines on several tasks over many seeds.
 
-:func:`evaluate` runs the held-out protocol of :mod:`lrjax.protocol` on each task: the baselines
-are tuned on ``tune_seeds`` tuning episodes (or taken as tuned before), then every controller
-and baseline runs on the same ``seeds`` held-out episodes (paired: the same trainee
+:func:`evaluate` runs the held-out protocol of :mod:`lrjax.evaluation.protocol` on each task:
+the baselines are tuned on ``tune_seeds`` tuning episodes (or taken as tuned before), then every
+controller and baseline runs on the same ``seeds`` held-out episodes (paired: the same trainee
 initialisations and minibatch orders for every method). Each task's episodes run side by side,
 as many at once as the engine batches (vmap on accelerators, a map over devices and items on
 the CPU): controllers of one config share one compiled program, and so do the baselines of one
 optimizer.
 
 Seeds: from the root ``seed``, tuning episodes come from ``fold_in(key(seed), 0)`` and held-out
-episodes from ``fold_in(key(seed), 1)`` (the keys of :func:`lrjax.rollouts.run_episodes`), the
-data's validation split from ``fold_in(key(seed), 2)``. A held-out root seed equal to a
-controller's training root seed is reported in :attr:`Evaluation.notes`: the two sets of
-episodes then come from one root key and are not independent by construction.
+episodes from ``fold_in(key(seed), 1)`` (the keys of
+:func:`lrjax.evaluation.episodes.run_episodes`), the data's validation split from
+``fold_in(key(seed), 2)``. A held-out root seed equal to a controller's training root seed is
+reported in :attr:`Evaluation.notes`: the two sets of episodes then come from one root key and
+are not independent by construction.
 
 The result, :class:`Evaluation`, holds every method's per-action records (applied LR, minibatch
 loss, validation-minibatch loss), test curves and final test loss and accuracy, as arrays
 (:meth:`TaskEvaluation.array`) and as tidy tables (:meth:`Evaluation.rows`,
 :meth:`Evaluation.summary`, CSV with :meth:`Evaluation.write_csv`), with means, standard
-deviations, 95% Student-t confidence intervals and paired differences against a reference.
+deviations, 95% Student-t confidence intervals and paired differences against a reference
+(:mod:`lrjax.evaluation.stats`), and as Markdown (:mod:`lrjax.evaluation.tables`).
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -33,14 +34,16 @@ from typing import Any
 import jax
 import numpy as np
 
-from lrjax import protocol, tasks
+from lrjax import tasks
 from lrjax._validation import ConfigError, check_positive_int
 from lrjax.controller import Controller
 from lrjax.env import EnvConfig, TraineeEnv
-from lrjax.protocol import Method, Tuned
+from lrjax.evaluation import protocol, tables
+from lrjax.evaluation.protocol import Method, Tuned
+from lrjax.evaluation.stats import mean_interval, paired_difference
 
 DEFAULT_BASELINES = ("constant", "step_decay", "cosine_warmup", "adam")
-"""The baseline families evaluated by default (:data:`lrjax.protocol.BASELINES`)."""
+"""The baseline families evaluated by default (:data:`lrjax.evaluation.protocol.BASELINES`)."""
 
 FINAL_METRICS = ("test_loss", "test_accuracy", "validation_loss", "final_val_loss")
 CURVE_METRICS = ("lr", "train_loss", "val_loss")
@@ -80,8 +83,9 @@ class TaskEvaluation:
         raise ConfigError(f"method={name!r} is not allowed: expected one of {self.names}.")
 
     def array(self, field: str) -> np.ndarray:
-        """A field of :class:`~lrjax.rollouts.Episodes` for every method: ``[methods, seeds,
-        ...]`` (e.g. ``array("lr")``: ``[M, S, horizon]``, ``array("test_loss")``: ``[M, S]``)."""
+        """A field of :class:`~lrjax.evaluation.episodes.Episodes` for every method:
+        ``[methods, seeds, ...]`` (e.g. ``array("lr")``: ``[M, S, horizon]``,
+        ``array("test_loss")``: ``[M, S]``)."""
         return np.stack([getattr(m.episodes, field) for m in self.methods])
 
     @property
@@ -160,7 +164,7 @@ class Evaluation:
                 for f in ("test_loss", "test_accuracy"):
                     row |= _stats(f, getattr(e, f))
                 row["diverged"] = int(e.diverged.sum())
-                d = protocol.paired_difference(ref, e.test_loss)
+                d = paired_difference(ref, e.test_loss)
                 same = m.name == reference.name
                 row["diff_vs_reference"] = math.nan if same else d.mean
                 row["diff_ci_low"] = math.nan if same else d.low
@@ -169,55 +173,31 @@ class Evaluation:
         return rows
 
     def table(self) -> str:
-        """Markdown: per task, :func:`lrjax.protocol.results_table`, then the notes."""
-        parts = []
-        for t in self.tasks:
-            head = (
-                f"### {t.task}: {t.horizon} actions x {t.steps_per_action} steps, "
-                f"{self.num_seeds} held-out seeds (root seed {self.seed})"
-            )
-            ref = t.method(self.reference).name
-            parts.append(f"{head}\n\n{protocol.results_table(list(t.methods), ref)}")
-        parts += [f"Note: {n}" for n in self.notes]
-        return "\n\n".join(parts)
+        """Markdown: per task, :func:`lrjax.evaluation.tables.results_table`, then the notes
+        (:func:`lrjax.evaluation.tables.evaluation_table`)."""
+        return tables.evaluation_table(self)
 
     def write_csv(self, directory: str | Path) -> list[Path]:
         """``results.csv`` (:meth:`rows`), ``summary.csv`` (:meth:`summary`) and ``curves.csv``
         (:meth:`curve_rows`) in ``directory``; returns their paths."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        written = []
-        for name, rows in (
-            ("results.csv", self.rows()),
-            ("summary.csv", self.summary()),
-            ("curves.csv", self.curve_rows()),
-        ):
-            path = directory / name
-            with path.open("w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-            written.append(path)
-        return written
+        return tables.write_csv(
+            directory,
+            {
+                "results.csv": self.rows(),
+                "summary.csv": self.summary(),
+                "curves.csv": self.curve_rows(),
+            },
+        )
 
 
 def _stats(name: str, x: np.ndarray) -> dict[str, float]:
-    """Mean, std and 95% Student-t CI of the finite values (all NaN if any is not finite)."""
-    from scipy import stats
-
-    x = np.asarray(x, np.float64)
-    if x.size < 2 or not np.all(np.isfinite(x)):
-        nan = math.nan
-        mean = float(np.mean(x)) if x.size else nan
-        return {f"{name}_mean": mean, f"{name}_std": nan, f"{name}_ci_low": nan,
-                f"{name}_ci_high": nan}  # fmt: skip
-    mean, std = float(np.mean(x)), float(np.std(x, ddof=1))
-    half = float(stats.t.ppf(0.975, x.size - 1) * std / math.sqrt(x.size))
+    """Mean, std and 95% Student-t CI of the values (std and CI NaN if one is not finite)."""
+    i = mean_interval(x)
     return {
-        f"{name}_mean": mean,
-        f"{name}_std": std,
-        f"{name}_ci_low": mean - half,
-        f"{name}_ci_high": mean + half,
+        f"{name}_mean": i.mean,
+        f"{name}_std": i.std,
+        f"{name}_ci_low": i.low,
+        f"{name}_ci_high": i.high,
     }
 
 
@@ -258,14 +238,14 @@ def evaluate(
       task_names: registry names (:func:`lrjax.tasks.get_task`).
       controllers: name -> controller (saved, pretrained or just trained; any algorithm's).
         Their configs may differ (features, action map) but must share ``steps_per_action``.
-      baselines: names of :data:`lrjax.protocol.BASELINES` to tune here (when ``tune_seeds``
-        > 0; one name may be given as a string); empty: only the ``tuning`` given.
+      baselines: names of :data:`lrjax.evaluation.protocol.BASELINES` to tune here (when
+        ``tune_seeds`` > 0; one name may be given as a string); empty: only the ``tuning`` given.
       seeds: held-out episodes per method and task (>= 2, for the confidence intervals).
       seed: the root seed (see the module docstring); keep it apart from training seeds.
       tune_seeds: tuning episodes per LR; 0 tunes nothing here.
       tuning: baselines tuned before (e.g. read from a ``tuning.json`` with
-        :func:`lrjax.protocol.read_tuning`): a sequence used on every task, or a mapping task ->
-        sequence.
+        :func:`lrjax.evaluation.protocol.read_tuning`): a sequence used on every task, or a
+        mapping task -> sequence.
       horizon: actions per episode.
       steps_per_action: trainee steps per action; default the controllers' (10 without any).
       batch_size: the trainee's minibatch size (default: the task's).
@@ -323,7 +303,8 @@ def evaluate(
 
 def _environment(name, controllers, steps_per_action, horizon, batch_size) -> TraineeEnv:
     """The task's environment; its controller config is the first controller's (each
-    controller runs in one of its own config: :func:`lrjax.protocol.evaluate_methods`)."""
+    controller runs in one of its own config:
+    :func:`lrjax.evaluation.protocol.evaluate_methods`)."""
     overrides = {} if batch_size is None else {"batch_size": batch_size}
     task = tasks.get_task(name, **overrides)
     first = next(iter(controllers.values()), None)

@@ -1,4 +1,5 @@
-"""Evaluation episodes: the final trainee's test metrics, schedules on common episodes."""
+"""Evaluation episodes (lrjax.evaluation.episodes): the final trainee's test metrics, schedules on
+common episodes."""
 
 import jax
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 from _rl_problem import make_env, regression_problem
 
 from lrjax._validation import ConfigError
-from lrjax.rollouts import run_episodes, run_schedules
+from lrjax.evaluation.episodes import run_episodes, run_schedules
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,12 @@
 
 :func:`compare_with_schedules` runs a controller and, on the same episodes (same trainee
 initialisations and minibatch orders), a grid of constant learning rates and paper A's
-step-decay baseline; each baseline family's best member is chosen on these episodes' final
-validation loss. Choosing on the evaluation episodes favours the baselines, so a learned
-controller that beats them here beats them fairly. The held-out protocol, with baselines tuned
-on separate seeds, is :mod:`lrjax.protocol`; batch evaluation across tasks and seeds is
-:mod:`lrjax.evaluate`.
+step-decay baseline (:mod:`lrjax.evaluation.schedules`); each baseline family's best member is
+chosen on these episodes' final validation loss. Choosing on the evaluation episodes favours
+the baselines, so a learned controller that beats them here beats them fairly. ``lrjax train``
+runs it after PPO's training. The held-out protocol, with baselines tuned on separate seeds, is
+:mod:`lrjax.evaluation.protocol`; batch evaluation across tasks and seeds is
+:mod:`lrjax.evaluation.batch`.
 """
 
 from __future__ import annotations
@@ -21,12 +22,9 @@ import numpy as np
 from lrjax._validation import ConfigError, check_positive
 from lrjax.controller import Controller
 from lrjax.env import TraineeEnv
-from lrjax.rollouts import Episodes, run_episodes, run_schedules
-
-STEP_DECAY_FACTOR = 0.1
-STEP_DECAY_AT = (0.5, 0.75)
-"""The step-decay schedule of the comparison: the LR times 0.1 after half the episode and again
-after three quarters (the classic step schedule; paper A does not give its own)."""
+from lrjax.evaluation import tables
+from lrjax.evaluation.episodes import Episodes, run_episodes, run_schedules
+from lrjax.evaluation.schedules import constant_lrs, step_decay_lrs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,20 +100,8 @@ class Comparison:
         return rows
 
     def table(self) -> str:
-        """A Markdown table of :meth:`rows`."""
-        lines = [
-            "| method | final val loss | test loss | test accuracy | diverged |",
-            "|---|---|---|---|---|",
-        ]
-        for r in self.rows():
-            acc = r["test_accuracy_mean"]
-            mark = " (best of its family)" if r["best_of_family"] else ""
-            lines.append(
-                f"| {r['method']}{mark} | {r['final_val_loss_mean']:.4f} +- "
-                f"{r['final_val_loss_std']:.4f} | {r['test_loss_mean']:.4f} | "
-                f"{'n/a' if acc != acc else f'{acc:.4f}'} | {r['diverged']} |"
-            )
-        return "\n".join(lines)
+        """A Markdown table of :meth:`rows` (:func:`lrjax.evaluation.tables.comparison_table`)."""
+        return tables.comparison_table(self.rows())
 
 
 def constant_lr_grid(env: TraineeEnv, count: int = 5) -> list[float]:
@@ -124,13 +110,6 @@ def constant_lr_grid(env: TraineeEnv, count: int = 5) -> list[float]:
     c = env.config.controller
     lo, hi = max(c.lr_min, c.initial_lr / 10), min(c.lr_max, c.initial_lr * 10)
     return sorted({float(x) for x in np.geomspace(lo, hi, count)})
-
-
-def step_decay_lrs(initial_lr: float, horizon: int) -> np.ndarray:
-    """The comparison's step-decay schedule over ``horizon`` actions (:data:`STEP_DECAY_AT`)."""
-    t = np.arange(horizon)
-    decays = sum((t >= round(f * horizon)).astype(int) for f in STEP_DECAY_AT)
-    return (initial_lr * STEP_DECAY_FACTOR**decays).astype(np.float32)
 
 
 def compare_with_schedules(
@@ -167,13 +146,8 @@ def compare_with_schedules(
     for lr in lrs:
         check_positive("lrs entry", lr)
     horizon = env.config.horizon
-    specs = []
-    for family in families:
-        for lr in lrs:
-            shape = np.full(horizon, lr, np.float32)
-            specs.append(
-                (family, lr, shape if family == "constant" else step_decay_lrs(lr, horizon))
-            )
+    shapes = {"constant": constant_lrs, "step_decay": step_decay_lrs}
+    specs = [(family, lr, shapes[family](lr, horizon)) for family in families for lr in lrs]
     learned = run_episodes(env, controller, key, data, num_episodes)
     runs = run_schedules(env, np.stack([s[2] for s in specs]), key, data, num_episodes)
     schedules = tuple(

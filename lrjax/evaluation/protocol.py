@@ -9,13 +9,27 @@ disjoint sets of episodes (trainee initialisations and minibatch orders):
 3. *held-out* evaluation episodes, on which every method runs on the same seeds (paired,
    common random numbers) and is reported by its final test loss and accuracy
    (:func:`evaluate_methods`), with the mean and 95% confidence interval of its paired
-   differences to each other method (:func:`paired_difference`).
+   differences to each other method (:func:`lrjax.evaluation.stats.paired_difference`).
 
 Tuning and evaluation episodes come from ``fold_in(key, 0)`` and ``fold_in(key, 1)`` of the
 evaluation key, and training episodes from a different root key, so the three sets never share
 a trainee. The baselines (:data:`BASELINES`): a constant LR, paper A's step decay, cosine with
-linear warm-up (SGD), and Adam at a constant LR; each grid is extended past its winner until the
-winner is interior or the grid reaches its bounds (:func:`tune_baselines`).
+linear warm-up (SGD; the schedules of :mod:`lrjax.evaluation.schedules`), and Adam at a constant
+LR; each grid is extended past its winner until the winner is interior or the grid reaches its
+bounds (:func:`tune_baselines`).
+
+The baseline families are not the optimizers of :data:`lrjax.baselines.registry.OPTIMIZERS`,
+though some share a name or a schedule: a family runs *inside* the evaluation's
+:class:`~lrjax.env.TraineeEnv`, as an LR per action through the environment's controlled
+optimizer (:data:`lrjax.training.CONTROLLED_OPTIMIZERS`: ``chain(base, scale(-lr))``, as a
+controller's LR is applied), on the very episodes the controllers run on; a registry optimizer
+is a standalone optax transform with its own grid and hyperparameters (step-decay interval and
+factor, LR-free methods), trained by :func:`lrjax.training.train` for ``lrjax baselines`` and
+paper B. Where a family and a registry optimizer apply the same rule (constant-LR SGD and
+``sgd``, ``adam`` and ``adam``, ``cosine_warmup`` and ``cosine``), the rule comes from one
+definition, :mod:`lrjax.baselines.schedules`; ``step_decay`` here (x 0.1 at half and three
+quarters of the episode) is another instance of the step decay than the registry's
+``step_decay`` (x ``factor`` every ``interval``, both tuned).
 """
 
 from __future__ import annotations
@@ -28,34 +42,27 @@ from typing import Any
 import jax
 import numpy as np
 
-from lrjax._validation import ConfigError, check_positive_int
+from lrjax._validation import ConfigError, check_choice, check_positive_int
 from lrjax.controller import Controller
 from lrjax.env import TraineeEnv
-from lrjax.quick_comparison import step_decay_lrs
-from lrjax.rollouts import Episodes, run_controllers, run_schedules
-
-WARMUP_FRACTION = 0.1
-"""Cosine's linear warm-up takes the first tenth of the actions."""
-
-
-def cosine_warmup_lrs(lr: float, horizon: int) -> np.ndarray:
-    """Linear warm-up to ``lr`` over the first :data:`WARMUP_FRACTION` of the actions, then a
-    cosine decay towards 0 (Loshchilov and Hutter 2017; Goyal et al. 2017's warm-up)."""
-    w = max(1, round(WARMUP_FRACTION * horizon))
-    t = np.arange(horizon, dtype=np.float64)
-    warm = lr * (t + 1) / w
-    cos = lr * 0.5 * (1 + np.cos(np.pi * (t - w) / max(horizon - w, 1)))
-    return np.where(t < w, warm, cos).astype(np.float32)
+from lrjax.evaluation.episodes import Episodes, run_controllers, run_schedules
+from lrjax.evaluation.schedules import SHAPES, shape_lrs
+from lrjax.training import CONTROLLED_OPTIMIZERS
 
 
 @dataclasses.dataclass(frozen=True)
 class Baseline:
-    """A baseline family: an LR schedule shape for an optimizer, over an LR grid.
+    """A baseline family of the protocol: an LR schedule shape for the environment's controlled
+    optimizer, over an LR grid (not a :class:`lrjax.baselines.registry.OptimizerSpec`: see the
+    module docstring).
 
     Attributes:
       name: e.g. ``"constant"``.
-      shape: ``"constant"``, ``"step_decay"`` or ``"cosine_warmup"``.
-      optimizer: ``"sgd"`` (the controller's) or ``"adam"``.
+      shape: a schedule of :data:`lrjax.evaluation.schedules.SHAPES` (``"constant"``,
+        ``"step_decay"`` or ``"cosine_warmup"``).
+      optimizer: the environment's controlled optimizer
+        (:data:`lrjax.training.CONTROLLED_OPTIMIZERS`): ``"sgd"`` (the controller's) or
+        ``"adam"``.
       grid: the initial LR grid (log-spaced; extended past its winner when tuning).
       bounds: the grid is never extended past these.
     """
@@ -66,13 +73,13 @@ class Baseline:
     grid: tuple[float, ...]
     bounds: tuple[float, float] = (1e-5, 10.0)
 
+    def __post_init__(self):
+        check_choice("shape", self.shape, SHAPES)
+        check_choice("optimizer", self.optimizer, CONTROLLED_OPTIMIZERS)
+
     def schedule(self, lr: float, horizon: int) -> np.ndarray:
         """The LR of each action for initial (peak) LR ``lr``."""
-        if self.shape == "constant":
-            return np.full(horizon, lr, np.float32)
-        if self.shape == "step_decay":
-            return step_decay_lrs(lr, horizon)
-        return cosine_warmup_lrs(lr, horizon)
+        return shape_lrs(self.shape, lr, horizon)
 
 
 _SGD_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -276,80 +283,3 @@ def evaluate_methods(
 def _label(t: Tuned) -> str:
     where = f", tuned on {t.tuned_on}" if t.tuned_on else ""
     return f"{t.baseline.name} (lr {t.best_lr:.3g}{where})"
-
-
-@dataclasses.dataclass(frozen=True)
-class Difference:
-    """Mean and 95% confidence interval (Student t) of paired per-seed differences."""
-
-    mean: float
-    low: float
-    high: float
-    n: int
-
-    @property
-    def excludes_zero(self) -> bool:
-        return self.high < 0 or self.low > 0
-
-
-def paired_difference(a: np.ndarray, b: np.ndarray) -> Difference:
-    """``a - b`` per seed: its mean and 95% CI, ``mean +- t_{0.975, n-1} sd / sqrt(n)``."""
-    from scipy import stats
-
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    if d.ndim != 1 or d.size < 2:
-        raise ConfigError(f"paired differences need >= 2 seeds, got {d.shape}.")
-    mean = float(np.mean(d))
-    if not np.all(np.isfinite(d)):
-        return Difference(mean, math.nan, math.nan, d.size)
-    half = float(stats.t.ppf(0.975, d.size - 1) * np.std(d, ddof=1) / math.sqrt(d.size))
-    return Difference(mean, mean - half, mean + half, d.size)
-
-
-def results_table(methods: Sequence[Method], reference: str) -> str:
-    """Markdown: each method's final test loss and accuracy (mean +- 95% CI half-width over
-    the seeds) and the paired test-loss difference ``reference - method`` (negative: the
-    reference is better) with its 95% CI."""
-    ref = next(m for m in methods if m.name == reference)
-    lines = [
-        f"| method | test loss | test accuracy | diverged | {reference} - method: test loss "
-        "[95% CI] |",
-        "|---|---|---|---|---|",
-    ]
-    for m in methods:
-        e = m.episodes
-        loss = _mean_ci(e.test_loss)
-        acc = _mean_ci(e.test_accuracy)
-        if m.name == reference:
-            diff = "reference"
-        else:
-            d = paired_difference(ref.episodes.test_loss, e.test_loss)
-            if not math.isfinite(d.low):
-                lines.append(
-                    f"| {m.name} | {loss} | {acc} | {int(e.diverged.sum())} | n/a (a diverged "
-                    "episode) |"
-                )
-                continue
-            verdict = (
-                (f" ({reference} better)" if d.high < 0 else f" ({reference} worse)")
-                if d.excludes_zero
-                else " (not significant)"
-            )
-            diff = f"{d.mean:+.4f} [{d.low:+.4f}, {d.high:+.4f}]{verdict}"
-        lines.append(f"| {m.name} | {loss} | {acc} | {int(e.diverged.sum())} | {diff} |")
-    return "\n".join(lines)
-
-
-def _mean_ci(x: np.ndarray) -> str:
-    from scipy import stats
-
-    x = np.asarray(x, np.float64)
-    if np.all(np.isnan(x)):
-        return "n/a"  # e.g. the accuracy of a regression
-    if not np.all(np.isfinite(x)):  # diverged episodes: inf loss, NaN accuracy
-        bad = int(np.sum(~np.isfinite(x)))
-        if np.any(np.isposinf(x)):
-            return f"inf ({bad} of {x.size} diverged)"
-        return f"{np.nanmean(x):.4f} over {x.size - bad} of {x.size}"
-    half = stats.t.ppf(0.975, x.size - 1) * np.std(x, ddof=1) / math.sqrt(x.size)
-    return f"{np.mean(x):.4f} +- {half:.4f}"

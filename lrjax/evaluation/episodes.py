@@ -2,7 +2,7 @@
 run on a :class:`~lrjax.env.TraineeEnv` for several episodes at once, recorded per step (LR,
 minibatch and validation loss, reward), and the trainees' test loss and accuracy on the whole
 test split at the end and, if asked, along the way. Episodes run side by side as the
-environment batches them (:meth:`~lrjax.env.TraineeEnv.over_episodes`)."""
+environment batches them (:meth:`~lrjax.env.VecEnv.over_episodes`)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import numpy as np
 from lrjax._validation import ConfigError, check_positive_int
 from lrjax.controller import Controller, actor_step, initial_carry
 from lrjax.distributed import global_inputs, to_host
-from lrjax.env import TraineeEnv
-from lrjax.features import normalise
+from lrjax.env import TraineeEnv, VecEnv
+from lrjax.features import init_normaliser, observe_run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +86,7 @@ def run_controllers(
             raise ConfigError(
                 "controllers entry with config "
                 f"{c.config.to_json()} is not allowed: expected the environment's controller "
-                "config (one environment per controller config: see lrjax.evaluate)."
+                "config (one environment per controller config: see lrjax.evaluation.batch)."
             )
     count = len(controllers)
     actors = jax.tree.map(
@@ -175,7 +175,7 @@ def _episodes(out) -> Episodes:
 def _run(env, episode, test_every, keys, policies, data):
     """``episode`` for each key and policy, side by side as the environment batches them."""
     fn = functools.partial(episode, env, test_every)
-    return env.over_episodes(fn, 2)(keys, policies, data)
+    return VecEnv(env).over_episodes(fn, 2)(keys, policies, data)
 
 
 def _record(info, reward, done):
@@ -201,19 +201,19 @@ def _controller_episode(env, test_every, key, actor, data):
     config = env.config.controller
     actor_params, normaliser = actor
     k_reset, k_steps = jax.random.split(key)
-    obs, state = env.reset(k_reset, data)
+    raw, state = env.reset(k_reset, data)
 
     def step(c, k):
-        obs, state, carry = c
-        if config.features.normaliser == "frozen":  # the controller's statistics, as deployed
-            obs = normalise(config.features, normaliser, obs)[0]
+        raw, state, carry, run_stats = c
+        # Normalised as the deployed controller does (its statistics, or the run's own).
+        obs, run_stats = observe_run(config.features, normaliser, run_stats, raw)
         carry, mean, _ = actor_step(actor_params, carry, obs, config)
-        obs, state, reward, done, info = env.step(k, state, mean, data, auto_reset=False)
-        return (obs, state, carry), _record(info, reward, done)
+        raw, state, reward, done, info = env.step_env(k, state, mean, data)
+        return (raw, state, carry, run_stats), _record(info, reward, done)
 
-    init = (obs, state, initial_carry(config))
+    init = (raw, state, initial_carry(config), init_normaliser(config.obs_size))
     keys = jax.random.split(k_steps, env.config.horizon)
-    (_, state, _), out, curve = _scan_with_test_curve(
+    (_, state, _, _), out, curve = _scan_with_test_curve(
         env, step, init, keys, test_every, data, lambda c: c[1].trainee.params
     )
     return out, env.eval_task.metrics(state.trainee.params, data, "validation"), curve
@@ -225,7 +225,7 @@ def _schedule_episode(env, test_every, key, schedule, data):
 
     def step(state, xs):
         k, lr = xs
-        _, state, reward, done, info = env.step_lr(k, state, lr, data, auto_reset=False)
+        _, state, reward, done, info = env.step_env_lr(k, state, lr, data)
         return state, _record(info, reward, done)
 
     steps = (jax.random.split(k_steps, env.config.horizon), schedule)

@@ -1,13 +1,14 @@
-"""The learned-vs-schedules comparison, and its plots."""
+"""The learned-vs-schedules comparison (lrjax.evaluation.comparison), and its plots."""
 
 import jax
 import numpy as np
 import pytest
 from _rl_problem import CONTROLLER, make_env, regression_problem
 
-from lrjax import plots, quick_comparison
+from lrjax import plots
 from lrjax._validation import ConfigError
 from lrjax.controller import init_controller
+from lrjax.evaluation import compare_with_schedules, constant_lr_grid, step_decay_lrs
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +16,7 @@ def comparison():
     task, data = regression_problem()
     env = make_env(task, horizon=4)
     controller = init_controller(jax.random.key(0), CONTROLLER)
-    return env, quick_comparison.compare_with_schedules(
+    return env, compare_with_schedules(
         env, controller, jax.random.key(1), data, 3, lrs=[0.01, 0.1, 0.5]
     )
 
@@ -41,10 +42,10 @@ def test_comparison_runs_every_schedule_on_the_same_episodes(comparison):
 
 def test_step_decay_and_grid():
     np.testing.assert_allclose(
-        quick_comparison.step_decay_lrs(1.0, 8), [1, 1, 1, 1, 0.1, 0.1, 0.01, 0.01], rtol=1e-6
+        step_decay_lrs(1.0, 8), [1, 1, 1, 1, 0.1, 0.1, 0.01, 0.01], rtol=1e-6
     )
     task, _ = regression_problem()
-    grid = quick_comparison.constant_lr_grid(make_env(task))  # initial LR 0.01 in [1e-3, 2]
+    grid = constant_lr_grid(make_env(task))  # initial LR 0.01 in [1e-3, 2]
     np.testing.assert_allclose(grid, np.geomspace(1e-3, 0.1, 5), rtol=1e-6)
 
 

@@ -1,5 +1,6 @@
-"""Batch evaluation (lrjax.evaluate): shapes, paired statistics against a hand computation, the
-seed-overlap note, determinism, each controller in its own config's environment, the CLI."""
+"""Batch evaluation (lrjax.evaluation.batch): shapes, paired statistics against a hand
+computation, the seed-overlap note, determinism, each controller in its own config's
+environment, the CLI."""
 
 import csv
 import json
@@ -11,10 +12,10 @@ import pytest
 from _rl_problem import CONTROLLER, make_env, regression_problem
 from scipy import stats
 
-from lrjax import cli, evaluate, protocol
+from lrjax import cli, evaluation
 from lrjax._validation import ConfigError
 from lrjax.controller import init_controller, save_controller
-from lrjax.rollouts import run_episodes, run_schedules
+from lrjax.evaluation import run_episodes, run_schedules
 
 SCALE = CONTROLLER.replace(action_mode="scale", alpha=1.5, initial_lr=0.05)
 # The problem of regression_problem() (the task draws its problem from the data key).
@@ -34,7 +35,9 @@ def _controllers():
 
 @pytest.fixture(scope="module")
 def result():
-    return evaluate.evaluate(["regression_2d"], _controllers(), train_seeds={"a": 7, "b": 0}, **KW)
+    return evaluation.evaluate(
+        ["regression_2d"], _controllers(), train_seeds={"a": 7, "b": 0}, **KW
+    )
 
 
 def test_arrays_have_one_row_per_method_and_seed(result):
@@ -96,7 +99,7 @@ def test_a_held_out_seed_that_was_a_training_seed_is_noted(result):
 
 
 def test_same_key_same_result_and_csv(result, tmp_path):
-    again = evaluate.evaluate(["regression_2d"], _controllers(), **KW)
+    again = evaluation.evaluate(["regression_2d"], _controllers(), **KW)
     assert again.notes == ()
     for field in ("lr", "train_loss", "val_loss", "test_curve_loss", "test_accuracy"):
         np.testing.assert_array_equal(
@@ -112,7 +115,7 @@ def test_same_key_same_result_and_csv(result, tmp_path):
 
 
 def test_a_baseline_family_can_be_the_reference():
-    r = evaluate.evaluate(
+    r = evaluation.evaluate(
         ["regression_2d"], {"a": init_controller(jax.random.key(0), CONTROLLER)},
         reference="constant", **KW,
     )  # fmt: skip
@@ -145,7 +148,7 @@ def test_a_baseline_family_can_be_the_reference():
 def test_bad_arguments_fail_before_any_work(kwargs, message):
     args = dict(task_names=["regression_2d"], controllers=_controllers()) | KW | kwargs
     with pytest.raises(ConfigError, match=message):
-        evaluate.evaluate(**args)
+        evaluation.evaluate(**args)
 
 
 def test_cli_over_two_tasks_writes_tables_csv_and_plots(tmp_path, capsys, fashion_mnist):
@@ -178,12 +181,3 @@ def test_cli_over_two_tasks_writes_tables_csv_and_plots(tmp_path, capsys, fashio
     assert cli.main(again) == 0
     printed = capsys.readouterr().out
     assert ", tuned on regression_2d) |" in printed and "Note:" not in printed
-
-
-def test_protocol_runs_controllers_of_one_config_in_one_program():
-    task, data = regression_problem()
-    env = make_env(task, horizon=3)
-    cs = _controllers()
-    methods = protocol.evaluate_methods(env, cs, [], jax.random.key(3), data, 2)
-    assert [m.name for m in methods] == ["a", "b", "c"]
-    assert not np.allclose(methods[0].episodes.lr, methods[2].episodes.lr)  # own params
