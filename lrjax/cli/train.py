@@ -164,7 +164,7 @@ def _announce(args, algo, env) -> int:
     if env is None:
         cfg = algo.config
         trainee_steps = args.updates * cfg.num_envs * cfg.steps_per_update
-        episodes = f"episodes of {cfg.reset_every} steps" if cfg.mode == "meta" else "one run"
+        episodes = f"episodes of {cfg.env.reset_every} steps" if cfg.mode == "meta" else "one run"
         print(
             f"actor-critic ({cfg.mode}) on {args.task}: {args.updates} updates x "
             f"{cfg.num_envs} trainee(s) x {cfg.steps_per_update} steps = {trainee_steps:,} "
