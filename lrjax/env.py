@@ -123,6 +123,7 @@ class EnvState:
     val_loss: jax.Array  # at the last observation
     initial_val_loss: jax.Array
     episode_return: jax.Array
+    history: features_lib.LossHistory  # of the observed minibatch losses, as the transform's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,8 +187,11 @@ class TraineeEnv:
         )
         return loss, val_loss, jnp.asarray(predictions, jnp.float32)
 
-    def _observe(self, trainee, lr, loss, val_loss, predictions, prev_predictions) -> jax.Array:
-        """chi's raw features of the trainee (:func:`lrjax.features.feature_inputs`)."""
+    def _observe(
+        self, trainee, lr, loss, val_loss, predictions, prev_predictions, history
+    ) -> jax.Array:
+        """chi's raw features of the trainee (:func:`lrjax.features.feature_inputs`);
+        ``history`` already holds this observation's loss, as the transform's does."""
         c = self.config.controller
         inputs = features_lib.feature_inputs(
             loss=loss,
@@ -200,6 +204,7 @@ class TraineeEnv:
             lr_bounds=(c.lr_min, c.lr_max),
             step=trainee.step,
             total_steps=self.total_steps,
+            loss_history=history,
         )
         return features_lib.raw_features(c.features, inputs)
 
@@ -214,7 +219,8 @@ class TraineeEnv:
         lr = jnp.clip(jnp.float32(c.initial_lr) * factor, c.lr_min, c.lr_max)
         trainee = training.init_trainee(self.train_task, self.optimizer(lr), k_init, data)
         loss, val_loss, predictions = self._measure(trainee, data)
-        obs = self._observe(trainee, lr, loss, val_loss, predictions, predictions)
+        history = features_lib.update_history(features_lib.init_history(), loss, lr)
+        obs = self._observe(trainee, lr, loss, val_loss, predictions, predictions, history)
         state = EnvState(
             trainee=trainee,
             lr=lr,
@@ -223,6 +229,7 @@ class TraineeEnv:
             val_loss=val_loss,
             initial_val_loss=val_loss,
             episode_return=jnp.zeros((), jnp.float32),
+            history=history,
         )
         return obs, state
 
@@ -278,7 +285,8 @@ class TraineeEnv:
         exactly what the environment does."""
         cfg = self.config
         loss, val_loss, predictions = self._measure(trainee, data)
-        obs = self._observe(trainee, lr, loss, val_loss, predictions, state.predictions)
+        history = features_lib.update_history(state.history, loss, lr)
+        obs = self._observe(trainee, lr, loss, val_loss, predictions, state.predictions, history)
         t = state.t + 1
         reward, diverged = mdp.step_outcome(
             cfg.reward,
@@ -300,6 +308,7 @@ class TraineeEnv:
             val_loss=val_loss,
             initial_val_loss=state.initial_val_loss,
             episode_return=episode_return,
+            history=history,
         )
         zero = jnp.zeros((), jnp.float32)
         info = {

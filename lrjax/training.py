@@ -89,6 +89,11 @@ class TrainResult:
 CONTROLLED_OPTIMIZERS = ("sgd", "momentum", "adam")
 """The base directions a controller's learning rate can scale."""
 
+DEFAULT_LEARNING_RATES = {"sgd": 0.1, "momentum": 0.01, "adam": 1e-3}
+"""The one documented starting LR of each base optimizer, where a controller trained across a
+task family starts when the user gives none: the usual defaults (Adam's 1e-3; SGD's 0.1 and
+heavy-ball momentum 0.9's 0.01, whose effective step ``lr / (1 - 0.9)`` is the same)."""
+
 
 def controlled_optimizer(name: str, lr: jax.Array) -> optax.GradientTransformationExtraArgs:
     """``chain(base, scale(-lr))``: the optimizer ``name`` (:data:`CONTROLLED_OPTIMIZERS`:

@@ -50,9 +50,7 @@ ac_settings = ac_config(
 ac = runner.run(
     ActorCritic(task, ac_settings), jax.random.key(1), data, out_dir=out / "ac", progress=False
 )
-episodes = run_controllers(
-    env, [ppo.controller(trained.state)], jax.random.key(2), data, 6
-)
+episodes = run_controllers(env, [ppo.controller(trained.state)], jax.random.key(2), data, 6)
 state_devices = {d.process_index for d in jax.tree.leaves(trained.state.env_state)[0].devices()}
 if distributed.is_primary():
     leaves = jax.tree.leaves(distributed.to_host(trained.state.params))

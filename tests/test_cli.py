@@ -291,3 +291,21 @@ def test_a_run_dir_of_the_cli_before_preset_resumes(tmp_path):
     args, signature = setup("--preset", "lrjax")
     with pytest.raises(ConfigError, match="preset: 'paper_a' there, 'lrjax' now"):
         train_cli._check_run_dir(args, out, signature)
+
+
+def test_train_family_refuses_what_the_family_draws_before_any_work(capsys, tmp_path):
+    """``--family`` draws the budget, batch size and optimizer, trains with PPO and is
+    evaluated on held-out trainees: options that contradict it are refused by name."""
+    base = ["train", "--family", "mixed_mlp", "--out", str(tmp_path / "f")]
+    for extra, message in [
+        (["--horizon", "4"], "--horizon is not allowed with --family"),
+        (["--optimizer", "adam"], "--optimizer is not allowed with --family"),
+        (["--batch-size", "32"], "--batch-size is not allowed with --family"),
+        (["--algo", "actor-critic"], "--family is not allowed with --algo actor-critic"),
+        (["--eval-episodes", "3"], "--eval-episodes is not allowed with --family"),
+    ]:
+        assert cli.main([*base, *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert cli.main(["train", "--family", "no_such", "--out", str(tmp_path / "g")]) == 2
+    assert "family='no_such' is not known" in capsys.readouterr().err
+    assert not (tmp_path / "f").exists() and not (tmp_path / "g").exists()

@@ -193,9 +193,7 @@ class ActorCritic:
         trainee_keys = key[None] if cfg.num_envs == 1 else jax.random.split(key, cfg.num_envs)
         episodes = self.engine().over_items(self._init_episode, 1)(trainee_keys, data)
         # The "frozen" statistics start from the first observations, as PPO's do.
-        raw = jax.vmap(lambda ep: self._raw(ep.trainee.params, ep.initial_loss, ep.lr, 0))(
-            episodes
-        )
+        raw = jax.vmap(lambda ep: self._raw(ep.trainee.params, ep.initial_loss, ep.lr, 0))(episodes)
         obs_stats = features_lib.accumulate(features_lib.init_normaliser(c.obs_size), raw)
         return ACState(
             actor=actor,

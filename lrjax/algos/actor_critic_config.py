@@ -129,9 +129,7 @@ class ActorCriticConfig:
 
     def __post_init__(self):
         if not isinstance(self.env, ActorCriticEnvConfig):
-            raise ConfigError(
-                f"env={self.env!r} is not allowed: expected an ActorCriticEnvConfig."
-            )
+            raise ConfigError(f"env={self.env!r} is not allowed: expected an ActorCriticEnvConfig.")
         check_choice("mode", self.mode, MODES)
         for f in ("num_envs", "num_updates", "steps_per_update", "critic_every", "actor_every"):
             check_positive_int(f, getattr(self, f))

@@ -227,27 +227,48 @@ class PPO:
 
     # -- init -------------------------------------------------------------------------------
 
-    def init(self, key: jax.Array, data: Any) -> RunnerState:
-        cfg, ccfg = self.config, self.controller_config
-        k_actor, k_critic, k_env, key = jax.random.split(key, 4)
+    def init_agent(self, key: jax.Array) -> tuple[dict[str, Any], Any]:
+        """Fresh ``(params, opt_state)`` of actor and critic (their shapes depend on the
+        controller's features only, not on the trainee: a family's updates share them)."""
+        return self._agent(*jax.random.split(key))
+
+    def _agent(self, k_actor, k_critic) -> tuple[dict[str, Any], Any]:
+        ccfg = self.controller_config
         params = {
             "actor": init_actor_params(k_actor, ccfg),
             "critic": self._critic().init(k_critic, jnp.zeros((ccfg.obs_size + 1,)))["params"],
         }
+        return params, self._tx().init(params)
+
+    def start(
+        self, key: jax.Array, data: Any, params, opt_state, obs_stats: NormaliserState
+    ) -> RunnerState:
+        """A runner of ``num_envs`` fresh episodes for the agent ``(params, opt_state)`` whose
+        observation statistics so far are ``obs_stats`` (they grow by the first observations)."""
+        return self._start(*jax.random.split(key), data, params, opt_state, obs_stats)
+
+    def _start(self, k_env, key, data, params, opt_state, obs_stats) -> RunnerState:
+        cfg, ccfg = self.config, self.controller_config
         obs, env_state = self.vec_env.reset(jax.random.split(k_env, cfg.num_envs), data)
         fresh = init_normaliser(ccfg.obs_size)
         return RunnerState(
             params=params,
-            opt_state=self._tx().init(params),
+            opt_state=opt_state,
             env_state=env_state,
             obs=obs,
             carry=initial_carry(ccfg, (cfg.num_envs,)),
             done=jnp.zeros((cfg.num_envs,), bool),
-            obs_stats=accumulate(fresh, obs),
+            obs_stats=accumulate(obs_stats, obs),
             run_stats=jax.tree.map(lambda x: jnp.stack([x] * cfg.num_envs), fresh),
             key=key,
             updates_done=jnp.zeros((), jnp.int32),
         )
+
+    def init(self, key: jax.Array, data: Any) -> RunnerState:
+        k_actor, k_critic, k_env, key = jax.random.split(key, 4)
+        params, opt_state = self._agent(k_actor, k_critic)
+        fresh = init_normaliser(self.controller_config.obs_size)
+        return self._start(k_env, key, data, params, opt_state, fresh)
 
     # -- rollout ----------------------------------------------------------------------------
 

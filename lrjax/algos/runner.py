@@ -175,7 +175,12 @@ def compile_chunk(algo: Algorithm, num_updates: int, state: Any):
     compiled the whole program again (~1 min on a conv task). With it every chunk of one length
     is one compilation, whatever the call (tests/test_algos_runner.py counts them). Metrics come out
     replicated, so that every process can read them.
+
+    An algorithm with ``host_driven = True`` (:class:`lrjax.algos.family.FamilyPPO`, which
+    draws a trainee per update on the host) is called as it is: it compiles its own programs.
     """
+    if getattr(algo, "host_driven", False):  # its updates call compiled programs themselves
+        return lambda s, d: algo.run_updates(s, d, num_updates)
     shardings = jax.tree.map(lambda x: x.sharding, state)
     metrics = distributed.replicated_sharding() if distributed.is_multiprocess() else None
     return jax.jit(

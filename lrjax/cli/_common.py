@@ -38,6 +38,22 @@ def task_names() -> list[str]:
     return list(TASKS)
 
 
+def load_family_data(family, args):
+    """``{dataset: data}`` of every dataset of a task family, with a line saying how long it
+    took and on which backend the run goes."""
+    import jax
+
+    start = time.perf_counter()
+    with flag_names(args):
+        data = family.load_data(data_dir=args.data_dir, raw_dir=args.raw_dir)
+    print(
+        f"{family.name}: {', '.join(family.datasets)} ready in {time.perf_counter() - start:.1f} "
+        f"s (backend {jax.default_backend()}, {jax.local_device_count()} device(s))",
+        flush=True,
+    )
+    return data
+
+
 def load_task_data(task, key, args):
     """The task's data (``key`` draws a random problem; real datasets ignore it), with a line
     saying how long it took and on which backend the run goes."""

@@ -52,7 +52,13 @@ def _setup(args):
     ignored |= {"command", *other}
     if args.features is None:  # runs made before feature names could be given resume unchanged
         ignored.add("features")
+    if args.family is None:  # runs made before families existed resume unchanged
+        ignored.add("family")
+    else:  # the family draws the task and its batch size, budget and optimizer
+        ignored |= {"task", "batch_size", "horizon", "optimizer"}
     signature = {k: v for k, v in vars(args).items() if k not in ignored}
+    if args.family is not None:
+        return None, None, _family_algo(args, controller, host_driven), signature
     if args.algo == "actor-critic":
         from lrjax.algos.actor_critic import ActorCritic, ActorCriticConfig, ActorCriticEnvConfig
 
@@ -100,6 +106,32 @@ def _setup(args):
     return task, env, PPO(env, ppo_config), signature
 
 
+def _family_algo(args, controller, engine):
+    """PPO across ``--family`` (:class:`lrjax.algos.family.FamilyPPO`)."""
+    from lrjax.algos.family import FamilyPPO
+    from lrjax.algos.ppo import PPOConfig
+    from lrjax.env import EnvConfig
+    from lrjax.tasks import get_family
+    from lrjax.training import DEFAULT_LEARNING_RATES
+
+    env_config = EnvConfig(
+        controller=controller,
+        engine=engine,
+        reward=args.reward,
+        initial_lr_spread=args.initial_lr_spread,
+    )
+    ppo_config = PPOConfig(
+        num_envs=args.num_envs,
+        num_updates=args.updates,
+        num_minibatches=2 if args.num_envs % 2 == 0 else 1,
+        **({} if args.ppo_lr is None else {"learning_rate": args.ppo_lr}),
+    )
+    # A user's --initial-lr moves every optimizer's start by the same factor.
+    scale = 1.0 if args.initial_lr is None else args.initial_lr / DEFAULT_LEARNING_RATES["sgd"]
+    starts = tuple((o, lr * scale) for o, lr in DEFAULT_LEARNING_RATES.items())
+    return FamilyPPO(get_family(args.family), env_config, ppo_config, starts)
+
+
 POSITIVE_FLAGS = (
     "updates",
     "updates_per_chunk",
@@ -140,7 +172,8 @@ def _out_dir(args) -> Path:
             f"--eval-episodes={args.eval_episodes} is not allowed: expected >= 0 (0 skips the "
             "comparison after training)."
         )
-    return _common.check_out_dir(args.out or f"runs/{args.algo}-{args.task}")
+    default = f"runs/{args.algo}-{args.family or args.task}"
+    return _common.check_out_dir(args.out or default)
 
 
 def _check_run_dir(args, out: Path, signature: dict) -> None:
@@ -161,6 +194,19 @@ def _check_run_dir(args, out: Path, signature: dict) -> None:
 
 def _announce(args, algo, env) -> int:
     """Print what the run will do; return its trainee steps."""
+    if args.family is not None:
+        samples = algo.family.samples()
+        budgets = sorted({s.budget for s in samples})
+        mean_budget = sum(s.budget for s in samples) / len(samples)
+        trainee_steps = round(args.updates * args.num_envs * mean_budget)
+        print(
+            f"{algo.name} {args.family}: {args.updates} updates x {args.num_envs} episodes of "
+            f"a drawn trainee ({len(algo.family.variants())} trainees, budgets {budgets}, "
+            f"{len(samples)} samples: at most {len(samples)} compiled programs) = about "
+            f"{trainee_steps:,} trainee steps",
+            flush=True,
+        )
+        return trainee_steps
     if env is None:
         cfg = algo.config
         trainee_steps = args.updates * cfg.num_envs * cfg.steps_per_update
@@ -188,8 +234,8 @@ def _report_training(args, algo, env, result, out: Path) -> None:
 
     last = result.history[-1] if result.history else {}
     get = lambda name: float("nan") if last.get(name) is None else float(last[name])
-    title = f"{args.task} {algo.name}"
-    if env is None:
+    title = f"{args.family or args.task} {algo.name}"
+    if env is None and args.family is None:
         plots.plot_actor_critic_training(result.history, out / "training.png", title=title)
         print(
             f"trained in {result.train_seconds:.0f} s; last update: train loss "
@@ -274,7 +320,10 @@ def _train(args, out, task, env, algo, signature) -> int:
 
     primary = distributed.is_primary()
     key = jax.random.key(args.seed)
-    data = _common.load_task_data(task, jax.random.fold_in(key, 1), args)
+    if args.family is not None:
+        data = _common.load_family_data(algo.family, args)
+    else:
+        data = _common.load_task_data(task, jax.random.fold_in(key, 1), args)
     trainee_steps = _announce(args, algo, env)
     result = runner.run(
         algo,
@@ -291,6 +340,10 @@ def _train(args, out, task, env, algo, signature) -> int:
     trained = algo.controller(result.state)
     if primary:
         save_controller(out / "controller", trained, overwrite=True)
+        if args.family is not None:
+            for optimizer in algo.starts:
+                controller = algo.controller(result.state, optimizer)
+                save_controller(out / f"controller-{optimizer}", controller, overwrite=True)
         _report_training(args, algo, env, result, out)
     if args.eval_episodes == 0:
         print(

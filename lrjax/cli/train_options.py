@@ -8,7 +8,7 @@ import argparse
 
 from lrjax.cli import _common
 
-PRESETS = ("lrjax", "paper_a", "paper_b")
+PRESETS = ("lrjax", "paper_a", "paper_b", "loss_only")
 ALGOS = ("ppo", "actor-critic")
 PPO_DEFAULTS = {"horizon": 40, "reward": "loss_decrement", "num_envs": 16}
 AC_DEFAULTS = {"num_envs": 4, "reset_every": 1000}
@@ -21,12 +21,14 @@ def add_parser(sub, detailed: bool = False) -> None:
     if detailed:
         from lrjax.features import (
             BUILTIN_FEATURES,
+            LOSS_ONLY_FEATURES,
             LRJAX_FEATURES,
             PAPER_A_FEATURES,
             PAPER_B_FEATURES,
         )
 
         presets = {
+            "loss_only": LOSS_ONLY_FEATURES,
             "lrjax": LRJAX_FEATURES,
             "paper_a": PAPER_A_FEATURES,
             "paper_b": PAPER_B_FEATURES,
@@ -49,6 +51,14 @@ def add_parser(sub, detailed: bool = False) -> None:
     )
     p.add_argument("--algo", default="ppo", choices=ALGOS, help="the RL algorithm")
     _common.add_task_option(p, detailed)
+    p.add_argument(
+        "--family",
+        default=None,
+        help="train across a task family instead of one task (lrjax.tasks.FAMILIES, e.g. "
+        "mixed_mlp): a fresh trainee, budget and base optimizer drawn every update; the "
+        "controller is saved for each optimizer (controller-sgd/, controller-adam/, ...). "
+        "Defaults then: --preset loss_only, --initial-lr-spread 10",
+    )
     _add_controller_options(p)
     _add_run_options(p)
     _add_actor_critic_options(p)
@@ -73,8 +83,9 @@ def _add_controller_options(p) -> None:
         choices=PRESETS,
         help="the controller preset: its state (features and normaliser) and the defaults of "
         "the controller options below (lrjax: ControllerConfig.lrjax(), paper A's features plus "
-        "progress, frozen normaliser; paper_a; paper_b). Default: lrjax for PPO, paper_b for "
-        "the actor-critic",
+        "progress, frozen normaliser; paper_a; paper_b; loss_only: losses relative to the run's "
+        "own start and best, for a family). Default: lrjax for PPO on a task, loss_only on a "
+        "family, paper_b for the actor-critic",
     )
     p.add_argument(
         "--features",
@@ -97,14 +108,15 @@ def _add_controller_options(p) -> None:
     p.add_argument(
         "--initial-lr-spread",
         type=float,
-        default=1.0,
-        help="episodes start at initial LR times a log-uniform factor in [1/spread, spread]",
+        default=None,
+        help="episodes start at initial LR times a log-uniform factor in [1/spread, spread] "
+        "(default 1; 10 on a family)",
     )
     p.add_argument(
         "--optimizer",
-        default="sgd",
+        default=None,
         choices=["sgd", "momentum", "adam"],
-        help="the optimizer whose LR the controller sets",
+        help="the optimizer whose LR the controller sets (default sgd)",
     )
 
 
@@ -181,16 +193,37 @@ def resolve(args) -> None:
     ppo = args.algo == "ppo"
     flag = lambda name: "--" + name.replace("_", "-")
     other = AC_ONLY + ("same_minibatch",) if ppo else PPO_ONLY
-    defaults = {"initial_lr_spread": 1.0}
-    given = [n for n in other if getattr(args, n) not in (None, False, defaults.get(n))]
+    given = [n for n in other if getattr(args, n) not in (None, False)]
     if given:
         raise ConfigError(
             f"{', '.join(flag(n) for n in given)} is not allowed with --algo {args.algo}: "
             f"{'the actor-critic' if ppo else 'PPO'}'s option(s)."
         )
     _check_features(args.features)
+    family = getattr(args, "family", None) is not None
+    if family and not ppo:
+        raise ConfigError(
+            "--family is not allowed with --algo actor-critic: PPO trains across a family."
+        )
     if args.preset is None:
-        args.preset = "lrjax" if ppo else "paper_b"
+        args.preset = ("loss_only" if family else "lrjax") if ppo else "paper_b"
+    if not family and args.optimizer is None:
+        args.optimizer = "sgd"
+    if ppo and args.initial_lr_spread is None:
+        args.initial_lr_spread = 10.0 if family else 1.0
+    if family:
+        fixed = [n for n in ("horizon", "batch_size", "optimizer") if getattr(args, n) is not None]
+        if fixed:
+            raise ConfigError(
+                f"{', '.join(flag(n) for n in fixed)} is not allowed with --family: the family "
+                "draws each update's budget, batch size and base optimizer."
+            )
+        if args.eval_episodes not in (0, 8):
+            raise ConfigError(
+                "--eval-episodes is not allowed with --family: a family's controller is "
+                "evaluated on held-out trainees with `lrjax evaluate`."
+            )
+        args.eval_episodes = 0
     if ppo:
         for name, value in PPO_DEFAULTS.items():
             if getattr(args, name) is None:

@@ -25,6 +25,7 @@ from lrjax._validation import (
     fail,
 )
 from lrjax.features import (
+    LOSS_ONLY_FEATURES,
     LRJAX_FEATURES,
     PAPER_A_FEATURES,
     PAPER_B_FEATURES,
@@ -172,6 +173,40 @@ class ControllerConfig:
             "steps_per_action": 10,
         }
         return cls._preset(preset, changes)
+
+    @classmethod
+    def loss_only(cls, **changes: Any) -> ControllerConfig:
+        """lrjax's trainee-independent controller: :data:`~lrjax.features.LOSS_ONLY_FEATURES`
+        (losses relative to the run's own start and best over three time scales, the LR
+        relative to its start, progress; nothing but ``value=loss`` and ``total_steps`` from the
+        loop), unnormalised (each is already O(1) and means the same on every trainee), scale
+        actions with alpha 1.25 every 10 steps, from 0.1 (SGD's start) within
+        ``[initial_lr / 1000, initial_lr * 30]``. :meth:`with_initial_lr` moves the start and
+        the bounds together (another base optimizer, or a user's LR).
+        """
+        preset = {
+            "features": FeatureSpec(features=LOSS_ONLY_FEATURES, normaliser="none"),
+            "action_mode": "scale",
+            "lr_min": 1e-4,
+            "lr_max": 3.0,
+            "alpha": 1.25,
+            "initial_lr": 0.1,
+            "steps_per_action": 10,
+        }
+        return cls._preset(preset, changes)
+
+    def with_initial_lr(self, initial_lr: float) -> ControllerConfig:
+        """This config started at ``initial_lr``, its LR bounds moved by the same factor (the
+        bounds keep their ratios to the start: a controller whose features are relative to its
+        starting LR acts the same from any start)."""
+        check_positive("initial_lr", initial_lr)
+        factor = float(initial_lr) / self.initial_lr
+        tidy = lambda x: float(f"{x:.12g}")  # 1e-06, not 1.0000000000000002e-06
+        return self.replace(
+            initial_lr=float(initial_lr),
+            lr_min=tidy(self.lr_min * factor),
+            lr_max=tidy(self.lr_max * factor),
+        )
 
     @classmethod
     def paper_b(cls, **changes: Any) -> ControllerConfig:

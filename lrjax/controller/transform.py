@@ -30,11 +30,14 @@ from lrjax.controller.config import ControllerConfig
 from lrjax.controller.io import check_params
 from lrjax.controller.nonfinite import all_finite, zeros_unless
 from lrjax.features import (
+    LossHistory,
     NormaliserState,
     check_inputs,
     feature_inputs,
+    init_history,
     observe,
     required_inputs,
+    update_history,
 )
 
 __all__ = [
@@ -61,6 +64,8 @@ class ControllerState(NamedTuple):
       obs: the last observation the actor saw, float32 ``(obs_size,)`` (for logging).
       prev_predictions: the ``predictions`` of the last observation (float32, of
         ``predictions_shape``; shape ``(0,)`` when no feature needs them).
+      history: the run's memory of the losses it observed (the ``loss_history`` input,
+        :class:`~lrjax.features.LossHistory`), updated when the controller acts.
     """
 
     count: jax.Array
@@ -70,6 +75,7 @@ class ControllerState(NamedTuple):
     normaliser: NormaliserState
     obs: jax.Array
     prev_predictions: jax.Array
+    history: LossHistory
 
 
 def scale_by_controller(
@@ -130,6 +136,7 @@ def scale_by_controller(
             normaliser=controller.normaliser,
             obs=jnp.zeros((spec.size,), jnp.float32),
             prev_predictions=jnp.zeros(kept_shape or (0,), jnp.float32),
+            history=init_history(),
         )
 
     def update_fn(
@@ -141,6 +148,7 @@ def scale_by_controller(
         **extra_args: Any,
     ) -> tuple[optax.Updates, ControllerState]:
         loss = _checked_loss(value)
+        history = update_history(state.history, loss, state.learning_rate)
         inputs = feature_inputs(
             loss=loss,
             updates=updates,
@@ -150,6 +158,7 @@ def scale_by_controller(
             params=params,
             total_steps=total_steps,
             prev_predictions=state.prev_predictions if kept_shape else None,
+            loss_history=history,
             extra={k: v for k, v in extra_args.items() if k not in _PROVIDED},
         )
         check_inputs(spec, inputs, hint=_MISSING_INPUTS_HINT)
@@ -175,13 +184,14 @@ def scale_by_controller(
             normaliser=keep(normaliser, state.normaliser),
             obs=keep(obs, state.obs),
             prev_predictions=keep(predictions, state.prev_predictions),
+            history=keep(history, state.history),
         )
         return zeros_unless(finite, scaled), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-_PROVIDED = ("params", "prev_predictions")
+_PROVIDED = ("params", "prev_predictions", "loss_history")
 """Inputs only the transform gives (from ``update``'s ``params`` and its state), never a keyword."""
 
 _MISSING_INPUTS_HINT = (

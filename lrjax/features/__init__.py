@@ -24,6 +24,8 @@ arguments of ``update``:
 * ``step``: the number of optimizer steps applied so far (int32 scalar);
 * ``total_steps``: the number of optimizer steps of the run
   (``scale_by_controller(..., total_steps=...)``);
+* ``loss_history``: the run's memory of its losses (:class:`LossHistory`), kept by the loop
+  (the transform keeps it in its state) and updated at each observation;
 * ``last_layer``: computed from ``params``, the final layer's weights (see
   :func:`find_last_layer` and ``FeatureSpec.last_layer_path``).
 
@@ -53,6 +55,7 @@ from lrjax.features.builtin import (
     DERIVED_INPUTS,
     INPUTS,
     LOG_FLOOR,
+    LOSS_ONLY_FEATURES,
     LRJAX_FEATURES,
     PAPER_A_FEATURES,
     PAPER_B_FEATURES,
@@ -60,6 +63,7 @@ from lrjax.features.builtin import (
     Feature,
 )
 from lrjax.features.flax_inputs import grads_and_feature_inputs
+from lrjax.features.history import HISTORY_DECAYS, LossHistory, init_history, update_history
 from lrjax.features.inputs import feature_inputs
 from lrjax.features.normaliser import (
     NormaliserState,
@@ -83,7 +87,10 @@ __all__ = [
     "BUILTIN_FEATURES",
     "DERIVED_INPUTS",
     "INPUTS",
+    "HISTORY_DECAYS",
     "LOG_FLOOR",
+    "LOSS_ONLY_FEATURES",
+    "LossHistory",
     "LRJAX_FEATURES",
     "NORMALISERS",
     "PAPER_A_FEATURES",
@@ -98,10 +105,12 @@ __all__ = [
     "feature_inputs",
     "find_last_layer",
     "grads_and_feature_inputs",
+    "init_history",
     "init_normaliser",
     "normalise",
     "observe",
     "observe_run",
     "raw_features",
     "required_inputs",
+    "update_history",
 ]

@@ -27,6 +27,8 @@ INPUTS: Mapping[str, str] = types.MappingProxyType(
         "lr_bounds": "(lr_min, lr_max) of the controller",
         "step": "the number of optimizer steps applied so far",
         "total_steps": "the number of optimizer steps the run will take",
+        "loss_history": "the run's memory of its losses (lrjax.features.LossHistory), kept by "
+        "the loop and updated at each observation",
     }
 )
 """The one list of feature inputs a training loop can provide, with what each means. Any other
@@ -40,6 +42,7 @@ TRANSFORM_INPUTS = (
     "step",
     "total_steps",
     "prev_predictions",
+    "loss_history",
 )
 """The inputs the controller transform provides itself (``params`` when ``update`` gets them);
 the rest come as keywords of ``update``."""
@@ -148,6 +151,35 @@ def _progress(inputs: Mapping[str, Any]) -> jax.Array:
     return step / jnp.asarray(inputs["total_steps"], jnp.float32)
 
 
+def _history(inputs: Mapping[str, Any]) -> Any:
+    return inputs["loss_history"]
+
+
+def _loss_vs_start_fast(inputs: Mapping[str, Any]) -> jax.Array:
+    h = _history(inputs)
+    return h.ema[0] - h.start
+
+
+def _loss_vs_start_slow(inputs: Mapping[str, Any]) -> jax.Array:
+    h = _history(inputs)
+    return h.ema[-1] - h.start
+
+
+def _loss_vs_best(inputs: Mapping[str, Any]) -> jax.Array:
+    h = _history(inputs)
+    return h.ema[0] - h.best
+
+
+def _loss_trend(inputs: Mapping[str, Any]) -> jax.Array:
+    h = _history(inputs)
+    return h.ema[0] - h.ema[-1]
+
+
+def _lr_vs_start(inputs: Mapping[str, Any]) -> jax.Array:
+    log_lr = jnp.log(jnp.maximum(jnp.asarray(inputs["lr"], jnp.float32), 1e-12))
+    return (log_lr - _history(inputs).start_lr) / jnp.log(10.0)
+
+
 def _update_norm(inputs: Mapping[str, Any]) -> jax.Array:
     leaves = jax.tree.leaves(inputs["updates"])
     sq = [jnp.sum(jnp.square(jnp.asarray(x, jnp.float32))) for x in leaves]
@@ -214,6 +246,43 @@ _BUILTINS = (
         "finite budget's schedule depends on it, as step decay and cosine do)",
     ),
     Feature(
+        "loss_vs_start_fast",
+        ("loss_history",),
+        _loss_vs_start_fast,
+        normalise=False,
+        description="log of the fast loss EMA over the run's first loss (VeLO/Celo: relative "
+        "to the run's own start, the same on every trainee)",
+    ),
+    Feature(
+        "loss_vs_start_slow",
+        ("loss_history",),
+        _loss_vs_start_slow,
+        normalise=False,
+        description="log of the slow loss EMA over the run's first loss",
+    ),
+    Feature(
+        "loss_vs_best",
+        ("loss_history",),
+        _loss_vs_best,
+        normalise=False,
+        description="log of the fast loss EMA over the lowest the middle EMA reached (>= 0 "
+        "after a rise: a plateau or an LR too high)",
+    ),
+    Feature(
+        "loss_trend",
+        ("loss_history",),
+        _loss_trend,
+        normalise=False,
+        description="log of the fast over the slow loss EMA (< 0 while the loss falls)",
+    ),
+    Feature(
+        "lr_vs_start",
+        ("lr", "loss_history"),
+        _lr_vs_start,
+        normalise=False,
+        description="decades of the previous LR over the run's starting LR",
+    ),
+    Feature(
         "update_norm",
         ("updates",),
         _update_norm,
@@ -239,6 +308,20 @@ PAPER_A_FEATURES = (
 LRJAX_FEATURES = (*PAPER_A_FEATURES, "progress")
 """lrjax's default state: paper A's plus the run's progress, so that a controller can place its
 warm-up and decay within a known budget (``scale_by_controller(..., total_steps=...)``)."""
+
+LOSS_ONLY_FEATURES = (
+    "loss_vs_start_fast",
+    "loss_vs_start_slow",
+    "loss_vs_best",
+    "loss_trend",
+    "lr_vs_start",
+    "progress",
+)
+"""lrjax's trainee-independent state: the minibatch loss relative to the run's own start and
+best over three time scales, the LR relative to its start, the fraction of the run done. It needs
+only ``value=loss`` and ``total_steps`` from a user's loop, and means the same on every trainee
+(no raw magnitude), so a controller trained across a task family can act on networks it never
+saw (VeLO's and Celo's recipe)."""
 
 PAPER_B_FEATURES = ("train_loss",)
 """Paper B's state: the average loss on the current minibatch."""

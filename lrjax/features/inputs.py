@@ -29,6 +29,7 @@ def feature_inputs(
     predictions: jax.typing.ArrayLike | None = None,
     prev_predictions: jax.typing.ArrayLike | None = None,
     updates: Any = None,
+    loss_history: Any = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The inputs of the state function at a step, by name; those given as None are left out
@@ -47,6 +48,7 @@ def feature_inputs(
       predictions: the model's outputs on the fixed probe examples.
       prev_predictions: ``predictions`` at the previous observation.
       updates: the updates the controller transform receives.
+      loss_history: the run's :class:`~lrjax.features.LossHistory` after this observation.
       extra: other inputs by name (a user's keywords for their own features); the named
         arguments above take precedence over entries of the same name.
 
@@ -65,6 +67,7 @@ def feature_inputs(
         "lr_bounds": lr_bounds,
         "step": step,
         "total_steps": total_steps,
+        "loss_history": loss_history,
     }
     inputs = {k: v for k, v in (extra or {}).items() if v is not None}
     inputs.update({k: v for k, v in named.items() if v is not None})

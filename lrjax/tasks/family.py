@@ -33,6 +33,10 @@ name               axes
                    budgets 400, 800, 1600; sgd, momentum, adam (24 tasks, 216 samples)
 ``image_mlp_cnn``  the same with LeNet-5 beside the MLPs: the architecture is drawn first,
                    MLP or LeNet-5 with equal probability (28 tasks, 252 samples)
+``mixed_mlp``      fashion_mnist, mnist; MLP widths 32, 128 x depths 1, 2; batch 128; budgets
+                   400, 1000; sgd, momentum, adam (8 tasks, 48 samples: a CPU-sized family
+                   whose every member differs from the held-out trainees ``fashion_mlp``,
+                   ``mnist_mlp``, deeper MLPs and the CNNs)
 =================  ========================================================================
 """
 
@@ -272,7 +276,18 @@ IMAGE_MLP = ImageClassificationFamily(
 
 IMAGE_MLP_CNN = dataclasses.replace(IMAGE_MLP, name="image_mlp_cnn", architectures=ARCHITECTURES)
 
-FAMILIES: dict[str, TaskFamily] = {f.name: f for f in (IMAGE_MLP, IMAGE_MLP_CNN)}
+MIXED_MLP = ImageClassificationFamily(
+    name="mixed_mlp",
+    datasets=("fashion_mnist", "mnist"),
+    architectures=("mlp",),
+    widths=(32, 128),
+    depths=(1, 2),
+    batch_sizes=(128,),
+    budgets=(400, 1000),
+    optimizers=OPTIMIZERS,
+)
+
+FAMILIES: dict[str, TaskFamily] = {f.name: f for f in (IMAGE_MLP, IMAGE_MLP_CNN, MIXED_MLP)}
 
 
 def get_family(name: str, **overrides) -> TaskFamily:

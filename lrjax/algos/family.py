@@ -1,0 +1,214 @@
+"""PPO across a task family: one controller trained on a fresh trainee every update.
+
+A controller trained on one trainee learns that trainee's schedule. One meant for networks it
+never saw is trained across a :class:`~lrjax.tasks.TaskFamily` (learned_optimization's recipe,
+and Celo's): every PPO update draws a :class:`~lrjax.tasks.TaskSample` (trainee, budget, base
+optimizer) from the family, runs ``num_envs`` fresh episodes of it, one whole run each, and
+takes PPO's gradient steps on them; the agent (actor, critic, their Adam state, the observation
+statistics) is shared by every update.
+
+Each sample is its own environment (the trainee's shapes, the budget's horizon and the optimizer
+are static), so each is its own compiled program: the number of programs is bounded by the
+family's :meth:`~lrjax.tasks.TaskFamily.samples`, is reported in every update's metrics
+(``programs``), and a program compiled once is reused whenever its sample is drawn again.
+
+An episode starts at the base optimizer's documented LR (:data:`lrjax.training.
+DEFAULT_LEARNING_RATES`, the controller's bounds moved with it,
+:meth:`~lrjax.controller.ControllerConfig.with_initial_lr`) times a log-uniform factor in
+``[1/spread, spread]`` (``EnvConfig.initial_lr_spread``), so that the controller learns to
+recover from a start that is too high or too low.
+
+:class:`FamilyPPO` has the runner's interface (:func:`lrjax.algos.runner.run`: chunks,
+metrics, checkpoints, resume) with ``host_driven = True``: its ``run_updates`` draws the
+samples on the host (the draw of update ``u`` is ``family.sample(fold_in(sample_key, u))``, so
+a resumed run draws what an uninterrupted one would) and calls each sample's compiled update.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from lrjax._validation import ConfigError
+from lrjax.algos.ppo import PPO, PPOConfig
+from lrjax.controller import Controller, ControllerConfig
+from lrjax.env import EnvConfig, TraineeEnv
+from lrjax.features import NormaliserState, deployed_normaliser, init_normaliser
+from lrjax.tasks import TaskFamily, TaskSample
+from lrjax.training import DEFAULT_LEARNING_RATES
+
+
+@struct.dataclass
+class FamilyState:
+    """What training across a family carries from one update to the next: the agent only (the
+    episodes of an update are fresh, of that update's sample)."""
+
+    params: dict[str, Any]  # {"actor": ..., "critic": ...}
+    opt_state: Any
+    obs_stats: NormaliserState
+    key: jax.Array
+    sample_key: jax.Array
+    updates_done: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class FamilyPPO:
+    """PPO over the samples of ``family`` (module docstring).
+
+    Attributes:
+      family: the trainees.
+      env: the MDP of every episode; its ``horizon`` is replaced by each sample's budget over
+        ``steps_per_action``, its ``optimizer`` by the sample's, its controller's start by the
+        optimizer's entry of ``start_lrs``. Default: the loss-only controller
+        (:meth:`ControllerConfig.loss_only`), starts spread 10x either way.
+      ppo: PPO's settings (``rollout_length`` must stay None: a rollout is one whole episode).
+      start_lrs: ``(optimizer, LR)`` pairs: where an episode of each base optimizer starts.
+    """
+
+    family: TaskFamily
+    env: EnvConfig = EnvConfig(controller=ControllerConfig.loss_only(), initial_lr_spread=10.0)
+    ppo: PPOConfig = PPOConfig()
+    start_lrs: tuple[tuple[str, float], ...] = tuple(DEFAULT_LEARNING_RATES.items())
+    name = "PPO over a family"
+    host_driven = True
+
+    def __post_init__(self):
+        if not isinstance(self.family, TaskFamily):
+            raise ConfigError(
+                f"family={self.family!r} is not allowed: expected a lrjax.tasks.TaskFamily "
+                "(lrjax.tasks.get_family(name))."
+            )
+        if self.ppo.rollout_length is not None:
+            raise ConfigError(
+                f"ppo.rollout_length={self.ppo.rollout_length} is not allowed here: expected None "
+                "(each update's rollout is one whole episode of its sample)."
+            )
+        object.__setattr__(
+            self, "start_lrs", tuple((str(o), float(lr)) for o, lr in dict(self.start_lrs).items())
+        )
+        k = self.env.controller.steps_per_action
+        samples = _samples(self.family)
+        for s in samples:
+            if s.budget % k:
+                raise ConfigError(
+                    f"family {self.family.name!r} has budget {s.budget}, which "
+                    f"steps_per_action={k} does not divide: expected budgets that are multiples "
+                    "of it (an episode is a whole number of actions)."
+                )
+            if s.optimizer not in self.starts:
+                raise ConfigError(
+                    f"start_lrs={self.start_lrs!r} has no LR for the optimizer {s.optimizer!r} "
+                    f"that family {self.family.name!r} draws."
+                )
+
+    @property
+    def starts(self) -> Mapping[str, float]:
+        """The starting LR of each base optimizer."""
+        return dict(self.start_lrs)
+
+    @property
+    def num_updates(self) -> int:
+        return self.ppo.num_updates
+
+    @property
+    def controller_config(self) -> ControllerConfig:
+        """The controller trained (its start is SGD's, or the first optimizer's in
+        ``start_lrs``; :meth:`controller` gives it at another)."""
+        return self.env.controller
+
+    def sample(self, state: FamilyState) -> TaskSample:
+        """The sample of the update after ``state`` (on the host)."""
+        key = jax.random.fold_in(state.sample_key, int(state.updates_done))
+        return self.family.sample(key)
+
+    def ppo_for(self, sample: TaskSample) -> PPO:
+        """The PPO of one sample: its trainee, budget, optimizer and start."""
+        c = self.env.controller
+        controller = c.with_initial_lr(self.starts[sample.optimizer])
+        env = dataclasses.replace(
+            self.env,
+            controller=controller,
+            optimizer=sample.optimizer,
+            horizon=sample.budget // c.steps_per_action,
+        )
+        # num_updates is not part of an update's program: a longer run (or one resumed with
+        # more updates) reuses the programs of a shorter one.
+        return PPO(TraineeEnv(sample.task, env), dataclasses.replace(self.ppo, num_updates=1))
+
+    def _any_ppo(self) -> PPO:
+        return self.ppo_for(_samples(self.family)[0])
+
+    def init(self, key: jax.Array, data: Any = None) -> FamilyState:
+        """A fresh agent (``data`` is not needed: nothing of the agent depends on a trainee)."""
+        del data
+        k_agent, k_sample, key = jax.random.split(key, 3)
+        params, opt_state = self._any_ppo().init_agent(k_agent)
+        return FamilyState(
+            params=params,
+            opt_state=opt_state,
+            obs_stats=init_normaliser(self.controller_config.obs_size),
+            key=key,
+            sample_key=k_sample,
+            updates_done=jnp.zeros((), jnp.int32),
+        )
+
+    def run_updates(
+        self, state: FamilyState, data: Mapping[str, Any], num_updates: int
+    ) -> tuple[FamilyState, dict[str, jax.Array]]:
+        """``num_updates`` updates, each on its own draw of the family; ``data`` maps each of
+        ``family.datasets`` to its data (``family.load_data()``). Metrics stacked per update,
+        with the sample drawn (``sample``: its index in ``family.samples()``; ``budget``) and
+        the compiled update programs so far (``programs``)."""
+        index = {s: i for i, s in enumerate(_samples(self.family))}
+        rows = []
+        for _ in range(num_updates):
+            sample = self.sample(state)
+            ppo = self.ppo_for(sample)
+            state, metrics = _update(ppo, state, data[sample.task.dataset])
+            metrics = dict(metrics)
+            metrics["sample"] = jnp.float32(index[sample])
+            metrics["budget"] = jnp.float32(sample.budget)
+            metrics["programs"] = jnp.float32(_update._cache_size())
+            rows.append(metrics)
+        return state, {k: jnp.stack([r[k] for r in rows]) for k in rows[0]}
+
+    def controller(self, state: FamilyState, optimizer: str = "sgd") -> Controller:
+        """The trained controller, starting at ``optimizer``'s LR of ``start_lrs``."""
+        if optimizer not in self.starts:
+            raise ConfigError(
+                f"optimizer={optimizer!r} is not allowed: expected one of "
+                f"{', '.join(self.starts)} (the optimizers of start_lrs)."
+            )
+        config = self.controller_config.with_initial_lr(self.starts[optimizer])
+        return Controller(
+            config=config,
+            params=state.params["actor"],
+            normaliser=deployed_normaliser(config.features, state.obs_stats),
+        )
+
+
+@functools.lru_cache(maxsize=8)
+def _samples(family: TaskFamily) -> tuple[TaskSample, ...]:
+    return family.samples()
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _update(ppo: PPO, state: FamilyState, data: Any) -> tuple[FamilyState, dict]:
+    """One PPO update on fresh episodes of ``ppo``'s sample (compiled once per sample)."""
+    k_start, key = jax.random.split(state.key)
+    runner = ppo.start(k_start, data, state.params, state.opt_state, state.obs_stats)
+    runner, metrics = ppo.update(runner, data)
+    new = state.replace(
+        params=runner.params,
+        opt_state=runner.opt_state,
+        obs_stats=runner.obs_stats,
+        key=key,
+        updates_done=state.updates_done + 1,
+    )
+    return new, metrics

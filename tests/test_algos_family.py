@@ -1,0 +1,127 @@
+"""PPO across a task family (:mod:`lrjax.algos.family`): a fresh draw every update, from the
+key, reproducible and resumable; one compiled program per sample, reused; the controller carried
+to each base optimizer's start; bad settings refused by name."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from lrjax._validation import ConfigError
+from lrjax.algos import runner
+from lrjax.algos.family import FamilyPPO, _update
+from lrjax.algos.ppo import PPOConfig
+from lrjax.controller import ControllerConfig
+from lrjax.env import EnvConfig
+from lrjax.tasks import get_family
+from lrjax.training import DEFAULT_LEARNING_RATES
+
+# The cheapest family: one tiny MLP on MNIST, a budget of 2 actions, two optimizers (2 programs).
+TINY = get_family(
+    "image_mlp",
+    datasets=("mnist",),
+    widths=(8,),
+    depths=(1,),
+    batch_sizes=(32,),
+    budgets=(20,),
+    optimizers=("sgd", "adam"),
+)
+ENV = EnvConfig(
+    controller=ControllerConfig.loss_only(),
+    initial_lr_spread=10.0,
+    val_batch_size=32,
+    probe_size=8,
+)
+
+
+def _algo(num_updates=4, **changes):
+    ppo = PPOConfig(num_envs=2, num_updates=num_updates, update_epochs=1, num_minibatches=1)
+    return FamilyPPO(TINY, **{"env": ENV, "ppo": ppo, **changes})
+
+
+@pytest.fixture(scope="module")
+def data(mnist):
+    return {"mnist": mnist}
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    algo = _algo()
+    result = runner.run(algo, jax.random.key(0), data, progress=False, updates_per_chunk=2)
+    return algo, result
+
+
+def test_each_update_draws_its_sample_from_the_key_and_compiles_it_once(trained):
+    algo, result = trained
+    samples = TINY.samples()
+    state = algo.init(jax.random.key(0))
+    drawn = []
+    for update in range(4):
+        drawn.append(algo.sample(state.replace(updates_done=np.int32(update))))
+    assert [int(r["sample"]) for r in result.history] == [samples.index(s) for s in drawn]
+    assert [r["budget"] for r in result.history] == [s.budget for s in drawn]
+    # One program per distinct sample so far, never more (a redrawn sample reuses its own).
+    distinct = [len(set(drawn[: u + 1])) for u in range(4)]
+    programs = [int(r["programs"]) for r in result.history]
+    assert all(p - programs[0] == d - distinct[0] for p, d in zip(programs, distinct, strict=True))
+    assert _update._cache_size() <= 64
+    assert int(result.state.updates_done) == 4
+    for row in result.history:
+        assert np.isfinite(row["episode_return"]) and row["episodes"] == 2
+    # The episodes start spread around the optimizer's start, within its bounds.
+    assert all(
+        r["lr_min"] >= 1e-6 * (1 - 1e-6) and r["lr_max"] <= 3.0 * (1 + 1e-6) for r in result.history
+    )
+
+
+def test_the_same_key_trains_the_same_controller_and_a_resumed_run_equals_it(
+    trained, data, tmp_path
+):
+    algo, result = trained
+    out = tmp_path / "run"
+    runner.run(_algo(num_updates=2), jax.random.key(0), data, out_dir=out, progress=False)
+    resumed = runner.run(algo, jax.random.key(0), data, out_dir=out, progress=False)
+    assert resumed.new_updates == 2
+    for a, b in zip(
+        jax.tree.leaves(result.state.params), jax.tree.leaves(resumed.state.params), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    other = runner.run(_algo(num_updates=1), jax.random.key(1), data, progress=False)
+    first = runner.run(_algo(num_updates=1), jax.random.key(0), data, progress=False)
+    flat = lambda r: np.concatenate([np.ravel(x) for x in jax.tree.leaves(r.state.params)])
+    assert not np.array_equal(flat(other), flat(first))
+
+
+def test_the_controller_starts_at_each_optimizers_documented_lr(trained):
+    algo, result = trained
+    for optimizer in ("sgd", "adam"):
+        c = algo.controller(result.state, optimizer)
+        start = DEFAULT_LEARNING_RATES[optimizer]
+        assert c.config.initial_lr == start
+        np.testing.assert_allclose((c.config.lr_min, c.config.lr_max), (start / 1e3, start * 30))
+        assert c.config.features == ENV.controller.features
+    a, b = (algo.controller(result.state, o).params for o in ("sgd", "adam"))
+    assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    with pytest.raises(ConfigError, match="optimizer='rmsprop'"):
+        algo.controller(result.state, "rmsprop")
+
+
+def test_each_sample_is_its_own_environment():
+    algo = _algo()
+    for sample in TINY.samples():
+        env = algo.ppo_for(sample).env
+        assert env.task == sample.task and env.config.optimizer == sample.optimizer
+        assert env.config.horizon * env.config.steps_per_action == sample.budget
+        assert env.config.controller.initial_lr == DEFAULT_LEARNING_RATES[sample.optimizer]
+
+
+def test_bad_settings_are_refused_by_name():
+    with pytest.raises(ConfigError, match="budget 25"):
+        FamilyPPO(dataclasses.replace(TINY, budgets=(20, 25)), env=ENV)
+    with pytest.raises(ConfigError, match="rollout_length"):
+        FamilyPPO(TINY, env=ENV, ppo=PPOConfig(rollout_length=2))
+    with pytest.raises(ConfigError, match="'adam'"):
+        FamilyPPO(TINY, env=ENV, start_lrs=(("sgd", 0.1),))
+    with pytest.raises(ConfigError, match="family="):
+        FamilyPPO("mixed_mlp", env=ENV)
