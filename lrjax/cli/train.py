@@ -85,7 +85,7 @@ def _setup(args):
         )
         return task, None, ActorCritic(task, config), signature
 
-    from lrjax.algos.ppo import PPO, PPOConfig
+    from lrjax.algos.ppo import PPO
     from lrjax.env import EnvConfig, TraineeEnv
 
     env_config = EnvConfig(
@@ -96,20 +96,26 @@ def _setup(args):
         reward=args.reward,
         initial_lr_spread=args.initial_lr_spread,
     )
-    ppo_config = PPOConfig(
+    ppo_config = _ppo_config(args)
+    env = TraineeEnv(task, env_config)
+    return task, env, PPO(env, ppo_config), signature
+
+
+def _ppo_config(args):
+    """PPO's settings from the options (on a task and on a family alike)."""
+    from lrjax.algos.ppo import PPOConfig
+
+    return PPOConfig(
         num_envs=args.num_envs,
         num_updates=args.updates,
         num_minibatches=2 if args.num_envs % 2 == 0 else 1,
         **({} if args.ppo_lr is None else {"learning_rate": args.ppo_lr}),
     )
-    env = TraineeEnv(task, env_config)
-    return task, env, PPO(env, ppo_config), signature
 
 
 def _family_algo(args, controller, engine):
     """PPO across ``--family`` (:class:`lrjax.algos.family.FamilyPPO`)."""
     from lrjax.algos.family import FamilyPPO
-    from lrjax.algos.ppo import PPOConfig
     from lrjax.env import EnvConfig
     from lrjax.tasks import get_family
     from lrjax.training import DEFAULT_LEARNING_RATES
@@ -120,12 +126,7 @@ def _family_algo(args, controller, engine):
         reward=args.reward,
         initial_lr_spread=args.initial_lr_spread,
     )
-    ppo_config = PPOConfig(
-        num_envs=args.num_envs,
-        num_updates=args.updates,
-        num_minibatches=2 if args.num_envs % 2 == 0 else 1,
-        **({} if args.ppo_lr is None else {"learning_rate": args.ppo_lr}),
-    )
+    ppo_config = _ppo_config(args)
     # A user's --initial-lr moves every optimizer's start by the same factor.
     scale = 1.0 if args.initial_lr is None else args.initial_lr / DEFAULT_LEARNING_RATES["sgd"]
     starts = tuple((o, lr * scale) for o, lr in DEFAULT_LEARNING_RATES.items())
