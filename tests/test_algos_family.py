@@ -75,6 +75,7 @@ def test_each_update_draws_its_sample_from_the_key_and_compiles_it_once(trained)
     )
 
 
+@pytest.mark.slow  # the default suite's budget; CI runs it (make test-slow)
 def test_the_same_key_trains_the_same_controller_and_a_resumed_run_equals_it(
     trained, data, tmp_path
 ):
@@ -102,7 +103,9 @@ def test_the_controller_starts_at_each_optimizers_documented_lr(trained):
         np.testing.assert_allclose((c.config.lr_min, c.config.lr_max), (start / 1e3, start * 30))
         assert c.config.features == ENV.controller.features
     a, b = (algo.controller(result.state, o).params for o in ("sgd", "adam"))
-    assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    assert all(
+        np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
     with pytest.raises(ConfigError, match="optimizer='rmsprop'"):
         algo.controller(result.state, "rmsprop")
 

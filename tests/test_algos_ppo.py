@@ -74,6 +74,7 @@ def test_frozen_normaliser_gathers_every_training_observation(problem):
     assert np.all(np.asarray(stats.var) >= 0) and np.any(np.asarray(stats.var) > 0)
 
 
+@pytest.mark.slow  # the default suite's budget; CI runs it (make test-slow)
 def test_vmapped_controllers_equal_separate_trainings(problem):
     task, data = problem
     ppo = PPO(
@@ -99,6 +100,7 @@ def tiny_conv(fashion_mnist):
     return task, fashion_mnist.subset(train=256, validation=64, test=32)
 
 
+@pytest.mark.slow  # the default suite's budget; CI runs it (make test-slow)
 def test_mapped_and_vmapped_episodes_give_the_same_ppo_update(tiny_conv):
     """PPO on a conv trainee: episodes one after another (the CPU default) or vmapped give the
     same rollout and update."""
