@@ -1,0 +1,166 @@
+"""Family-trained loss-only controllers on held-out trainees, in a plain optax loop.
+
+Issue 26's protocol, the part that needs no tuning: each controller saved by
+``lrjax train --family`` (``controller-sgd/``, ``controller-adam/``) is deployed as a user deploys
+it, ``optax.chain(base_direction, scale_by_controller(controller, total_steps=N))`` inside
+:func:`lrjax.training.train` (``value=loss`` is all it reads), on trainees that no family member
+equals and at a budget longer than any in training, beside the untuned baselines at their
+documented defaults: the controllers' own starting LRs held constant (SGD 0.1, Adam 1e-3,
+:data:`lrjax.training.DEFAULT_LEARNING_RATES`), Prodigy, DoG, D-Adaptation AdamW, Mechanic
+(around Adam 1e-3), schedule-free SGD (1.0) and AdamW (0.0025). Every method trains the same
+``--seeds`` trainees (the same init and minibatch keys), so differences are paired.
+
+Not here (the rest of the protocol, still to build in ``lrjax.evaluation``): baselines tuned on
+the family's training trainees (transferred) and on the target (oracles).
+
+Prints one Markdown table per target: final test loss (mean +- 95% CI) and accuracy, runs that
+diverged (non-finite loss) or ended at chance (test accuracy < 0.2), the paired difference of
+each method minus the SGD controller with its 95% CI, and the controller's LR range.
+
+  python benchmarks/heldout_general.py --run runs/mixed_mlp_ppo --steps 3000 --seeds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import optax
+
+from lrjax import tasks, training
+from lrjax.baselines import get_optimizer
+from lrjax.controller import current_lr, load_controller, scale_by_controller
+from lrjax.evaluation.stats import mean_interval, paired_difference
+
+TARGETS = {
+    # name: (registered task, model overrides): none of them is a member of mixed_mlp
+    "fashion_mlp": ("fashion_mlp", {}),  # width 64 (the family has 32, 128)
+    "mnist_mlp": ("mnist_mlp", {}),  # width 64, batch 50 (the family's batch is 128)
+    "fashion_mlp_4x64": ("fashion_mlp", {"hidden": (64, 64, 64, 64)}),  # deeper than any
+    "fashion_cnn": ("fashion_cnn", {}),  # a CNN (the family has only MLPs)
+}
+LR_FREE = ("prodigy", "dog", "dadapt_adamw", "mechanic")
+CHANCE_ACCURACY = 0.2
+
+
+def _controller_method(controller, optimizer: str, steps: int):
+    base = {"sgd": optax.identity(), "adam": optax.scale_by_adam()}[optimizer]
+    tx = optax.chain(base, scale_by_controller(controller, total_steps=steps))
+    return (lambda hp: tx), None, current_lr, None
+
+
+def _registry_method(name: str, steps: int, lr: float | None = None):
+    spec = get_optimizer(name)
+    configs = spec.grid(None if lr is None else [lr])
+    hp = {k: np.float32(configs[0][k]) for k in configs[0]}
+    return spec.make_tx(steps), hp, spec.learning_rate, spec.eval_params
+
+
+def methods(run_dir: Path, steps: int) -> dict:
+    out = {}
+    for optimizer in ("sgd", "adam"):
+        path = run_dir / f"controller-{optimizer}"
+        out[f"controller_{optimizer}"] = _controller_method(load_controller(path), optimizer, steps)
+    out["sgd_0.1"] = _registry_method("sgd", steps, 0.1)
+    out["adam_1e-3"] = _registry_method("adam", steps, 1e-3)
+    for name in LR_FREE:
+        out[name] = _registry_method(name, steps)
+    out["schedule_free_sgd_1.0"] = _registry_method("schedule_free_sgd", steps, 1.0)
+    out["schedule_free_adamw_2.5e-3"] = _registry_method("schedule_free_adamw", steps, 2.5e-3)
+    return out
+
+
+def run_target(task, data, table, keys, steps):
+    rows = {}
+    for name, (make_tx, hp, lr_fn, eval_params) in table.items():
+        n = keys.shape[0]
+        hparams = None if hp is None else {k: np.full((n,), v) for k, v in hp.items()}
+        t0 = time.perf_counter()
+        r = training.train(
+            task, make_tx, keys, data, steps, hparams=hparams,
+            learning_rate_fn=lr_fn, eval_params=eval_params,
+        )  # fmt: skip
+        test_loss = np.where(np.isfinite(r.test_loss[:, -1]), r.test_loss[:, -1], np.inf)
+        rows[name] = {
+            "test_loss": test_loss,
+            "test_accuracy": r.test_accuracy[:, -1],
+            "diverged": int(np.sum(~np.isfinite(r.train_loss).all(axis=1))),
+            "chance": int(np.sum(r.test_accuracy[:, -1] < CHANCE_ACCURACY)),
+            "lr_range": _range(r.learning_rate),
+            "seconds": time.perf_counter() - t0,
+        }
+        print(f"  {name}: {np.mean(test_loss):.4f} ({rows[name]['seconds']:.0f} s)", flush=True)
+    return rows
+
+
+def _range(lr: np.ndarray) -> tuple[float, float]:
+    """The applied LR's range (NaN where the method keeps no LR in its state, e.g. DoG)."""
+    finite = lr[np.isfinite(lr)]
+    return (float(finite.min()), float(finite.max())) if finite.size else (np.nan, np.nan)
+
+
+def table_md(target, rows, reference="controller_sgd") -> str:
+    lines = [
+        f"### {target}",
+        "",
+        "| method | test loss (95% CI) | test acc | diverged | chance | minus controller_sgd "
+        "[95% CI] | LR range |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    ref = rows[reference]["test_loss"]
+    for name, r in rows.items():
+        li = mean_interval(r["test_loss"])
+        d = "" if name == reference else _diff(r["test_loss"], ref)
+        lo, hi = r["lr_range"]
+        lines.append(
+            f"| {name} | {li.mean:.4f} +- {li.half_width:.4f} | "
+            f"{np.mean(r['test_accuracy']):.4f} | {r['diverged']} | {r['chance']} | {d} | "
+            f"[{lo:.2g}, {hi:.2g}] |"
+        )
+    return "\n".join(lines)
+
+
+def _diff(x, ref) -> str:
+    if not (np.isfinite(x).all() and np.isfinite(ref).all()):
+        return "n/a (a run diverged)"
+    d = paired_difference(x, ref)
+    return f"{d.mean:+.4f} [{d.low:+.4f}, {d.high:+.4f}]"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", default="runs/mixed_mlp_ppo", help="a lrjax train --family run")
+    p.add_argument("--targets", default=",".join(TARGETS), help="comma-separated")
+    p.add_argument("--steps", type=int, default=3000, help="trainee steps (training had <= 1000)")
+    p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--seed", type=int, default=1000, help="root of the held-out keys")
+    p.add_argument("--out", default=None, help="write results.md and results.json here")
+    args = p.parse_args()
+    keys = jax.random.split(jax.random.fold_in(jax.random.key(args.seed), 1), args.seeds)
+    table = methods(Path(args.run), args.steps)
+    print(f"devices: {jax.devices()}; {args.seeds} seeds, {args.steps} steps", flush=True)
+    md, dump = [], {}
+    for target in args.targets.split(","):
+        name, overrides = TARGETS[target]
+        task = tasks.get_task(name, **overrides)
+        print(f"{target}:", flush=True)
+        rows = run_target(task, task.load_data(), table, keys, args.steps)
+        md.append(table_md(target, rows))
+        print(md[-1], flush=True)
+        dump[target] = {
+            k: {f: (v.tolist() if isinstance(v, np.ndarray) else v) for f, v in r.items()}
+            for k, r in rows.items()
+        }
+        if args.out:
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "results.md").write_text("\n\n".join(md) + "\n")
+            (out / "results.json").write_text(json.dumps(dump, indent=1))
+
+
+if __name__ == "__main__":
+    main()
