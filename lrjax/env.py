@@ -105,6 +105,13 @@ class EnvConfig(mdp.MDPConfig):
         check_positive_int("val_batch_size", self.val_batch_size)
         check_positive_int("probe_size", self.probe_size)
         check_positive("initial_lr_spread", self.initial_lr_spread)
+        per_run = self.controller.actions_per_run
+        if per_run is not None and self.horizon != per_run:
+            raise ConfigError(
+                f"horizon={self.horizon} is not allowed with controller.actions_per_run="
+                f"{per_run}: expected horizon={per_run} (the controller acts that many times "
+                "per run; set its steps_per_action to the budget over it)."
+            )
         if self.initial_lr_spread < 1:
             raise ConfigError(
                 f"initial_lr_spread={self.initial_lr_spread!r} is not allowed: expected a "

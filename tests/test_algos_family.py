@@ -119,6 +119,18 @@ def test_each_sample_is_its_own_environment():
         assert env.config.controller.initial_lr == DEFAULT_LEARNING_RATES[sample.optimizer]
 
 
+def test_a_controller_with_actions_per_run_acts_as_often_on_every_budget():
+    per_run = ENV.controller.replace(actions_per_run=4)
+    family = dataclasses.replace(TINY, budgets=(20, 40))
+    algo = FamilyPPO(family, env=dataclasses.replace(ENV, controller=per_run, horizon=4))
+    for sample in family.samples():
+        config = algo.ppo_for(sample).env.config
+        assert config.horizon == 4
+        assert config.controller.steps_per_action == sample.budget // 4  # 5 or 10
+    with pytest.raises(ConfigError, match="actions_per_run=4 does not divide"):
+        FamilyPPO(dataclasses.replace(TINY, budgets=(20, 30)), env=algo.env)
+
+
 def test_bad_settings_are_refused_by_name():
     with pytest.raises(ConfigError, match="budget 25"):
         FamilyPPO(dataclasses.replace(TINY, budgets=(20, 25)), env=ENV)

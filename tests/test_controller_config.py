@@ -46,6 +46,7 @@ def test_paper_steps_per_action():
         ({"initial_lr": 1.0}, "initial_lr=1.0"),
         ({"steps_per_action": 0}, "steps_per_action=0"),
         ({"steps_per_action": 1.5}, "steps_per_action=1.5"),
+        ({"actions_per_run": 0}, "actions_per_run=0"),
         ({"lstm_layers": 0}, "lstm_layers=0"),
         ({"lstm_units": -3}, "lstm_units=-3"),
         ({"log_std_init": 10.0}, "log_std_init=10.0"),
@@ -56,6 +57,18 @@ def test_config_errors(kwargs, match):
     with pytest.raises(ConfigError, match=match.replace("(", r"\(")) as info:
         ControllerConfig(**kwargs)
     assert isinstance(info.value, ValueError)
+
+
+def test_actions_per_run_sets_the_interval_from_the_runs_length():
+    fixed = ControllerConfig(steps_per_action=3)
+    assert fixed.actions_per_run is None and fixed.steps_for(1000) == fixed.steps_for(None) == 3
+    per_run = ControllerConfig(steps_per_action=3, actions_per_run=40)
+    assert [per_run.steps_for(n) for n in (400, 1000, 3000, 41, 7)] == [10, 25, 75, 1, 1]
+    with pytest.raises(ConfigError, match="total_steps=None"):
+        per_run.steps_for(None)
+    assert ControllerConfig.from_json(per_run.to_json()) == per_run
+    old = {k: v for k, v in fixed.to_json().items() if k != "actions_per_run"}
+    assert ControllerConfig.from_json(old) == fixed  # saved before the field existed
 
 
 def test_config_json_round_trip():

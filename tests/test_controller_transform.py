@@ -567,6 +567,26 @@ def test_steps_per_action_acts_every_k_steps():
     np.testing.assert_allclose(lrs[::k], _lrs_of(every_step, losses[::k]), rtol=1e-6)
 
 
+def test_actions_per_run_acts_that_many_times_whatever_the_budget():
+    config = LIVELY.config.replace(actions_per_run=3)
+    ctrl = LIVELY.replace(config=config)
+    for total in (12, 30):
+        tx = scale_by_controller(ctrl, total_steps=total)
+        losses = jnp.asarray(np.linspace(2.0, 0.2, total), jnp.float32)
+
+        def step(state, loss, tx=tx):
+            _, state = tx.update(GRADS, state, PARAMS, value=loss)
+            return state, state.normaliser.count[0]
+
+        _, counts = jax.lax.scan(step, tx.init(PARAMS), losses)
+        # every total // 3 steps: at steps 0, k, 2k
+        expected = np.cumsum(np.arange(total) % (total // 3) == 0)
+        np.testing.assert_array_equal(np.asarray(counts), expected)
+        assert int(counts[-1]) == 3
+    with pytest.raises(ConfigError, match="total_steps=None"):
+        scale_by_controller(ctrl)
+
+
 def test_frozen_statistics_and_progress_as_trained():
     """lrjax's preset: the trained controller's statistics stay fixed during a run, and the
     progress feature needs the run's length."""

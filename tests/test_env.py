@@ -176,6 +176,10 @@ def test_bad_configs():
         EnvConfig(optimizer="lion")
     with pytest.raises(ConfigError, match="initial_lr_spread=0.5"):
         EnvConfig(initial_lr_spread=0.5)
+    per_run = ControllerConfig.loss_only(actions_per_run=20)
+    with pytest.raises(ConfigError, match="horizon=40 is not allowed with controller.actions_per"):
+        EnvConfig(controller=per_run)
+    assert EnvConfig(controller=per_run, horizon=20).horizon == 20
     with pytest.raises(ConfigError, match="steps_per_action=0"):
         ControllerConfig(steps_per_action=0)
     with pytest.raises(ConfigError, match="batching='pmap'"):

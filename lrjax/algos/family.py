@@ -64,7 +64,8 @@ class FamilyPPO:
     Attributes:
       family: the trainees.
       env: the MDP of every episode; its ``horizon`` is replaced by each sample's budget over
-        ``steps_per_action``, its ``optimizer`` by the sample's, its controller's start by the
+        ``steps_per_action`` (or by ``actions_per_run``, ``steps_per_action`` then by the budget
+        over it), its ``optimizer`` by the sample's, its controller's start by the
         optimizer's entry of ``start_lrs``. Default: the loss-only controller
         (:meth:`ControllerConfig.loss_only`), starts spread 10x either way.
       ppo: PPO's settings (``rollout_length`` must stay None: a rollout is one whole episode).
@@ -92,13 +93,18 @@ class FamilyPPO:
         object.__setattr__(
             self, "start_lrs", tuple((str(o), float(lr)) for o, lr in dict(self.start_lrs).items())
         )
-        k = self.env.controller.steps_per_action
+        c = self.env.controller
+        field, k = (
+            ("steps_per_action", c.steps_per_action)
+            if c.actions_per_run is None
+            else ("actions_per_run", c.actions_per_run)
+        )
         samples = _samples(self.family)
         for s in samples:
             if s.budget % k:
                 raise ConfigError(
                     f"family {self.family.name!r} has budget {s.budget}, which "
-                    f"steps_per_action={k} does not divide: expected budgets that are multiples "
+                    f"{field}={k} does not divide: expected budgets that are multiples "
                     "of it (an episode is a whole number of actions)."
                 )
             if s.optimizer not in self.starts:
@@ -130,12 +136,13 @@ class FamilyPPO:
     def ppo_for(self, sample: TaskSample) -> PPO:
         """The PPO of one sample: its trainee, budget, optimizer and start."""
         c = self.env.controller
-        controller = c.with_initial_lr(self.starts[sample.optimizer])
+        k = c.steps_for(sample.budget)
+        controller = c.with_initial_lr(self.starts[sample.optimizer]).replace(steps_per_action=k)
         env = dataclasses.replace(
             self.env,
             controller=controller,
             optimizer=sample.optimizer,
-            horizon=sample.budget // c.steps_per_action,
+            horizon=sample.budget // k,
         )
         # num_updates is not part of an update's program: a longer run (or one resumed with
         # more updates) reuses the programs of a shorter one.

@@ -22,6 +22,7 @@ from pathlib import Path
 from lrjax.cli import _common
 from lrjax.cli.train_options import (
     AC_ONLY,
+    PPO_DEFAULTS,
     PPO_ONLY,
     add_parser,
     controller_config,
@@ -54,6 +55,8 @@ def _setup(args):
         ignored.add("features")
     if args.family is None:  # runs made before families existed resume unchanged
         ignored.add("family")
+    if getattr(args, "actions_per_run", None) is None:  # ditto, before actions_per_run
+        ignored.add("actions_per_run")
     else:  # the family draws the task and its batch size, budget and optimizer
         ignored |= {"task", "batch_size", "horizon", "optimizer"}
     signature = {k: v for k, v in vars(args).items() if k not in ignored}
@@ -125,6 +128,8 @@ def _family_algo(args, controller, engine):
         engine=engine,
         reward=args.reward,
         initial_lr_spread=args.initial_lr_spread,
+        # each sample's horizon replaces this one (its budget over k, or actions_per_run)
+        horizon=controller.actions_per_run or PPO_DEFAULTS["horizon"],
     )
     ppo_config = _ppo_config(args)
     # A user's --initial-lr moves every optimizer's start by the same factor.
@@ -139,6 +144,7 @@ POSITIVE_FLAGS = (
     "num_envs",
     "horizon",
     "steps_per_action",
+    "actions_per_run",
     "batch_size",
     "reset_every",
     "steps_per_update",

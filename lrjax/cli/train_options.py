@@ -144,6 +144,13 @@ def _add_run_options(p) -> None:
     p.add_argument(
         "--steps-per-action", type=int, default=None, help="trainee steps per action (10)"
     )
+    p.add_argument(
+        "--actions-per-run",
+        type=int,
+        default=None,
+        help="PPO: the controller acts this many times per run whatever its length (every "
+        "budget / N steps; sets --horizon); default: every --steps-per-action steps",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="trainee minibatch size")
     p.add_argument(
         "--num-envs",
@@ -181,7 +188,14 @@ def _add_actor_critic_options(p) -> None:
     )
 
 
-PPO_ONLY = ("horizon", "reward", "steps_per_action", "ppo_lr", "initial_lr_spread")
+PPO_ONLY = (
+    "horizon",
+    "reward",
+    "steps_per_action",
+    "actions_per_run",
+    "ppo_lr",
+    "initial_lr_spread",
+)
 AC_ONLY = ("mode", "reset_every", "gamma", "actor_every", "critic_every", "exploration_std")
 
 
@@ -224,6 +238,8 @@ def resolve(args) -> None:
                 "evaluated on held-out trainees with `lrjax evaluate`."
             )
         args.eval_episodes = 0
+    if ppo and args.actions_per_run is not None and args.horizon is None and not family:
+        args.horizon = args.actions_per_run
     if ppo:
         for name, value in PPO_DEFAULTS.items():
             if getattr(args, name) is None:
@@ -270,6 +286,7 @@ def controller_config(args):
         "alpha": args.alpha,
         "initial_lr": args.initial_lr,
         "steps_per_action": args.steps_per_action,
+        "actions_per_run": getattr(args, "actions_per_run", None),
     }
     config = getattr(ControllerConfig, args.preset)(
         **{k: v for k, v in given.items() if v is not None}

@@ -42,6 +42,11 @@ LOG_STD_RANGE = (-5.0, 2.0)
 """The Gaussian head's log-std is clipped to this range."""
 
 
+_ADDED_LATER = {"actions_per_run": None}
+"""Fields newer than the first saved configs, with the value that reads an older save as it was
+trained (``actions_per_run=None``: every ``steps_per_action`` steps)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ControllerConfig:
     """Everything that fixes a controller's behaviour apart from its learned parameters.
@@ -67,6 +72,12 @@ class ControllerConfig:
         between. Training (the RL environment) and deployment (the optax transform) both read
         it here, so a saved controller acts as often as it was trained to. Default 1 (paper B
         acts every step).
+      actions_per_run: when set, the controller acts this many times per run whatever its
+        length: every ``total_steps // actions_per_run`` steps (:meth:`steps_for`), so its
+        learned schedule is a function of the fraction of the run done, not of the step count,
+        and a budget longer than any in training neither stretches its warm-up nor compounds
+        its decay. Training sets ``steps_per_action`` from each episode's budget; deployment
+        needs ``total_steps``. Default None: every ``steps_per_action`` steps.
       lstm_layers: number of stacked LSTM layers of the actor. Default 2 (paper B).
       lstm_units: units per LSTM layer. Default 20 (paper B).
       log_std_init: initial log standard deviation of the Gaussian policy head used by PPO
@@ -84,6 +95,7 @@ class ControllerConfig:
     alpha: float = 1.05
     initial_lr: float = 1e-3
     steps_per_action: int = 1
+    actions_per_run: int | None = None
     lstm_layers: int = 2
     lstm_units: int = 20
     log_std_init: float = -0.5
@@ -104,6 +116,9 @@ class ControllerConfig:
             fail("alpha", self.alpha, "expected a finite number > 1 (the LR scale per action)")
         check_in_range("initial_lr", self.initial_lr, self.lr_min, self.lr_max)
         check_positive_int("steps_per_action", self.steps_per_action)
+        if self.actions_per_run is not None:
+            check_positive_int("actions_per_run", self.actions_per_run)
+            object.__setattr__(self, "actions_per_run", int(self.actions_per_run))
         check_positive_int("lstm_layers", self.lstm_layers)
         check_positive_int("lstm_units", self.lstm_units)
         check_in_range("log_std_init", self.log_std_init, *LOG_STD_RANGE)
@@ -133,6 +148,21 @@ class ControllerConfig:
         )
         pos = min(max(pos, 1e-3), 1.0 - 1e-3)
         return math.log(pos) - math.log1p(-pos)
+
+    def steps_for(self, total_steps: int | None) -> int:
+        """k, the steps between two actions in a run of ``total_steps`` steps:
+        ``max(1, total_steps // actions_per_run)`` when ``actions_per_run`` is set (then
+        ``total_steps`` is required), else ``steps_per_action``."""
+        if self.actions_per_run is None:
+            return self.steps_per_action
+        if total_steps is None:
+            raise ConfigError(
+                f"total_steps=None is not allowed: this controller acts {self.actions_per_run} "
+                "times per run (actions_per_run), so it needs the run's length; pass "
+                "total_steps=<optimizer steps of the run>."
+            )
+        check_positive_int("total_steps", total_steps)
+        return max(1, int(total_steps) // self.actions_per_run)
 
     def replace(self, **changes: Any) -> ControllerConfig:
         """A copy with ``changes`` applied (and validated)."""
@@ -262,7 +292,7 @@ class ControllerConfig:
                 f"The saved controller config is {data!r}: expected an object with the keys "
                 f"{[f.name for f in dataclasses.fields(cls)]}."
             )
-        data = dict(data)
+        data = {**_ADDED_LATER, **data}
         expected = [f.name for f in dataclasses.fields(cls)]
         missing = [k for k in expected if k not in data]
         unknown = [k for k in data if k not in expected]

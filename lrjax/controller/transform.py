@@ -55,7 +55,7 @@ class ControllerState(NamedTuple):
 
     Attributes:
       count: optimizer steps applied (skipped steps not counted), int32 scalar. The controller
-        acts when ``count % steps_per_action == 0``.
+        acts when ``count % k == 0``, ``k = config.steps_for(total_steps)``.
       skipped: steps skipped because the loss or an update was not finite, int32 scalar.
       learning_rate: the learning rate applied at the last applied step (``initial_lr`` before
         the first), float32 scalar. Read it with :func:`current_lr` to log or plot it.
@@ -86,11 +86,12 @@ def scale_by_controller(
 ) -> optax.GradientTransformationExtraArgs:
     """Scale updates by ``-lr`` with the LR chosen by a learned controller at each step.
 
-    At each ``update`` with ``count % steps_per_action == 0`` the transform computes the observation
-    ``s_t = chi(inputs)`` (:func:`lrjax.features.observe`), steps the actor
-    ``(carry, mean) = pi(carry, s_t)`` and sets ``lr_t = action_to_lr(mean, lr_{t-1})``; at
-    other steps it keeps ``lr_t = lr_{t-1}``. It returns ``-lr_t * updates``, computed in float32
-    (or wider) and cast back to each leaf's dtype, so bfloat16 params keep their dtype.
+    At each ``update`` with ``count % k == 0`` (``k = config.steps_for(total_steps)``) the
+    transform computes the observation ``s_t = chi(inputs)`` (:func:`lrjax.features.observe`),
+    steps the actor ``(carry, mean) = pi(carry, s_t)`` and sets
+    ``lr_t = action_to_lr(mean, lr_{t-1})``; at other steps it keeps ``lr_t = lr_{t-1}``. It
+    returns ``-lr_t * updates``, computed in float32 (or wider) and cast back to each leaf's
+    dtype, so bfloat16 params keep their dtype.
 
     A step whose loss or any update is not finite (as received, or after scaling: an overflow in
     a low-precision dtype) is skipped: the updates are zeros, the LR, LSTM state, normaliser and
@@ -112,7 +113,8 @@ def scale_by_controller(
         previous predictions (``pred_change_var``), which the state keeps.
       total_steps: the number of optimizer steps of the run, required when a feature needs it
         (``progress``; a learned schedule, like step decay or cosine, places its phases within
-        the budget).
+        the budget) or the controller acts a fixed number of times per run
+        (``config.actions_per_run``: it acts every ``total_steps // actions_per_run`` steps).
 
     Returns:
       A :class:`optax.GradientTransformationExtraArgs` whose state is a :class:`ControllerState`.
@@ -125,6 +127,7 @@ def scale_by_controller(
     spec = config.features
     kept_shape = _checked_predictions_shape(spec, predictions_shape)
     _check_total_steps(spec, total_steps)
+    steps_per_action = config.steps_for(total_steps)
 
     def init_fn(params: optax.Params) -> ControllerState:
         del params
@@ -166,7 +169,7 @@ def scale_by_controller(
 
         obs, normaliser = observe(spec, state.normaliser, inputs)
         carry, mean, _ = actor_step(controller.params, state.carry, obs, config)
-        acts_now = state.count % config.steps_per_action == 0
+        acts_now = state.count % steps_per_action == 0
         proposed = action_to_lr(mean, state.learning_rate, config)
         lr = jnp.where(acts_now, proposed, state.learning_rate)
         scaled = jax.tree.map(lambda u: _scaled(u, lr), updates)

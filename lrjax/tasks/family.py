@@ -26,18 +26,20 @@ runs of the same variant start from different weights.
 
 Registered families (:data:`FAMILIES`):
 
-=================  ========================================================================
-name               axes
-=================  ========================================================================
-``image_mlp``      fashion_mnist, mnist; MLP widths 32, 64, 128 x depths 1, 2; batch 64, 128;
-                   budgets 400, 800, 1600; sgd, momentum, adam (24 tasks, 216 samples)
-``image_mlp_cnn``  the same with LeNet-5 beside the MLPs: the architecture is drawn first,
-                   MLP or LeNet-5 with equal probability (28 tasks, 252 samples)
-``mixed_mlp``      fashion_mnist, mnist; MLP widths 32, 128 x depths 1, 2; batch 128; budgets
-                   400, 1000; sgd, momentum, adam (8 tasks, 48 samples: a CPU-sized family
-                   whose every member differs from the held-out trainees ``fashion_mlp``,
-                   ``mnist_mlp``, deeper MLPs and the CNNs)
-=================  ========================================================================
+===================  ========================================================================
+name                 axes
+===================  ========================================================================
+``image_mlp``        fashion_mnist, mnist; MLP widths 32, 64, 128 x depths 1, 2; batch 64, 128;
+                     budgets 400, 800, 1600; sgd, momentum, adam (24 tasks, 216 samples)
+``image_mlp_cnn``    the same with LeNet-5 beside the MLPs: the architecture is drawn first,
+                     MLP or LeNet-5 with equal probability (28 tasks, 252 samples)
+``mixed_mlp``        fashion_mnist, mnist; MLP widths 32, 128 x depths 1, 2; batch 128; budgets
+                     400, 1000; sgd, momentum, adam (8 tasks, 48 samples: a CPU-sized family
+                     whose every member differs from the held-out trainees ``fashion_mlp``,
+                     ``mnist_mlp``, deeper MLPs and the CNNs)
+``mixed_mlp_long``   ``mixed_mlp`` with budgets 400, 1000, 2000 (8 tasks, 72 samples): for a
+                     controller that acts a fixed number of times per run (``actions_per_run``)
+===================  ========================================================================
 """
 
 from __future__ import annotations
@@ -287,7 +289,11 @@ MIXED_MLP = ImageClassificationFamily(
     optimizers=OPTIMIZERS,
 )
 
-FAMILIES: dict[str, TaskFamily] = {f.name: f for f in (IMAGE_MLP, IMAGE_MLP_CNN, MIXED_MLP)}
+MIXED_MLP_LONG = dataclasses.replace(MIXED_MLP, name="mixed_mlp_long", budgets=(400, 1000, 2000))
+
+FAMILIES: dict[str, TaskFamily] = {
+    f.name: f for f in (IMAGE_MLP, IMAGE_MLP_CNN, MIXED_MLP, MIXED_MLP_LONG)
+}
 
 
 def get_family(name: str, **overrides) -> TaskFamily:
