@@ -13,7 +13,9 @@ One job per module, each using only those listed before it:
   the evaluation episodes themselves);
 - :mod:`~lrjax.evaluation.protocol`: the held-out protocol (baselines tuned on tuning seeds,
   every method on held-out seeds);
-- :mod:`~lrjax.evaluation.batch`: :func:`evaluate`, the protocol over tasks, with tidy results.
+- :mod:`~lrjax.evaluation.batch`: :func:`evaluate`, the protocol over tasks, with tidy results;
+- :mod:`~lrjax.evaluation.transfer`: baselines tuned across other trainees (a family's training
+  trainees: transferred; the target: an oracle) and applied unchanged, in a plain optax loop.
 """
 
 from lrjax.evaluation import stats, tables  # noqa: I001 (the order is the layering)
@@ -22,6 +24,7 @@ from lrjax.evaluation import episodes
 from lrjax.evaluation import comparison
 from lrjax.evaluation import protocol
 from lrjax.evaluation import batch
+from lrjax.evaluation import transfer
 from lrjax.evaluation.batch import (
     DEFAULT_BASELINES,
     Evaluation,
@@ -60,6 +63,7 @@ from lrjax.evaluation.stats import (
     t_half_width,
 )
 from lrjax.evaluation.tables import evaluation_table, results_table
+from lrjax.evaluation.transfer import Transferred, relative_regret, tune_across
 
 __all__ = [
     "BASELINES",
@@ -75,6 +79,7 @@ __all__ = [
     "Method",
     "Schedule",
     "TaskEvaluation",
+    "Transferred",
     "Tuned",
     "batch",
     "compare_with_schedules",
@@ -89,6 +94,7 @@ __all__ = [
     "mean_interval",
     "paired_difference",
     "protocol",
+    "relative_regret",
     "read_tuning",
     "results_table",
     "run_controllers",
@@ -100,5 +106,7 @@ __all__ = [
     "step_decay_lrs",
     "t_half_width",
     "tables",
+    "transfer",
+    "tune_across",
     "tune_baselines",
 ]
