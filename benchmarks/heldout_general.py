@@ -10,14 +10,21 @@ documented defaults: the controllers' own starting LRs held constant (SGD 0.1, A
 (around Adam 1e-3), schedule-free SGD (1.0) and AdamW (0.0025). Every method trains the same
 ``--seeds`` trainees (the same init and minibatch keys), so differences are paired.
 
-Not here (the rest of the protocol, still to build in ``lrjax.evaluation``): baselines tuned on
-the family's training trainees (transferred) and on the target (oracles).
+With ``--family``, the two other kinds of baseline (:mod:`lrjax.evaluation.transfer`):
+*transferred*, constant SGD, SGD step decay, SGD cosine with warm-up and Adam, each tuned on the
+family's training trainees (every distinct trainee of the family, ``--tune-steps`` steps,
+``--tune-seeds`` seeds, by mean relative regret of the validation loss) and applied unchanged;
+*oracles*, constant SGD and cosine tuned on the target itself (tuning seeds disjoint from the
+held-out ones, the held-out budget). The transferred choices do not depend on the target and
+are cached in ``--out``/transferred.json.
 
 Prints one Markdown table per target: final test loss (mean +- 95% CI) and accuracy, runs that
 diverged (non-finite loss) or ended at chance (test accuracy < 0.2), the paired difference of
 each method minus the SGD controller with its 95% CI, and the controller's LR range.
 
   python benchmarks/heldout_general.py --run runs/mixed_mlp_ppo --steps 3000 --seeds 10
+  python benchmarks/heldout_general.py --run runs/mixed_mlp_long_ppo --run runs/mixed_mlp_ppo \
+      --family mixed_mlp_long --targets fashion_mlp,mnist_mlp,fashion_mlp_4x64 --out DIR
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from lrjax import tasks, training
 from lrjax.baselines import get_optimizer
 from lrjax.controller import current_lr, load_controller, scale_by_controller
 from lrjax.evaluation.stats import mean_interval, paired_difference
+from lrjax.evaluation.transfer import tune_across
 
 TARGETS = {
     # name: (registered task, model overrides): none of them is a member of mixed_mlp
@@ -44,6 +52,13 @@ TARGETS = {
     "fashion_cnn": ("fashion_cnn", {}),  # a CNN (the family has only MLPs)
 }
 LR_FREE = ("prodigy", "dog", "dadapt_adamw", "mechanic")
+TRANSFER_GRIDS = {  # baseline: LRs searched (step decay also over its interval and factor)
+    "sgd": (0.01, 0.03, 0.1, 0.3, 1.0),
+    "step_decay": None,  # the registry's 4 LRs x 2 intervals x 2 factors
+    "cosine": (0.03, 0.1, 0.3, 1.0),
+    "adam": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+}
+ORACLES = ("sgd", "cosine")
 CHANCE_ACCURACY = 0.2
 
 
@@ -53,18 +68,71 @@ def _controller_method(controller, optimizer: str, steps: int):
     return (lambda hp: tx), None, current_lr, None
 
 
-def _registry_method(name: str, steps: int, lr: float | None = None):
+def _registry_method(name: str, steps: int, lr: float | None = None, config=None):
     spec = get_optimizer(name)
-    configs = spec.grid(None if lr is None else [lr])
-    hp = {k: np.float32(configs[0][k]) for k in configs[0]}
+    config = config or spec.grid(None if lr is None else [lr])[0]
+    hp = {k: np.float32(v) for k, v in config.items()}
     return spec.make_tx(steps), hp, spec.learning_rate, spec.eval_params
 
 
-def methods(run_dir: Path, steps: int) -> dict:
+def _label(config: dict) -> str:
+    return ", ".join(f"{'lr' if k == 'learning_rate' else k} {v:.3g}" for k, v in config.items())
+
+
+def transferred(family_name: str, steps: int, seeds: int, seed: int, cache: Path | None) -> dict:
+    """``{baseline: config}`` tuned on every distinct trainee of the family (cached)."""
+    if cache is not None and cache.exists():
+        return json.loads(cache.read_text())
+    family = tasks.get_family(family_name)
+    data = family.load_data()
+    trainees = [(t, data[t.dataset]) for t in family.variants()]
+    keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), 3), seeds)
     out = {}
-    for optimizer in ("sgd", "adam"):
-        path = run_dir / f"controller-{optimizer}"
-        out[f"controller_{optimizer}"] = _controller_method(load_controller(path), optimizer, steps)
+    for name, lrs in TRANSFER_GRIDS.items():
+        t0 = time.perf_counter()
+        tuned = tune_across(get_optimizer(name), trainees, keys, steps, lrs=lrs)
+        out[name] = tuned.config
+        print(
+            f"  transferred {name}: {_label(tuned.config)} (regret {tuned.scores.min():.3f}, "
+            f"{time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(out, indent=1))
+    return out
+
+
+def oracles(task, data, steps: int, seeds: int, seed: int) -> dict:
+    """``{name: method}`` of constant SGD and cosine tuned on the target (tuning seeds)."""
+    keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), 2), seeds)
+    out = {}
+    for name in ORACLES:
+        tuned = tune_across(
+            get_optimizer(name), [(task, data)], keys, steps, lrs=TRANSFER_GRIDS[name]
+        )
+        print(f"  oracle {name}: {_label(tuned.config)}", flush=True)
+        out[f"oracle_{name} ({_label(tuned.config)})"] = _registry_method(
+            name, steps, config=tuned.config
+        )
+    return out
+
+
+def methods(run_dirs: list[Path], steps: int, start_factors=()) -> dict:
+    out = {}
+    for i, run_dir in enumerate(run_dirs):
+        suffix = "" if i == 0 else f"[{run_dir.name}]"
+        for optimizer in ("sgd", "adam"):
+            controller = load_controller(run_dir / f"controller-{optimizer}")
+            out[f"controller_{optimizer}{suffix}"] = _controller_method(
+                controller, optimizer, steps
+            )
+        for factor in start_factors if i == 0 else ():  # a start 10x off: does it recover?
+            c = load_controller(run_dir / "controller-sgd")
+            start = c.config.initial_lr * factor
+            moved = c.replace(config=c.config.with_initial_lr(start))
+            out[f"controller_sgd from {start:g}"] = _controller_method(moved, "sgd", steps)
+            out[f"sgd_{start:g}"] = _registry_method("sgd", steps, start)
     out["sgd_0.1"] = _registry_method("sgd", steps, 0.1)
     out["adam_1e-3"] = _registry_method("adam", steps, 1e-3)
     for name in LR_FREE:
@@ -133,7 +201,19 @@ def _diff(x, ref) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--run", default="runs/mixed_mlp_ppo", help="a lrjax train --family run")
+    p.add_argument(
+        "--run",
+        action="append",
+        help="a lrjax train --family run (repeat to compare; the first is the reference)",
+    )
+    p.add_argument(
+        "--start-factors",
+        default="",
+        help="also start the SGD controller (and constant SGD) at its LR times these, e.g. 0.1,10",
+    )
+    p.add_argument("--family", default=None, help="tune transferred baselines on this family")
+    p.add_argument("--tune-steps", type=int, default=1000, help="steps of each tuning run")
+    p.add_argument("--tune-seeds", type=int, default=2, help="tuning seeds (transfer, oracles)")
     p.add_argument("--targets", default=",".join(TARGETS), help="comma-separated")
     p.add_argument("--steps", type=int, default=3000, help="trainee steps (training had <= 1000)")
     p.add_argument("--seeds", type=int, default=10)
@@ -141,14 +221,27 @@ def main() -> None:
     p.add_argument("--out", default=None, help="write results.md and results.json here")
     args = p.parse_args()
     keys = jax.random.split(jax.random.fold_in(jax.random.key(args.seed), 1), args.seeds)
-    table = methods(Path(args.run), args.steps)
+    factors = [float(f) for f in args.start_factors.split(",") if f]
+    table = methods([Path(r) for r in args.run or ["runs/mixed_mlp_ppo"]], args.steps, factors)
     print(f"devices: {jax.devices()}; {args.seeds} seeds, {args.steps} steps", flush=True)
+    if args.family:
+        cache = Path(args.out) / "transferred.json" if args.out else None
+        print(f"transferred from {args.family}:", flush=True)
+        chosen = transferred(args.family, args.tune_steps, args.tune_seeds, args.seed, cache)
+        for name, config in chosen.items():
+            table[f"transferred_{name} ({_label(config)})"] = _registry_method(
+                name, args.steps, config=config
+            )
     md, dump = [], {}
     for target in args.targets.split(","):
         name, overrides = TARGETS[target]
         task = tasks.get_task(name, **overrides)
         print(f"{target}:", flush=True)
-        rows = run_target(task, task.load_data(), table, keys, args.steps)
+        data = task.load_data()
+        target_table = dict(table)
+        if args.family:
+            target_table |= oracles(task, data, args.steps, args.tune_seeds, args.seed)
+        rows = run_target(task, data, target_table, keys, args.steps)
         md.append(table_md(target, rows))
         print(md[-1], flush=True)
         dump[target] = {

@@ -1,19 +1,23 @@
 """Mutation check: do the tests catch the bugs that matter?
 
 Each mutation is one small deliberate bug (a sign, a mask, a forgotten update) in one file. The
-script copies the project's tracked files to a temporary folder once, and for each mutation
-writes the bug into the copy, runs the tests that should catch it there (the copy's own
-``lrjax``), restores the file, and prints caught (the tests failed) or MISSED (they passed).
-First it runs every listed test file on the unmutated copy: they must pass, or no result means
-anything.
+script copies the project's files (tracked, and new ones git does not ignore) to a temporary
+folder once, and for each mutation writes the bug into the copy, runs the tests that should
+catch it there (the copy's own ``lrjax``), restores the file, and prints caught (the tests
+failed) or MISSED (they passed). First it runs every listed test on the unmutated copy: they
+must pass, or no result means anything.
 
-    .venv/bin/python benchmarks/mutation_check.py                 # all (~21 min on 2 cores)
+    .venv/bin/python benchmarks/mutation_check.py                 # all (~35 min on 2 cores)
     .venv/bin/python benchmarks/mutation_check.py --only gae-reset-flags,critic-never-trained
     .venv/bin/python benchmarks/mutation_check.py --list
 
 Written by hand: mutation tools (mutmut, cosmic-ray) mutate every operator they find and take
 hours on a JAX project whose tests compile; this list names the bugs issue 15 found slipping
-through, plus one per important public module.
+through, one per important public module, and issue 28's: each guarantee of the evaluation
+protocol and each PPO setting broken, and bugs in the generalization wave's code (task families,
+the loss history, FamilyPPO, the evaluation package). Mutations may name single tests
+(``file::test_name``) to keep their runs short. New test files are copied even before they are
+committed (``--list`` also says when a mutation's text no longer occurs exactly once).
 """
 
 from __future__ import annotations
@@ -49,6 +53,11 @@ PPO_TESTS = (
 )
 FEATURE_TESTS = ("tests/test_features.py", "tests/test_controller_transform.py")
 BASELINE_TESTS = ("tests/test_baselines_behaviour.py",)
+PROTOCOL = "tests/test_protocol_guarantees.py::test_"
+SETTINGS = "tests/test_ppo_settings.py::test_"
+FAMILY_TESTS = ("tests/test_tasks_family.py",)
+HISTORY_TESTS = ("tests/test_features_history.py",)
+FAMILY_PPO_ENVS = ("tests/test_algos_family.py::test_each_sample_is_its_own_environment",)
 
 MUTATIONS = (
     # -- caught when issue 15 was filed (keep them caught) --------------------------------------
@@ -243,14 +252,323 @@ MUTATIONS = (
         "\n",
         ("tests/test_env.py", "tests/test_faults.py", "tests/test_mdp.py"),
     ),
+    # -- issue 28: the protocol's guarantees and the settings results rest on -------------------
+    Mutation(
+        "tuning-reads-the-test-split",
+        "lrjax/evaluation/protocol.py",
+        "results[lr] = _mean_or_inf(e.validation_loss)",
+        "results[lr] = _mean_or_inf(e.test_loss)",
+        (PROTOCOL + "tuning_reads_only_the_validation_split",),
+    ),
+    Mutation(
+        "held-out-episodes-are-the-tuning-episodes",
+        "lrjax/evaluation/batch.py",
+        "env, controllers, tuned, jax.random.fold_in(key, 1), task_data, seeds,",
+        "env, controllers, tuned, jax.random.fold_in(key, 0), task_data, seeds,",
+        (PROTOCOL + "tuning_held_out_and_training_episodes_are_disjoint",),
+    ),
+    Mutation(
+        "image-init-ignores-the-seed-key",
+        "lrjax/tasks/image.py",
+        'return self.model.init(key, x)["params"]',
+        'return self.model.init(jax.random.key(0), x)["params"]',
+        (PROTOCOL + "each_seed_starts_every_task_from_its_own_weights_and_minibatches",),
+    ),
+    Mutation(
+        "trainee-init-ignores-the-seed-key",
+        "lrjax/training.py",
+        "params = task.init(init_key, data)",
+        "params = task.init(jax.random.key(0), data)",
+        (PROTOCOL + "each_seed_starts_every_family_variant_from_its_own_weights_and_minibatches",),
+    ),
+    Mutation(
+        "minibatch-order-ignores-the-seed-key",
+        "lrjax/training.py",
+        "return TraineeState(params, tx.init(params), run_key, jnp.zeros((), jnp.int32))",
+        "return TraineeState(params, tx.init(params), jax.random.key(0), jnp.zeros((), jnp.int32))",
+        (PROTOCOL + "each_seed_starts_every_task_from_its_own_weights_and_minibatches",),
+    ),
+    Mutation(
+        "evaluation-samples-the-actions",
+        "lrjax/evaluation/episodes.py",
+        "carry, mean, _ = actor_step(actor_params, carry, obs, config)",
+        "carry, mean, _ = actor_step(actor_params, carry, obs, config); "
+        "mean = mean + jnp.exp(_) * jax.random.normal(k, jnp.shape(mean))",
+        (PROTOCOL + "evaluation_applies_the_controllers_mean_action",),
+    ),
+    Mutation(
+        "adam-baseline-runs-sgd",
+        "lrjax/evaluation/protocol.py",
+        "if optimizer == env.config.optimizer:",
+        "if True:",
+        (PROTOCOL + "each_baseline_runs_its_own_optimizer_on_the_held_out_episodes",),
+    ),
+    Mutation(
+        "advantages-not-standardised",
+        "lrjax/algos/ppo.py",
+        "adv = ppo_math.normalize_advantages(advantages)",
+        "adv = advantages",
+        (SETTINGS + "the_loss_standardises_the_advantages",),
+    ),
+    Mutation(
+        "gradient-clipping-removed",
+        "lrjax/algos/ppo.py",
+        "optax.clip_by_global_norm(self.config.max_grad_norm),",
+        "optax.identity(),",
+        (SETTINGS + "a_huge_gradient_is_clipped_to_max_grad_norm",),
+    ),
+    Mutation(
+        "critic-time-input-dropped",
+        "lrjax/algos/ppo.py",
+        "x = jnp.concatenate([obs, progress[..., None].astype(obs.dtype)], axis=-1)",
+        "x = jnp.concatenate([obs, 0.0 * progress[..., None].astype(obs.dtype)], axis=-1)",
+        (SETTINGS + "the_critic_sees_the_time_left_in_the_episode",),
+    ),
+    Mutation(
+        "critic-time-input-frozen-at-the-start",
+        "lrjax/algos/ppo.py",
+        "return env_state.t.astype(jnp.float32) / self.env.config.horizon",
+        "return 0.0 * env_state.t.astype(jnp.float32) / self.env.config.horizon",
+        (SETTINGS + "the_critic_sees_the_time_left_in_the_episode",),
+    ),
+    Mutation(
+        "family-draw-ignores-the-key",
+        "lrjax/tasks/family.py",
+        "index = np.asarray(jax.random.randint(key, (len(_IMAGE_AXES),), 0, sizes))",
+        "index = np.asarray(jax.random.randint(jax.random.key(0), (len(_IMAGE_AXES),), 0, sizes))",
+        (SETTINGS + "a_familys_draws_cover_every_value_of_every_axis_about_uniformly",),
+    ),
+    Mutation(
+        "family-draw-never-takes-an-axis-last-value",
+        "lrjax/tasks/family.py",
+        "index = np.asarray(jax.random.randint(key, (len(_IMAGE_AXES),), 0, sizes))",
+        "index = np.asarray(jax.random.randint(key, (len(_IMAGE_AXES),), 0, "
+        "jnp.maximum(sizes - 1, 1)))",
+        (SETTINGS + "a_familys_draws_cover_every_value_of_every_axis_about_uniformly",),
+    ),
+    # -- issue 28: the code of the generalization wave -------------------------------------------
+    Mutation(
+        "family-samples-drop-optimizers",
+        "lrjax/tasks/family.py",
+        "itertools.product(tasks, self.budgets, self.optimizers)",
+        "itertools.product(tasks, self.budgets, self.optimizers[:1])",
+        FAMILY_TESTS,
+    ),
+    Mutation(
+        "family-mlp-depth-ignored",
+        "lrjax/tasks/family.py",
+        'model, label = models.MLP(hidden=(width,) * depth), f"mlp-{width}x{depth}"',
+        'model, label = models.MLP(hidden=(width,)), f"mlp-{width}x{depth}"',
+        FAMILY_TESTS,
+    ),
+    Mutation(
+        "family-batch-size-ignored",
+        "lrjax/tasks/family.py",
+        'f"{dataset}/{label}/b{batch_size}", dataset, model, batch_size',
+        'f"{dataset}/{label}/b{batch_size}", dataset, model, 128',
+        FAMILY_TESTS,
+    ),
+    Mutation(
+        "family-width-and-depth-swapped",
+        "lrjax/tasks/family.py",
+        '            pick["widths"],\n            pick["depths"],',
+        '            pick["depths"],\n            pick["widths"],',
+        FAMILY_TESTS,
+    ),
+    Mutation(
+        "family-axis-duplicates-allowed",
+        "lrjax/tasks/family.py",
+        "or len(set(values)) != len(values)",
+        "or False",
+        FAMILY_TESTS,
+    ),
+    Mutation(
+        "family-batch-bound-checks-the-smallest",
+        "lrjax/tasks/family.py",
+        "if max(self.batch_sizes) > examples:",
+        "if min(self.batch_sizes) > examples:",
+        FAMILY_TESTS,
+    ),
+    Mutation(
+        "history-best-is-the-worst",
+        "lrjax/features/history.py",
+        "best=jnp.where(first, ema[1], jnp.minimum(history.best, ema[1])),",
+        "best=jnp.where(first, ema[1], jnp.maximum(history.best, ema[1])),",
+        HISTORY_TESTS,
+    ),
+    Mutation(
+        "history-start-lr-follows-the-lr",
+        "lrjax/features/history.py",
+        "start_lr=jnp.where(first, log_lr, history.start_lr),",
+        "start_lr=log_lr,",
+        HISTORY_TESTS,
+    ),
+    Mutation(
+        "history-start-follows-the-loss",
+        "lrjax/features/history.py",
+        "start=jnp.where(first, log_loss, history.start),",
+        "start=log_loss,",
+        HISTORY_TESTS,
+    ),
+    Mutation(
+        "history-ema-decays-swapped",
+        "lrjax/features/history.py",
+        "decays * history.ema + (1.0 - decays) * log_loss",
+        "(1.0 - decays) * history.ema + decays * log_loss",
+        HISTORY_TESTS,
+    ),
+    Mutation(
+        "history-nonfinite-loss-reads-as-1",
+        "lrjax/features/history.py",
+        "jnp.minimum(log_loss, MAX_LOG_LOSS), MAX_LOG_LOSS)",
+        "jnp.minimum(log_loss, MAX_LOG_LOSS), 0.0)",
+        HISTORY_TESTS,
+    ),
+    Mutation(
+        "family-ppo-one-draw-for-every-update",
+        "lrjax/algos/family.py",
+        "key = jax.random.fold_in(state.sample_key, int(state.updates_done))",
+        "key = state.sample_key",
+        (SETTINGS + "family_ppo_draws_update_u_from_fold_in_of_its_sample_key",),
+    ),
+    Mutation(
+        "family-ppo-horizon-is-the-budget",
+        "lrjax/algos/family.py",
+        "horizon=sample.budget // k,",
+        "horizon=sample.budget,",
+        FAMILY_PPO_ENVS,
+    ),
+    Mutation(
+        "family-ppo-starts-every-optimizer-at-sgds-lr",
+        "lrjax/algos/family.py",
+        "controller = c.with_initial_lr(self.starts[sample.optimizer])",
+        'controller = c.with_initial_lr(self.starts["sgd"])',
+        FAMILY_PPO_ENVS,
+    ),
+    Mutation(
+        "family-ppo-trains-every-sample-with-sgd",
+        "lrjax/algos/family.py",
+        "optimizer=sample.optimizer,",
+        'optimizer="sgd",',
+        FAMILY_PPO_ENVS,
+    ),
+    Mutation(
+        "with-initial-lr-keeps-the-bounds",
+        "lrjax/controller/config.py",
+        "lr_min=tidy(self.lr_min * factor),",
+        "lr_min=tidy(self.lr_min),",
+        HISTORY_TESTS,
+    ),
+    Mutation(
+        "with-initial-lr-factor-inverted",
+        "lrjax/controller/config.py",
+        "factor = float(initial_lr) / self.initial_lr",
+        "factor = self.initial_lr / float(initial_lr)",
+        HISTORY_TESTS,
+    ),
+    Mutation(
+        "loss-only-features-normalised-per-run",
+        "lrjax/controller/config.py",
+        '"features": FeatureSpec(features=LOSS_ONLY_FEATURES, normaliser="none"),',
+        '"features": FeatureSpec(features=LOSS_ONLY_FEATURES, normaliser="ema"),',
+        (SETTINGS + "the_family_controller_observes_the_loss_only_features_unnormalised",),
+    ),
+    Mutation(
+        "tuning-never-extends-upwards",
+        "lrjax/evaluation/protocol.py",
+        "elif best == lrs[-1] and best * step <= b.bounds[1]:",
+        "elif best == lrs[-1] and best * step <= b.bounds[0]:",
+        (PROTOCOL + "tuning_grows_an_edge_winners_grid_until_the_winner_is_interior",),
+    ),
+    Mutation(
+        "tuning-never-extends-downwards",
+        "lrjax/evaluation/protocol.py",
+        "if best == lrs[0] and best / step >= b.bounds[0]:",
+        "if best == lrs[0] and best / step >= b.bounds[1]:",
+        (PROTOCOL + "tuning_grows_an_edge_winners_grid_until_the_winner_is_interior",),
+    ),
+    Mutation(
+        "tuning-refines-at-half-decades",
+        "lrjax/evaluation/protocol.py",
+        "quarter = 10.0**0.25",
+        "quarter = 10.0**0.5",
+        ("tests/test_evaluation_protocol.py",),
+    ),
+    Mutation(
+        "tuned-best-lr-is-the-worst",
+        "lrjax/evaluation/protocol.py",
+        "return self.lrs[int(np.argmin(self.validation_loss))]",
+        "return self.lrs[int(np.argmax(self.validation_loss))]",
+        ("tests/test_evaluation_protocol.py",),
+    ),
+    Mutation(
+        "held-out-baseline-at-its-smallest-lr",
+        "lrjax/evaluation/protocol.py",
+        "shapes = np.stack([t.baseline.schedule(t.best_lr, horizon) for t in mine])",
+        "shapes = np.stack([t.baseline.schedule(t.lrs[0], horizon) for t in mine])",
+        (
+            "tests/test_evaluation_batch.py::"
+            "test_each_controller_runs_as_it_would_alone_in_its_own_environment",
+        ),
+    ),
+    Mutation(
+        "interval-uses-the-normal-quantile",
+        "lrjax/evaluation/stats.py",
+        "half = stats.t.ppf((1 + confidence) / 2, df) * std / np.sqrt(np.where(ok, n, 1))",
+        "half = stats.norm.ppf((1 + confidence) / 2) * std / np.sqrt(np.where(ok, n, 1))",
+        ("tests/test_evaluation_stats.py",),
+    ),
+    Mutation(
+        "interval-std-without-bessel",
+        "lrjax/evaluation/stats.py",
+        "std = float(np.std(x, ddof=1))",
+        "std = float(np.std(x, ddof=0))",
+        ("tests/test_evaluation_stats.py",),
+    ),
+    Mutation(
+        "test-loss-of-the-first-curve-point",
+        "lrjax/evaluation/episodes.py",
+        'test_loss = np.where(diverged, np.inf, np.asarray(curve["loss"])[:, -1])',
+        'test_loss = np.where(diverged, np.inf, np.asarray(curve["loss"])[:, 0])',
+        ("tests/test_evaluation_batch.py::test_arrays_have_one_row_per_method_and_seed",),
+    ),
+    Mutation(
+        "schedules-on-the-wrong-episodes",
+        "lrjax/evaluation/episodes.py",
+        "per_episode = jnp.repeat(jnp.asarray(schedules), num_episodes, axis=0)",
+        "per_episode = jnp.tile(jnp.asarray(schedules), (num_episodes, 1))",
+        ("tests/test_evaluation_episodes.py",),
+    ),
+    Mutation(
+        "summary-difference-reversed",
+        "lrjax/evaluation/batch.py",
+        "d = paired_difference(ref, e.test_loss)",
+        "d = paired_difference(e.test_loss, ref)",
+        ("tests/test_evaluation_batch.py::test_summary_statistics_match_a_hand_computation",),
+    ),
+    Mutation(
+        "transfer-regret-not-relative",
+        "lrjax/evaluation/transfer.py",
+        "return (v[usable] / best[usable] - 1.0).mean(axis=0)",
+        "return (v[usable] - best[usable]).mean(axis=0)",
+        ("tests/test_evaluation_transfer.py::test_relative_regret_by_hand",),
+    ),
 )
 
 
 def _copy_project(dest: Path) -> None:
+    # Tracked files and new ones git does not ignore (tests not committed yet), as they are
+    # in the working tree.
     files = subprocess.run(
-        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.split()
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     for name in files:
+        if not (REPO / name).is_file():  # deleted in the working tree
+            continue
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, target)
@@ -325,10 +643,14 @@ def main() -> int:
         if unknown:
             parser.error(f"unknown mutation(s): {', '.join(sorted(unknown))}")
         chosen = tuple(m for m in MUTATIONS if m.name in wanted)
-    if args.list:
+    if args.list:  # and check that each one still applies to the working tree
+        stale = 0
         for m in chosen:
-            print(f"{m.name}: {m.path}: {m.old!r} -> {m.new!r}")
-        return 0
+            count = (REPO / m.path).read_text().count(m.old)
+            stale += count != 1
+            where = "" if count == 1 else f"  [STALE: the text occurs {count} times]"
+            print(f"{m.name}: {m.path}: {m.old!r} -> {m.new!r}{where}")
+        return 1 if stale else 0
     return run(chosen, args.workers)
 
 
