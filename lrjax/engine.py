@@ -184,6 +184,11 @@ class Engine:
             return None
         return NamedSharding(self.mesh(), PartitionSpec())
 
+    def shared_placement(self) -> jax.sharding.Sharding:
+        """Where arrays that every item shares live (an agent's parameters): replicated over
+        :attr:`devices`, or on the one device."""
+        return self.replicated() or jax.sharding.SingleDeviceSharding(self.devices[0])
+
 
 def resolve(
     config: EngineConfig | None,

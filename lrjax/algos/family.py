@@ -10,7 +10,9 @@ statistics) is shared by every update.
 Each sample is its own environment (the trainee's shapes, the budget's horizon and the optimizer
 are static), so each is its own compiled program: the number of programs is bounded by the
 family's :meth:`~lrjax.tasks.TaskFamily.samples`, is reported in every update's metrics
-(``programs``), and a program compiled once is reused whenever its sample is drawn again.
+(``programs``), and a program compiled once is reused whenever its sample is drawn again (the
+programs are compiled ahead of time and kept per sample; the agent is put on the same devices
+before every update, so that a resumed run reuses them too).
 
 An episode starts at the base optimizer's documented LR (:data:`lrjax.training.
 DEFAULT_LEARNING_RATES`, the controller's bounds moved with it,
@@ -177,13 +179,25 @@ class FamilyPPO:
         for _ in range(num_updates):
             sample = self.sample(state)
             ppo = self.ppo_for(sample)
-            state, metrics = _update(ppo, state, data[sample.task.dataset])
+            sample_data = data[sample.task.dataset]
+            # The agent on the devices its episodes run on, the same placement every update
+            # (a restored or freshly initialised state sits on one device): one program per
+            # sample, whatever the update before it.
+            state = jax.device_put(
+                state, ppo.vec_env.engine(ppo.config.num_envs).shared_placement()
+            )
+            state, metrics = _program(ppo, state, sample_data)(state, sample_data)
             metrics = dict(metrics)
             metrics["sample"] = jnp.float32(index[sample])
             metrics["budget"] = jnp.float32(sample.budget)
-            metrics["programs"] = jnp.float32(_update._cache_size())
+            metrics["programs"] = jnp.float32(self.programs_compiled())
             rows.append(metrics)
         return state, {k: jnp.stack([r[k] for r in rows]) for k in rows[0]}
+
+    def programs_compiled(self) -> int:
+        """How many of the family's samples have a compiled update program in this process
+        (at most ``len(family.samples())``; each is compiled the first time it is drawn)."""
+        return sum(self.ppo_for(s) in _PROGRAMS for s in _samples(self.family))
 
     def controller(self, state: FamilyState, optimizer: str = "sgd") -> Controller:
         """The trained controller, starting at ``optimizer``'s LR of ``start_lrs``."""
@@ -203,6 +217,20 @@ class FamilyPPO:
 @functools.lru_cache(maxsize=8)
 def _samples(family: TaskFamily) -> tuple[TaskSample, ...]:
     return family.samples()
+
+
+# The compiled update of each sample's PPO, compiled ahead of time and kept by hand rather than
+# left to jit's dispatch cache, so that "one program per sample" is a count, not a hope (jit's
+# cache may add entries for a sample it has already compiled).
+_PROGRAMS: dict[PPO, jax.stages.Compiled] = {}
+
+
+def _program(ppo: PPO, state: FamilyState, data: Any) -> jax.stages.Compiled:
+    """The compiled :func:`_update` of ``ppo`` (compiled on its first call)."""
+    program = _PROGRAMS.get(ppo)
+    if program is None:
+        program = _PROGRAMS[ppo] = _update.lower(ppo, state, data).compile()
+    return program
 
 
 @functools.partial(jax.jit, static_argnums=0)
