@@ -113,6 +113,24 @@ def test_a_run_sharded_over_devices_resumes_and_compiles_each_sample_once(data, 
     assert all(np.isfinite(r["episode_return"]) for r in resumed.history)
 
 
+def test_programs_in_memory_are_bounded_and_a_dropped_one_is_compiled_again(data):
+    """With room for one program, every switch of sample compiles (the other was dropped) and
+    a repeat does not; the run goes on unchanged."""
+    algo = _algo(num_updates=6, max_programs=1)
+    result = runner.run(algo, jax.random.key(5), data, progress=False, updates_per_chunk=6)
+    rows = result.history
+    assert all(r["programs"] == 1 for r in rows)
+    drawn = [r["sample"] for r in rows]
+    assert len(set(drawn)) == 2  # both samples drawn: the bound was exercised
+    for i in range(1, len(rows)):
+        before, after = rows[i - 1], rows[i]
+        switched = drawn[i] != drawn[i - 1]
+        assert after["compilations"] - before["compilations"] == int(switched)
+    assert all(np.isfinite(r["episode_return"]) for r in rows)
+    with pytest.raises(ConfigError, match="max_programs=0"):
+        _algo(max_programs=0)
+
+
 def test_the_controller_starts_at_each_optimizers_documented_lr(trained):
     algo, result = trained
     for optimizer in ("sgd", "adam"):

@@ -28,6 +28,7 @@ a resumed run draws what an uninterrupted one would) and calls each sample's com
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 from collections.abc import Mapping
@@ -37,7 +38,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from lrjax._validation import ConfigError
+from lrjax._validation import ConfigError, check_positive_int
 from lrjax.algos.ppo import PPO, PPOConfig
 from lrjax.controller import Controller, ControllerConfig
 from lrjax.env import EnvConfig, TraineeEnv
@@ -72,16 +73,25 @@ class FamilyPPO:
         (:meth:`ControllerConfig.loss_only`), starts spread 10x either way.
       ppo: PPO's settings (``rollout_length`` must stay None: a rollout is one whole episode).
       start_lrs: ``(optimizer, LR)`` pairs: where an episode of each base optimizer starts.
+      max_programs: compiled update programs kept in memory at once (all families together).
+        Each holds its machine code: on Linux a CPU program of ``mixed_mlp_long`` maps about
+        2,000 memory regions, and a process may map 65,530 (``vm.max_map_count``), so a run
+        that kept every one of a large family's programs died in LLVM ("Unable to allocate
+        section memory"). When a new program would exceed it, the least recently used half is
+        dropped (and compiled again if drawn again; a persistent compilation cache,
+        ``JAX_COMPILATION_CACHE_DIR``, makes that a load).
     """
 
     family: TaskFamily
     env: EnvConfig = EnvConfig(controller=ControllerConfig.loss_only(), initial_lr_spread=10.0)
     ppo: PPOConfig = PPOConfig()
     start_lrs: tuple[tuple[str, float], ...] = tuple(DEFAULT_LEARNING_RATES.items())
+    max_programs: int = 16
     name = "PPO over a family"
     host_driven = True
 
     def __post_init__(self):
+        check_positive_int("max_programs", self.max_programs)
         if not isinstance(self.family, TaskFamily):
             raise ConfigError(
                 f"family={self.family!r} is not allowed: expected a lrjax.tasks.TaskFamily "
@@ -186,18 +196,25 @@ class FamilyPPO:
             state = jax.device_put(
                 state, ppo.vec_env.engine(ppo.config.num_envs).shared_placement()
             )
-            state, metrics = _program(ppo, state, sample_data)(state, sample_data)
+            program = _program(ppo, state, sample_data, self.max_programs)
+            state, metrics = program(state, sample_data)
             metrics = dict(metrics)
             metrics["sample"] = jnp.float32(index[sample])
             metrics["budget"] = jnp.float32(sample.budget)
             metrics["programs"] = jnp.float32(self.programs_compiled())
+            metrics["compilations"] = jnp.float32(self.compilations())
             rows.append(metrics)
         return state, {k: jnp.stack([r[k] for r in rows]) for k in rows[0]}
 
     def programs_compiled(self) -> int:
-        """How many of the family's samples have a compiled update program in this process
-        (at most ``len(family.samples())``; each is compiled the first time it is drawn)."""
+        """How many of the family's samples have a compiled update program in memory now (at
+        most ``len(family.samples())`` and ``max_programs``)."""
         return sum(self.ppo_for(s) in _PROGRAMS for s in _samples(self.family))
+
+    def compilations(self) -> int:
+        """How many times this process has compiled an update of the family's samples (each
+        sample once, unless its program was dropped for ``max_programs`` and drawn again)."""
+        return sum(_COMPILATIONS[self.ppo_for(s)] for s in _samples(self.family))
 
     def controller(self, state: FamilyState, optimizer: str = "sgd") -> Controller:
         """The trained controller, starting at ``optimizer``'s LR of ``start_lrs``."""
@@ -219,18 +236,38 @@ def _samples(family: TaskFamily) -> tuple[TaskSample, ...]:
     return family.samples()
 
 
-# The compiled update of each sample's PPO, compiled ahead of time and kept by hand rather than
-# left to jit's dispatch cache, so that "one program per sample" is a count, not a hope (jit's
-# cache may add entries for a sample it has already compiled).
-_PROGRAMS: dict[PPO, jax.stages.Compiled] = {}
+# The compiled update of each sample's PPO, least recently used first, compiled ahead of time
+# and kept by hand rather than left to jit's dispatch cache: "one program per sample" is then a
+# count, not a hope (jit's cache added entries for samples it had compiled), and the programs
+# in memory are bounded (FamilyPPO.max_programs).
+_PROGRAMS: collections.OrderedDict[PPO, jax.stages.Compiled] = collections.OrderedDict()
+_COMPILATIONS: collections.Counter[PPO] = collections.Counter()
 
 
-def _program(ppo: PPO, state: FamilyState, data: Any) -> jax.stages.Compiled:
-    """The compiled :func:`_update` of ``ppo`` (compiled on its first call)."""
+def _program(ppo: PPO, state: FamilyState, data: Any, max_programs: int) -> jax.stages.Compiled:
+    """The compiled :func:`_update` of ``ppo`` (compiled on its first call, or again after it
+    was dropped)."""
     program = _PROGRAMS.get(ppo)
-    if program is None:
-        program = _PROGRAMS[ppo] = _update.lower(ppo, state, data).compile()
+    if program is not None:
+        _PROGRAMS.move_to_end(ppo)
+        _keep(max_programs)  # a smaller bound than the last caller's
+        return program
+    if len(_PROGRAMS) >= max_programs:  # make room: drop the least recently used half
+        _keep(max_programs // 2)
+    program = _PROGRAMS[ppo] = _update.lower(ppo, state, data).compile()
+    _COMPILATIONS[ppo] += 1
     return program
+
+
+def _keep(count: int) -> None:
+    """Drop the least recently used programs until ``count`` are left."""
+    if len(_PROGRAMS) <= count:
+        return
+    while len(_PROGRAMS) > count:
+        _PROGRAMS.popitem(last=False)
+    # jit's lowering and compilation caches hold every executable compiled through them:
+    # without clearing them, a dropped program's memory is never freed.
+    jax.clear_caches()
 
 
 @functools.partial(jax.jit, static_argnums=0)
