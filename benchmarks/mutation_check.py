@@ -185,8 +185,8 @@ MUTATIONS = (
     Mutation(
         "td-error-ignores-gamma",
         "lrjax/algos/actor_critic_math.py",
-        "return reward + gamma * jnp.where(terminal, 0.0, q_next) - q",
-        "return reward + jnp.where(terminal, 0.0, q_next) - q",
+        "return reward + gamma * jnp.where(terminal, 0.0, q_next)",
+        "return reward + jnp.where(terminal, 0.0, q_next)",
         ("tests/test_algos_actor_critic.py",),
     ),
     Mutation(
@@ -552,6 +552,84 @@ MUTATIONS = (
         "return (v[usable] / best[usable] - 1.0).mean(axis=0)",
         "return (v[usable] - best[usable]).mean(axis=0)",
         ("tests/test_evaluation_transfer.py::test_relative_regret_by_hand",),
+    ),
+    Mutation(
+        "td-target-max-of-twin-critics",
+        "lrjax/algos/actor_critic_math.py",
+        "q_next = jnp.min(",
+        "q_next = jnp.max(",
+        ("tests/test_actor_critic_stabilisers.py",),
+    ),
+    Mutation(
+        "twin-actor-ascends-the-second-critic",
+        "lrjax/algos/actor_critic.py",
+        "g_actor = actor_gradient(q_net, critics[0], actor, carry, actor_obs, lr, c)",
+        "g_actor = actor_gradient(q_net, critics[-1], actor, carry, actor_obs, lr, c)",
+        ("tests/test_actor_critic_stabilisers.py",),
+    ),
+    Mutation(
+        "td-target-from-the-learning-actor",
+        "lrjax/algos/actor_critic.py",
+        "_, u_next, _ = actor_step(jax.lax.stop_gradient(target_actor), carry, next_obs, c)",
+        "_, u_next, _ = actor_step(jax.lax.stop_gradient(actor), carry, next_obs, c)",
+        ("tests/test_actor_critic_stabilisers.py",),
+    ),
+    Mutation(
+        "polyak-update-reversed",
+        "lrjax/algos/actor_critic.py",
+        "target_critic=optax.incremental_update(critic, state.target_critic, tau),",
+        "target_critic=optax.incremental_update(state.target_critic, critic, tau),",
+        ("tests/test_actor_critic_stabilisers.py",),
+    ),
+    Mutation(
+        "policy-delay-ignored",
+        "lrjax/algos/actor_critic.py",
+        "state.steps_done % cfg.policy_delay == 0",
+        "state.steps_done % 1 == 0",
+        ("tests/test_actor_critic_stabilisers.py",),
+    ),
+    Mutation(
+        "critic-warmup-ignored",
+        "lrjax/algos/actor_critic.py",
+        "moves = (state.steps_done >= cfg.critic_warmup) & (",
+        "moves = (state.steps_done >= 0) & (",
+        ("tests/test_actor_critic_stabilisers.py",),
+    ),
+    Mutation(
+        "target-noise-unclipped",
+        "lrjax/algos/actor_critic.py",
+        "u_next = u_next + jnp.clip(smooth, -cfg.target_noise_clip, cfg.target_noise_clip)",
+        "u_next = u_next + smooth",
+        ("tests/test_actor_critic_stabilisers.py",),
+    ),
+    Mutation(
+        "reward-scale-ignored",
+        "lrjax/algos/actor_critic.py",
+        "cfg.reward_scale * reward,",
+        "reward,",
+        ("tests/test_actor_critic_stabilisers.py",),
+    ),
+    Mutation(
+        "log-action-position-clipped",
+        "lrjax/controller/actor.py",
+        "log_lr = jnp.log(jnp.float32(config.initial_lr)) + jnp.where(jnp.isnan(u), 0.0, u)",
+        "log_lr = jnp.log(action_to_lr(u, prev_lr, config))",
+        ("tests/test_actor_critic_stabilisers.py",),
+    ),
+    Mutation(
+        "family-run-signature-drops-the-task",
+        "lrjax/cli/train.py",
+        "    else:  # the family draws the task and its batch size, budget and optimizer\n"
+        "        ignored |= FAMILY_DRAWN\n"
+        '    if getattr(args, "actions_per_run", None) is None:  # ditto, before actions_per_run\n'
+        '        ignored.add("actions_per_run")\n',
+        '    if getattr(args, "actions_per_run", None) is None:  # ditto, before actions_per_run\n'
+        '        ignored.add("actions_per_run")\n'
+        "    else:  # the family draws the task and its batch size, budget and optimizer\n"
+        "        ignored |= FAMILY_DRAWN\n",
+        (
+            "tests/test_cli.py::test_the_run_signature_holds_the_task_with_actions_per_run_and_not_for_a_family",
+        ),
     ),
 )
 

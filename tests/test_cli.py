@@ -293,6 +293,39 @@ def test_a_run_dir_of_the_cli_before_preset_resumes(tmp_path):
         train_cli._check_run_dir(args, out, signature)
 
 
+def test_the_run_signature_holds_the_task_with_actions_per_run_and_not_for_a_family(tmp_path):
+    """A task run with ``--actions-per-run`` resumed on another task is refused (its signature
+    once dropped the task); a family run's signature leaves out what the family draws, and an
+    older family run that recorded them still resumes; the actor-critic's stabilisers enter
+    the signature only when set (runs made before them resume)."""
+    from lrjax._validation import ConfigError
+    from lrjax.cli import build_parser
+    from lrjax.cli import train as train_cli
+
+    def setup(*argv):
+        args = build_parser("train").parse_args(["train", *argv, "--out", str(tmp_path / "x")])
+        return args, train_cli._setup(args)[3]
+
+    out = tmp_path / "run"
+    out.mkdir()
+    _, signature = setup("--task", "regression_2d", "--actions-per-run", "5")
+    (out / "run.json").write_text(json.dumps(signature, sort_keys=True))
+    args, other = setup("--task", "fashion_mlp", "--actions-per-run", "5")
+    with pytest.raises(ConfigError, match="task"):
+        train_cli._check_run_dir(args, out, other)
+
+    args, family = setup("--family", "mixed_mlp")
+    assert not {"task", "batch_size", "horizon", "optimizer"} & set(family)
+    old = {**json.loads(json.dumps(family)), "task": "fashion_mlp", "horizon": 20}
+    (out / "run.json").write_text(json.dumps(old, sort_keys=True))
+    train_cli._check_run_dir(args, out, family)  # resumed
+
+    _, ac = setup("--task", "regression_2d", "--algo", "actor-critic")
+    assert "target_update" not in ac and "twin_critics" not in ac
+    _, ac = setup("--task", "regression_2d", "--algo", "actor-critic", "--target-update", "0.01")
+    assert ac["target_update"] == 0.01
+
+
 def test_train_family_refuses_what_the_family_draws_before_any_work(capsys, tmp_path):
     """``--family`` draws the budget, batch size and optimizer, trains with PPO and is
     evaluated on held-out trainees: options that contradict it are refused by name."""

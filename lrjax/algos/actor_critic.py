@@ -74,7 +74,13 @@ from lrjax.algos.actor_critic_config import (  # noqa: F401 (re-exported)
     ActorCriticConfig,
     ActorCriticEnvConfig,
 )
-from lrjax.algos.actor_critic_math import actor_gradient, critic_gradient, lr_position, td_error
+from lrjax.algos.actor_critic_math import (  # noqa: F401 (td_error re-exported)
+    actor_gradient,
+    critic_gradient,
+    lr_position,
+    td_error,
+    td_target,
+)
 from lrjax.algos.actor_critic_state import ACState, Episode, StepOutput
 from lrjax.algos.policy import QCritic
 from lrjax.controller import (
@@ -187,7 +193,10 @@ class ActorCritic:
         cfg, c = self.config, self.controller_config
         k_actor, k_critic = jax.random.split(jax.random.fold_in(key, 1))
         actor = init_actor_params(k_actor, c)
-        critic = self._critic().init(k_critic, jnp.zeros((c.obs_size,)), jnp.zeros(()))["params"]
+        init_q = lambda k: self._critic().init(k, jnp.zeros((c.obs_size,)), jnp.zeros(()))["params"]
+        critic = init_q(k_critic)
+        if cfg.twin_critics:  # the first is the single critic's; the second its own init
+            critic = (critic, init_q(jax.random.fold_in(k_critic, 1)))
         # One trainee: the key itself, so an online run and a baseline given the same seed key
         # start from the same weights and see the same minibatches (lrjax.training).
         trainee_keys = key[None] if cfg.num_envs == 1 else jax.random.split(key, cfg.num_envs)
@@ -204,15 +213,23 @@ class ActorCritic:
             obs_stats=obs_stats,
             steps_done=jnp.zeros((), jnp.int32),
             updates_done=jnp.zeros((), jnp.int32),
+            target_actor=None if cfg.target_update is None else actor,
+            target_critic=None if cfg.target_update is None else critic,
         )
+
+    def _critics(self, critic) -> tuple:
+        """The critics' params as a tuple (one, or two with ``twin_critics``)."""
+        return critic if self.config.twin_critics else (critic,)
 
     # -- one step of one episode ----------------------------------------------------------------
 
     def episode_step(
-        self, episode: Episode, actor, critic, obs_stats, data
+        self, episode: Episode, actor, critic, obs_stats, data, targets=None
     ) -> tuple[Episode, StepOutput]:
         """Lines 3-23 and 27 of Algorithm 1 for one trainee, with the shared actor and critic
-        fixed: the trainee's step, the TD error and both gradients (to be averaged)."""
+        fixed: the trainee's step, the TD error and both gradients (to be averaged).
+        ``targets``: ``(target_actor, target_critic)`` of the TD target, or None (the learning
+        actor and critic, paper B)."""
         cfg, c = self.config, self.controller_config
         train_task = self.engine().train_task(self.task)
         eval_task = self.engine().eval_task(self.task)
@@ -240,22 +257,39 @@ class ActorCritic:
             return self._peek(normaliser, obs_stats, self._raw(params, value, lr, stepped.step))
 
         next_obs = peek(loss_after)
-        actor_fixed = jax.lax.stop_gradient(actor)
-        _, u_next, _ = actor_step(actor_fixed, carry, next_obs, c)
+        critics = self._critics(critic)
+        target_actor, target_critics = (
+            (actor, critics) if targets is None else (targets[0], self._critics(targets[1]))
+        )
+        _, u_next, _ = actor_step(jax.lax.stop_gradient(target_actor), carry, next_obs, c)
+        if cfg.target_noise > 0:  # target policy smoothing (TD3)
+            smooth = cfg.target_noise * jax.random.normal(jax.random.fold_in(batch_i, 3), ())
+            u_next = u_next + jnp.clip(smooth, -cfg.target_noise_clip, cfg.target_noise_clip)
         action = lr_position(lr, c)
         next_action = lr_position(action_to_lr(u_next, lr, c), c)
-        delta = td_error(
-            q_net, critic, obs, action, reward, next_obs, next_action, cfg.gamma, diverged
+        target = td_target(
+            q_net,
+            jax.lax.stop_gradient(target_critics),
+            cfg.reward_scale * reward,
+            next_obs,
+            next_action,
+            cfg.gamma,
+            diverged,
         )
-        delta = jax.lax.stop_gradient(jnp.where(jnp.isfinite(delta), delta, 0.0))
-        g_critic = critic_gradient(q_net, critic, obs, action, delta)
+        deltas = [target - q_net.apply({"params": p}, obs, action) for p in critics]
+        deltas = [jax.lax.stop_gradient(jnp.where(jnp.isfinite(d), d, 0.0)) for d in deltas]
+        g_critic = tuple(
+            critic_gradient(q_net, p, obs, action, d) for p, d in zip(critics, deltas, strict=True)
+        )
+        g_critic = g_critic if cfg.twin_critics else g_critic[0]
+        delta = deltas[0]
 
         # Actor (lines 20-23): a different minibatch x_j at w_{t+1}.
         if cfg.same_minibatch:
             actor_obs = next_obs
         else:
             actor_obs = peek(eval_task.loss(params, data, jax.random.fold_in(batch_i, 1)))
-        g_actor = actor_gradient(q_net, critic, actor, carry, actor_obs, lr, c)
+        g_actor = actor_gradient(q_net, critics[0], actor, carry, actor_obs, lr, c)
         finite = lambda g: jnp.where(diverged | ~jnp.isfinite(g), 0.0, g)
         g_actor = jax.tree.map(finite, g_actor)
         g_critic = jax.tree.map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), g_critic)
@@ -277,7 +311,7 @@ class ActorCritic:
             t=t,
         )
         new = jax.lax.cond(episode_end, lambda: self._reset(new), lambda: new)
-        q = q_net.apply({"params": critic}, obs, action)
+        q = q_net.apply({"params": critics[0]}, obs, action)
         return new, StepOutput(
             g_critic, g_actor, raw, loss, lr, reward, delta, q, episode_end, diverged
         )
@@ -306,8 +340,14 @@ class ActorCritic:
     def step(self, state: ACState, data: Any) -> tuple[ACState, StepOutput]:
         """One step of Algorithm 1 for every episode; the averaged gradients go to the
         accumulating optimizers (which apply their mean every m steps)."""
+        cfg = self.config
+        targets = None
+        if cfg.target_update is not None:
+            targets = (state.target_actor, state.target_critic)
         run = self.engine().over_items(self.episode_step, 1)
-        episodes, out = run(state.episodes, state.actor, state.critic, state.obs_stats, data)
+        episodes, out = run(
+            state.episodes, state.actor, state.critic, state.obs_stats, data, targets
+        )
         mean = lambda tree: jax.tree.map(lambda g: g.mean(axis=0), tree)
         updates, critic_opt = self._critic_tx().update(
             mean(out.critic_grad), state.critic_opt, state.critic
@@ -317,6 +357,14 @@ class ActorCritic:
             mean(out.actor_grad), state.actor_opt, state.actor
         )
         actor = optax.apply_updates(state.actor, updates)
+        if cfg.critic_warmup > 0 or cfg.policy_delay > 1:
+            # The actor (and its gradient accumulator) moves after the critic's warm-up, on
+            # every policy_delay-th step (TD3's delayed policy updates).
+            moves = (state.steps_done >= cfg.critic_warmup) & (
+                state.steps_done % cfg.policy_delay == 0
+            )
+            pick = lambda new, old: jax.tree.map(lambda n, o: jnp.where(moves, n, o), new, old)
+            actor, actor_opt = pick(actor, state.actor), pick(actor_opt, state.actor_opt)
         obs_stats = features_lib.accumulate(state.obs_stats, out.raw_obs)  # "frozen"'s
         state = state.replace(
             actor=actor,
@@ -327,6 +375,12 @@ class ActorCritic:
             obs_stats=obs_stats,
             steps_done=state.steps_done + 1,
         )
+        if cfg.target_update is not None:  # Polyak averaging: phi' <- tau phi + (1 - tau) phi'
+            tau = cfg.target_update
+            state = state.replace(
+                target_actor=optax.incremental_update(actor, state.target_actor, tau),
+                target_critic=optax.incremental_update(critic, state.target_critic, tau),
+            )
         return state, out._replace(critic_grad=None, actor_grad=None)
 
     def update(self, state: ACState, data: Any) -> tuple[ACState, dict[str, jax.Array]]:

@@ -15,6 +15,8 @@ from lrjax._validation import (
     check_choice,
     check_in_range,
     check_non_negative,
+    check_non_negative_int,
+    check_positive,
     check_positive_int,
 )
 from lrjax.controller import ControllerConfig
@@ -108,6 +110,27 @@ class ActorCriticConfig:
         are small (a thousandth of ``L_0`` once training slows) and the critic must keep
         ahead of the actor (Adam's default 1e-3 did worse on ``regression_2d``).
       critic_hidden: the critic's hidden units. Default 10 (paper B).
+      target_update: tau of target networks (DDPG/TD3): the TD target's ``Q(s', pi(s'))`` comes
+        from slowly moving copies of the critic and actor, ``phi' <- tau phi + (1 - tau) phi'``
+        after every step (the target actor takes its step from the learning actor's LSTM
+        carry). Default None: no target networks, the TD target from the learning critic and
+        actor (paper B, Eq. 7). 1.0 is the same as None (the copies are the networks of the
+        step before, the ones the step uses).
+      twin_critics: clipped double Q (TD3): two critics, each fitted to the TD target
+        ``r + gamma min(Q'_1, Q'_2)(s', a')``; the actor ascends the first. Default False (one
+        critic, paper B).
+      policy_delay: the actor's gradient enters its optimizer on every ``policy_delay``-th step
+        only (TD3's delayed actor updates; combined with ``actor_every`` it accumulates that many
+        delayed gradients). Default 1 (every step, paper B).
+      target_noise: target policy smoothing (TD3): ``pi(s')`` of the TD target plus
+        ``clip(target_noise N(0, 1), -target_noise_clip, target_noise_clip)``, in the actor's
+        output units u. Default 0 (paper B).
+      target_noise_clip: the bound of that noise. Default 0.5 (TD3's).
+      reward_scale: the TD error's rewards (and divergence penalties) multiplied by this, to
+        keep TD targets O(1) when the per-step decrements are tiny. Default 1 (paper B's
+        rewards, in units of ``L_0``).
+      critic_warmup: steps in which only the critic learns; the actor starts moving after
+        them. Default 0 (paper B).
       eval_examples: test examples evaluated after each online update (the learning curve).
         Default 1000.
     """
@@ -126,6 +149,13 @@ class ActorCriticConfig:
     critic_learning_rate: float = 1e-2
     critic_hidden: int = 10
     eval_examples: int = 1000
+    target_update: float | None = None
+    twin_critics: bool = False
+    policy_delay: int = 1
+    target_noise: float = 0.0
+    target_noise_clip: float = 0.5
+    reward_scale: float = 1.0
+    critic_warmup: int = 0
 
     def __post_init__(self):
         if not isinstance(self.env, ActorCriticEnvConfig):
@@ -149,6 +179,17 @@ class ActorCriticConfig:
         check_non_negative("critic_learning_rate", self.critic_learning_rate)
         check_positive_int("critic_hidden", self.critic_hidden)
         check_positive_int("eval_examples", self.eval_examples)
+        if self.target_update is not None:
+            check_in_range("target_update", self.target_update, 0.0, 1.0)
+        if not isinstance(self.twin_critics, bool):
+            raise ConfigError(
+                f"twin_critics={self.twin_critics!r} is not allowed: expected True or False."
+            )
+        check_positive_int("policy_delay", self.policy_delay)
+        check_non_negative("target_noise", self.target_noise)
+        check_non_negative("target_noise_clip", self.target_noise_clip)
+        check_positive("reward_scale", self.reward_scale)
+        check_non_negative_int("critic_warmup", self.critic_warmup)
 
     @property
     def controller(self) -> ControllerConfig:

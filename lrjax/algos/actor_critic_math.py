@@ -1,12 +1,13 @@
 """Paper B's Eqs. 7-9 as pure functions (tested against hand computations): the TD error, the
-critic's semi-gradient and the actor's deterministic policy gradient through the LR map."""
+critic's semi-gradient and the actor's deterministic policy gradient through the LR map; and the
+TD target of twin critics (TD3's clipped double Q, Fujimoto et al. 2018, Eq. 10)."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
-from lrjax.controller import ControllerConfig, action_to_lr, actor_step
+from lrjax.controller import ControllerConfig, action_position, actor_step
 
 
 def lr_position(lr: jax.Array, config: ControllerConfig) -> jax.Array:
@@ -18,8 +19,17 @@ def lr_position(lr: jax.Array, config: ControllerConfig) -> jax.Array:
 def td_error(critic, critic_params, obs, action, reward, next_obs, next_action, gamma, terminal):
     """``delta = r + gamma (1 - terminal) Q(s', a') - Q(s, a)`` (paper B, Eq. 7)."""
     q = critic.apply({"params": critic_params}, obs, action)
-    q_next = critic.apply({"params": critic_params}, next_obs, next_action)
-    return reward + gamma * jnp.where(terminal, 0.0, q_next) - q
+    return td_target(critic, (critic_params,), reward, next_obs, next_action, gamma, terminal) - q
+
+
+def td_target(critic, target_params, reward, next_obs, next_action, gamma, terminal):
+    """``y = r + gamma (1 - terminal) min_i Q_i(s', a')`` over the critics ``target_params`` (a
+    sequence of critic params: one is paper B's Eq. 7 target, two TD3's clipped double Q)."""
+    q_next = jnp.min(
+        jnp.stack([critic.apply({"params": p}, next_obs, next_action) for p in target_params]),
+        axis=0,
+    )
+    return reward + gamma * jnp.where(terminal, 0.0, q_next)
 
 
 def critic_gradient(critic, critic_params, obs, action, delta):
@@ -31,11 +41,13 @@ def critic_gradient(critic, critic_params, obs, action, delta):
 
 def actor_gradient(critic, critic_params, actor_params, carry, obs, prev_lr, config):
     """``-grad_theta pi(s) grad_a Q(s, a)|_{a = pi(s)}`` (Eq. 9, sign for a minimiser): the
-    chain rule through one LSTM step from ``carry`` (held fixed) and the action-to-LR map."""
+    chain rule through one LSTM step from ``carry`` (held fixed) and the action's position in
+    the LR range (:func:`~lrjax.controller.action_position`: through the action-to-LR map, or,
+    for ``"log"`` actions, linear in the action, so the gradient does not vanish at a bound)."""
 
     def neg_q(theta):
         _, u, _ = actor_step(theta, carry, obs, config)
-        a = lr_position(action_to_lr(u, prev_lr, config), config)
+        a = action_position(u, prev_lr, config)
         return -critic.apply({"params": critic_params}, obs, a)
 
     return jax.grad(neg_q)(actor_params)

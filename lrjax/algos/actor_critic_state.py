@@ -31,13 +31,15 @@ class ACState:
     """Everything the actor-critic carries from one update to the next."""
 
     actor: Any  # theta
-    critic: Any  # phi
+    critic: Any  # phi (a pair (phi_1, phi_2) with ActorCriticConfig.twin_critics)
     actor_opt: Any  # optax.MultiSteps(adam) state: accumulates m_theta gradients
     critic_opt: Any  # optax.MultiSteps(adam) state: accumulates m_phi gradients
     episodes: Episode  # [num_envs]
     obs_stats: features_lib.NormaliserState  # of every s_t so far ("frozen" normaliser)
     steps_done: jax.Array
     updates_done: jax.Array
+    target_actor: Any = None  # theta', with ActorCriticConfig.target_update (else None)
+    target_critic: Any = None  # phi' (a pair with twin_critics)
 
 
 class StepOutput(NamedTuple):
@@ -49,8 +51,8 @@ class StepOutput(NamedTuple):
     train_loss: jax.Array  # f(w_t; x_i)
     lr: jax.Array
     reward: jax.Array
-    td_error: jax.Array
-    q: jax.Array  # Q(s_t, a_t)
+    td_error: jax.Array  # of the (first) critic
+    q: jax.Array  # Q(s_t, a_t) (of the first critic)
     episode_end: jax.Array
     diverged: jax.Array
 

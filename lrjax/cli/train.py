@@ -22,6 +22,7 @@ from pathlib import Path
 from lrjax.cli import _common
 from lrjax.cli.train_options import (
     AC_ONLY,
+    AC_STABILISERS,
     PPO_DEFAULTS,
     PPO_ONLY,
     add_parser,
@@ -55,10 +56,12 @@ def _setup(args):
         ignored.add("features")
     if args.family is None:  # runs made before families existed resume unchanged
         ignored.add("family")
+    else:  # the family draws the task and its batch size, budget and optimizer
+        ignored |= FAMILY_DRAWN
     if getattr(args, "actions_per_run", None) is None:  # ditto, before actions_per_run
         ignored.add("actions_per_run")
-    else:  # the family draws the task and its batch size, budget and optimizer
-        ignored |= {"task", "batch_size", "horizon", "optimizer"}
+    # ditto, actor-critic runs made before its stabilisers (unset: paper B's)
+    ignored |= {name for name in AC_STABILISERS if getattr(args, name, None) is None}
     signature = {k: v for k, v in vars(args).items() if k not in ignored}
     if args.family is not None:
         return None, None, _family_algo(args, controller, host_driven), signature
@@ -70,6 +73,7 @@ def _setup(args):
             "actor_every": args.actor_every,
             "critic_every": args.critic_every,
             "exploration_std": args.exploration_std,
+            **{name: getattr(args, name) for name in AC_STABILISERS},
         }
         env = ActorCriticEnvConfig(
             controller=controller,
@@ -155,10 +159,17 @@ RENAMES = {"num_updates": "updates", "learning_rate": "ppo_lr"}
 """Config fields whose option has another name."""
 
 
+FAMILY_DRAWN = frozenset({"task", "batch_size", "horizon", "optimizer"})
+"""Options a family run does not read (the family draws them)."""
+
+
 def upgrade_signature(saved: dict) -> dict:
-    """The signature of a ``run.json`` written before ``--preset`` existed, in today's keys: its
+    """The signature of an older ``run.json`` in today's keys. Before ``--preset`` existed its
     ``features`` was the preset (now ``preset``), its ``state`` the feature names (now
-    ``features``). Today's signatures always hold ``preset``, so they pass unchanged."""
+    ``features``); a family run without ``--actions-per-run`` recorded the options the family
+    draws (no longer part of a family run's signature)."""
+    if "family" in saved:
+        saved = {k: v for k, v in saved.items() if k not in FAMILY_DRAWN}
     if "preset" in saved or "features" not in saved:
         return saved
     upgraded = {k: v for k, v in saved.items() if k not in ("features", "state")}

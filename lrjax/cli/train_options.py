@@ -97,8 +97,9 @@ def _add_controller_options(p) -> None:
     p.add_argument(
         "--action-mode",
         default=None,
-        choices=["scale", "absolute"],
-        help="scale: the action scales the previous LR (paper A); absolute: it is the LR (B) "
+        choices=["scale", "absolute", "log"],
+        help="scale: the action scales the previous LR (paper A); absolute: it is the LR (B); "
+        "log: the log of the LR relative to the start, clipped to the bounds (no sigmoid) "
         "(default: the preset's, scale for lrjax and paper_a)",
     )
     p.add_argument("--lr-min", type=float, default=None, help="smallest LR (lrjax: 1e-4)")
@@ -182,6 +183,39 @@ def _add_actor_critic_options(p) -> None:
         "--exploration-std", type=float, default=None, help="noise on the actor's action (0.3)"
     )
     ac.add_argument(
+        "--target-update",
+        type=float,
+        default=None,
+        help="tau of target networks (TD3; default none: paper B's TD target)",
+    )
+    ac.add_argument(
+        "--twin-critics",
+        action="store_true",
+        default=None,
+        help="clipped double Q: two critics, the TD target from the smaller (TD3)",
+    )
+    ac.add_argument(
+        "--policy-delay", type=int, default=None, help="actor updates every d-th step (TD3; 1)"
+    )
+    ac.add_argument(
+        "--target-noise",
+        type=float,
+        default=None,
+        help="target policy smoothing noise, in the actor's output units (TD3; 0)",
+    )
+    ac.add_argument(
+        "--target-noise-clip", type=float, default=None, help="bound of that noise (0.5)"
+    )
+    ac.add_argument(
+        "--reward-scale", type=float, default=None, help="rewards of the TD target times this (1)"
+    )
+    ac.add_argument(
+        "--critic-warmup",
+        type=int,
+        default=None,
+        help="steps in which only the critic learns (0)",
+    )
+    ac.add_argument(
         "--same-minibatch",
         action="store_true",
         help="ablation: the actor's gradient on the model's minibatch, not a different one",
@@ -196,7 +230,26 @@ PPO_ONLY = (
     "ppo_lr",
     "initial_lr_spread",
 )
-AC_ONLY = ("mode", "reset_every", "gamma", "actor_every", "critic_every", "exploration_std")
+AC_STABILISERS = (
+    "target_update",
+    "twin_critics",
+    "policy_delay",
+    "target_noise",
+    "target_noise_clip",
+    "reward_scale",
+    "critic_warmup",
+)
+"""The actor-critic's stabilisers (ActorCriticConfig fields of the same names; None: its
+default, paper B's Algorithm 1)."""
+AC_ONLY = (
+    "mode",
+    "reset_every",
+    "gamma",
+    "actor_every",
+    "critic_every",
+    "exploration_std",
+    *AC_STABILISERS,
+)
 
 
 def resolve(args) -> None:

@@ -180,7 +180,8 @@ def action_to_lr(
     """Map the unbounded action u to the learning rate, in float32.
 
     * absolute (paper B): ``lr = exp(log lr_min + sigmoid(u) (log lr_max - log lr_min))``;
-    * scale (paper A): ``lr = clip(prev_lr * alpha ** tanh(u), lr_min, lr_max)``.
+    * scale (paper A): ``lr = clip(prev_lr * alpha ** tanh(u), lr_min, lr_max)``;
+    * log: ``lr = clip(initial_lr * exp(u), lr_min, lr_max)``.
 
     The result is always within ``[lr_min, lr_max]`` (as float32 numbers): NaN actions count as
     u = 0, infinite ones saturate.
@@ -201,12 +202,35 @@ def action_to_lr(
         log_lo, log_hi = jnp.log(lo), jnp.log(hi)
         lr = jnp.exp(log_lo + jax.nn.sigmoid(u) * (log_hi - log_lo))
         lr = jnp.broadcast_to(lr, jnp.broadcast_shapes(lr.shape, jnp.shape(prev_lr)))
+    elif config.action_mode == "log":
+        lr = jnp.exp(jnp.log(jnp.float32(config.initial_lr)) + u)
+        lr = jnp.broadcast_to(lr, jnp.broadcast_shapes(lr.shape, jnp.shape(prev_lr)))
     else:
         prev = jnp.asarray(prev_lr, jnp.float32)
         log_alpha = jnp.log(jnp.asarray(config.alpha, jnp.float32))
         lr = prev * jnp.exp(log_alpha * jnp.tanh(u))
         lr = jnp.where(jnp.isnan(lr), lo, lr)
     return jnp.clip(lr, lo, hi)
+
+
+def action_position(
+    u: jax.typing.ArrayLike, prev_lr: jax.typing.ArrayLike, config: ControllerConfig
+) -> jax.Array:
+    """Where the action ``u`` puts the LR in the log-LR range, ``2 (log lr - log lr_min) /
+    (log lr_max - log lr_min) - 1``: in ``[-1, 1]`` for the LR :func:`action_to_lr` applies.
+
+    In ``"log"`` mode the position is of the LR *before* the clip, ``log initial_lr + u``, and
+    may leave ``[-1, 1]``: it is linear in ``u``, so a critic's slope reaches an actor whose
+    output is past a bound (the applied LR is clipped; the gradient is not). In the other modes
+    it is the applied LR's position (paper B's sigmoid then saturates at the bounds).
+    """
+    lo, hi = jnp.log(jnp.float32(config.lr_min)), jnp.log(jnp.float32(config.lr_max))
+    if config.action_mode == "log":
+        u = jnp.asarray(u, jnp.float32)
+        log_lr = jnp.log(jnp.float32(config.initial_lr)) + jnp.where(jnp.isnan(u), 0.0, u)
+    else:
+        log_lr = jnp.log(action_to_lr(u, prev_lr, config))
+    return 2.0 * (log_lr - lo) / (hi - lo) - 1.0
 
 
 @struct.dataclass

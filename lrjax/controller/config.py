@@ -35,8 +35,10 @@ from lrjax.features import (
 
 __all__ = ["ACTION_MODES", "ControllerConfig"]
 
-ACTION_MODES = ("absolute", "scale")
-"""``"absolute"``: the action is the LR (paper B); ``"scale"``: it scales the previous LR (A)."""
+ACTION_MODES = ("absolute", "scale", "log")
+"""``"absolute"``: the action is the LR (paper B); ``"scale"``: it scales the previous LR (A);
+``"log"``: it is the log of the LR relative to the start, clipped to the bounds (no saturation:
+an actor past a bound still gets a gradient, :func:`lrjax.controller.action_position`)."""
 
 LOG_STD_RANGE = (-5.0, 2.0)
 """The Gaussian head's log-std is clipped to this range."""
@@ -57,8 +59,10 @@ class ControllerConfig:
         ``FeatureSpec`` with its default normalisation). Default: paper B's ``("train_loss",)``.
       action_mode: ``"absolute"`` (paper B): the actor's action u sets the LR,
         ``lr = exp(log lr_min + sigmoid(u) (log lr_max - log lr_min))``; ``"scale"`` (paper A): it
-        scales the previous LR, ``lr = clip(prev_lr * alpha ** tanh(u), lr_min, lr_max)``.
-        Default ``"absolute"``.
+        scales the previous LR, ``lr = clip(prev_lr * alpha ** tanh(u), lr_min, lr_max)``;
+        ``"log"``: ``lr = clip(initial_lr * exp(u), lr_min, lr_max)``, the absolute LR without
+        paper B's sigmoid, which saturates at the bounds (a deterministic actor-critic's actor
+        collapsed at the floor gets no gradient back through it). Default ``"absolute"``.
       lr_min: smallest LR the controller can apply, > 0. Default 1e-5 (paper A reimplementation).
       lr_max: largest LR the controller can apply, > lr_min. Default 1e-1 (ditto).
       alpha: bound of the per-action scale in ``"scale"`` mode, the LR changes by a factor in
@@ -135,13 +139,14 @@ class ControllerConfig:
 
     @property
     def initial_action(self) -> float:
-        """The action u whose LR is ``initial_lr`` (absolute mode) or that keeps the LR (scale).
+        """The action u whose LR is ``initial_lr`` (absolute and log modes: 0 in log mode) or that
+        keeps the LR (scale).
 
         Absolute mode inverts ``lr = exp(log lr_min + sigmoid(u) (log lr_max - log lr_min))``:
         ``u0 = logit((log initial_lr - log lr_min) / (log lr_max - log lr_min))``, with the
         position kept in [1e-3, 1 - 1e-3] so that ``u0`` is finite.
         """
-        if self.action_mode == "scale":
+        if self.action_mode in ("scale", "log"):
             return 0.0
         pos = (math.log(self.initial_lr) - math.log(self.lr_min)) / (
             math.log(self.lr_max) - math.log(self.lr_min)
