@@ -3,10 +3,12 @@ learner does, not only where it ends.
 
   python benchmarks/actor_critic_mnist.py --steps 500 --setting defaults --setting gamma=0.5
 
-For each setting (``name=value`` changes of :class:`ActorCriticConfig`, or ``defaults``) it runs
-two seeds (the seeds of ``lrjax paper-b compare --seed 0``) and prints per update of 100 steps:
-the mean minibatch training loss, the test loss (1,000 examples), the applied LR (min / mean /
-max), the critic's mean squared TD error, its mean Q(s_t, a_t) and the mean reward.
+For each setting (``name=value`` changes of :class:`ActorCriticConfig`, e.g.
+``twin_critics=True,target_update=0.005``; ``action_mode=log`` changes its controller's; or
+``defaults``) it runs two seeds (the seeds of ``lrjax paper-b compare --seed 0``) and prints per
+update of 100 steps: the mean minibatch training loss, the test loss (1,000 examples), the
+applied LR (min / mean / max), the critic's mean squared TD error, its mean Q(s_t, a_t) and the
+mean reward.
 """
 
 from __future__ import annotations
@@ -22,14 +24,35 @@ from lrjax import tasks
 from lrjax.algos.actor_critic import ActorCritic, ActorCriticConfig
 
 
+def _value(text: str):
+    if text in ("True", "False"):
+        return text == "True"
+    if text.isdigit():
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def _setting(text: str) -> tuple[str, dict]:
+    """``name=value,...`` changes of ActorCriticConfig (``action_mode=log``: of its
+    controller), or ``defaults``."""
     if text == "defaults":
         return text, {}
     changes = {}
     for part in text.split(","):
         name, value = part.split("=")
-        changes[name] = int(value) if value.isdigit() else float(value)
+        changes[name] = _value(value)
     return text, changes
+
+
+def _config(steps: int, changes: dict) -> ActorCriticConfig:
+    config = ActorCriticConfig(num_updates=steps // 100, steps_per_update=100)
+    if "action_mode" in changes:
+        controller = config.controller.replace(action_mode=changes.pop("action_mode"))
+        changes["env"] = dataclasses.replace(config.env, controller=controller)
+    return dataclasses.replace(config, **changes)
 
 
 def main() -> None:
@@ -43,9 +66,7 @@ def main() -> None:
     data = task.load_data(jax.random.fold_in(key, 1))
     seed_keys = jax.random.split(jax.random.split(key)[0], 2)  # compare_on_task's seeds
     for name, changes in map(_setting, args.setting or ["defaults"]):
-        config = dataclasses.replace(
-            ActorCriticConfig(num_updates=args.steps // 100, steps_per_update=100), **changes
-        )
+        config = _config(args.steps, changes)
         start = time.perf_counter()
         _, metrics = jax.jit(ActorCritic(task, config).train_seeds)(seed_keys, data)
         m = jax.tree.map(np.asarray, metrics)

@@ -42,7 +42,7 @@ def test_paper_steps_per_action():
         ({"alpha": 0.5}, "alpha=0.5"),
         ({"alpha": float("inf")}, "alpha=inf"),
         ({"alpha": True}, "alpha=True"),
-        ({"action_mode": "log"}, "action_mode='log'"),
+        ({"action_mode": "logit"}, "action_mode='logit'"),
         ({"initial_lr": 1.0}, "initial_lr=1.0"),
         ({"steps_per_action": 0}, "steps_per_action=0"),
         ({"steps_per_action": 1.5}, "steps_per_action=1.5"),
