@@ -14,45 +14,18 @@ mean reward.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 
 import jax
 import numpy as np
+from ac_settings import apply_setting, parse_setting
 
 from lrjax import tasks
 from lrjax.algos.actor_critic import ActorCritic, ActorCriticConfig
 
 
-def _value(text: str):
-    if text in ("True", "False"):
-        return text == "True"
-    if text.isdigit():
-        return int(text)
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def _setting(text: str) -> tuple[str, dict]:
-    """``name=value,...`` changes of ActorCriticConfig (``action_mode=log``: of its
-    controller), or ``defaults``."""
-    if text == "defaults":
-        return text, {}
-    changes = {}
-    for part in text.split(","):
-        name, value = part.split("=")
-        changes[name] = _value(value)
-    return text, changes
-
-
 def _config(steps: int, changes: dict) -> ActorCriticConfig:
-    config = ActorCriticConfig(num_updates=steps // 100, steps_per_update=100)
-    if "action_mode" in changes:
-        controller = config.controller.replace(action_mode=changes.pop("action_mode"))
-        changes["env"] = dataclasses.replace(config.env, controller=controller)
-    return dataclasses.replace(config, **changes)
+    return apply_setting(ActorCriticConfig(num_updates=steps // 100, steps_per_update=100), changes)
 
 
 def main() -> None:
@@ -65,7 +38,7 @@ def main() -> None:
     key = jax.random.key(args.seed)
     data = task.load_data(jax.random.fold_in(key, 1))
     seed_keys = jax.random.split(jax.random.split(key)[0], 2)  # compare_on_task's seeds
-    for name, changes in map(_setting, args.setting or ["defaults"]):
+    for name, changes in map(parse_setting, args.setting or ["defaults"]):
         config = _config(args.steps, changes)
         start = time.perf_counter()
         _, metrics = jax.jit(ActorCritic(task, config).train_seeds)(seed_keys, data)

@@ -15,6 +15,7 @@ import time
 
 import jax
 import numpy as np
+from ac_settings import apply_setting, parse_setting
 
 from lrjax import paper_b
 from lrjax.algos.actor_critic import ActorCriticConfig
@@ -25,6 +26,16 @@ SETTINGS = {
     "critic_learning_rate=1e-3 (Adam's default)": {"critic_learning_rate": 1e-3},
     "actor_every=10": {"actor_every": 10},
     "gamma=0.99": {"gamma": 0.99},
+    "gamma=0.5": {"gamma": 0.5},
+    "action_mode=log": {"action_mode": "log"},
+    "TD3 (log actions, target networks, twin critics, delay, smoothing, warm-up)": {
+        "action_mode": "log",
+        "target_update": 0.005,
+        "twin_critics": True,
+        "policy_delay": 2,
+        "target_noise": 0.2,
+        "critic_warmup": 100,
+    },
 }
 
 
@@ -33,17 +44,24 @@ def main() -> None:
     parser.add_argument("--problems", type=int, default=8)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=None,
+        help="run only these (name=value,... or defaults) instead of the table's settings",
+    )
     args = parser.parse_args()
     print("| setting | final test loss | / best constant LR (mean, max) | LR first -> last | s |")
     print("|---|---|---|---|---|")
-    for name, changes in SETTINGS.items():
+    settings = dict(map(parse_setting, args.setting)) if args.setting else SETTINGS
+    for name, changes in settings.items():
         start = time.perf_counter()
         analysis = paper_b.regression_analysis(
             jax.random.key(args.seed),
             num_problems=args.problems,
             num_steps=args.steps,
             variants=("actor-critic",),
-            config=ActorCriticConfig(**changes),
+            config=apply_setting(ActorCriticConfig(), changes),
         )
         trace = analysis.methods["actor-critic"]
         ratio = trace.final_test_loss / analysis.best_sgd_loss

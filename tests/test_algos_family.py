@@ -95,6 +95,7 @@ def test_the_same_key_trains_the_same_controller_and_a_resumed_run_equals_it(
     assert not np.array_equal(flat(other), flat(first))
 
 
+@pytest.mark.slow  # ~30-40 s; CI runs it in make test-slow
 def test_a_run_sharded_over_devices_resumes_and_compiles_each_sample_once(data, tmp_path):
     """Episodes split over the two test devices (as ``lrjax train`` runs them): the state a
     checkpoint restores sits on one device, and the resumed run must still take it (it once
@@ -113,6 +114,7 @@ def test_a_run_sharded_over_devices_resumes_and_compiles_each_sample_once(data, 
     assert all(np.isfinite(r["episode_return"]) for r in resumed.history)
 
 
+@pytest.mark.slow  # ~30-40 s; CI runs it in make test-slow
 def test_programs_in_memory_are_bounded_and_a_dropped_one_is_compiled_again(data):
     """With room for one program, every switch of sample compiles (the other was dropped) and
     a repeat does not; the run goes on unchanged."""

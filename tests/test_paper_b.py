@@ -126,6 +126,7 @@ def test_paper_b_analysis_writes_table_and_figures_4_and_5(tmp_path):
         assert (out / png).stat().st_size > 10_000
 
 
+@pytest.mark.slow  # ~30-40 s; CI runs it in make test-slow
 def test_paper_b_compare_runs_cifar10_cnn_on_tfds_mock_data(tmp_path, monkeypatch):
     """The CIFAR-10 path of ``lrjax paper-b compare`` (its function, ``compare_on_task``) on
     tfds's mock data (CIFAR-10 cannot be downloaded here): prepared through tfds, then the

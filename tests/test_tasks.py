@@ -59,7 +59,10 @@ def fit(task, data, steps, lr, seed=0):
     )
 
 
-@pytest.mark.parametrize("name", ["mnist_cnn", "fashion_cnn", "fashion_resnet", "mlp"])
+@pytest.mark.parametrize(
+    "name",
+    ["mnist_cnn", "fashion_cnn", pytest.param("fashion_resnet", marks=pytest.mark.slow), "mlp"],
+)
 def test_task_loss_falls_on_real_data(name, request):
     dataset = "mnist" if name == "mnist_cnn" else "fashion_mnist"
     data = request.getfixturevalue(dataset).subset(validation=500, test=1000)
@@ -72,7 +75,9 @@ def test_task_loss_falls_on_real_data(name, request):
     assert result.test_accuracy[0, -1] > 0.3
 
 
-@pytest.mark.parametrize("name", ["cifar10_cnn", "cifar10_resnet"])
+@pytest.mark.parametrize(
+    "name", ["cifar10_cnn", pytest.param("cifar10_resnet", marks=pytest.mark.slow)]
+)
 def test_cifar_tasks_train_on_cifar_shaped_data(name):
     task = tasks.get_task(name, batch_size=32, **SMALL[name])
     result = fit(task, synthetic_cifar(), steps=60, lr=0.05)
