@@ -266,31 +266,42 @@ class TraineeEnv:
         return jax.lax.cond(done, lambda: self.reset(key, data), lambda: (obs, state))
 
     def step_env(self, key, state: EnvState, action, data):
-        """Apply the action's LR for k trainee steps; observe and reward (no reset: the state
-        after the step even when the episode ended, e.g. for evaluation, which wants the final
-        trainee). Returns what :meth:`step` does."""
-        lr = action_to_lr(action, state.lr, self.config.controller)
-        return self.step_env_lr(key, state, lr, data)
+        """Apply the action's LR (times the base schedule's factor at ``t / horizon``,
+        ``ControllerConfig.base_schedule``) for k trainee steps; observe and reward (no reset:
+        the state after the step even when the episode ended, e.g. for evaluation, which wants
+        the final trainee). Returns what :meth:`step` does."""
+        controller = self.config.controller
+        lr = action_to_lr(action, state.lr, controller)
+        factor = controller.schedule_factor(state.t / self.config.horizon)
+        return self._train_and_conclude(state, lr, lr * factor, data)
 
     def step_env_lr(self, key, state: EnvState, lr, data):
-        """:meth:`step_env` with the learning rate given directly (no reset)."""
+        """:meth:`step_env` with the learning rate given directly (no reset, no base
+        schedule: reference schedules give the LR they apply)."""
         del key  # the trainee's own key draws its minibatches
         lr = jnp.asarray(lr, jnp.float32)
-        tx = self.optimizer(lr)
+        return self._train_and_conclude(state, lr, lr, data)
+
+    def _train_and_conclude(self, state: EnvState, lr, applied, data):
+        """k trainee steps at ``applied``, then :meth:`conclude` (the state keeps ``lr``)."""
+        tx = self.optimizer(applied)
         step = lambda s, _: training.train_step(self.train_task, tx, s, data)
         k = self.config.steps_per_action
         trainee, (losses, _) = jax.lax.scan(
             step, state.trainee, length=k, unroll=self._engine.unroll
         )
-        return self.conclude(state, trainee, lr, losses[-1], data)
+        return self.conclude(state, trainee, lr, losses[-1], data, applied=applied)
 
-    def conclude(self, state: EnvState, trainee, lr, train_loss, data):
+    def conclude(self, state: EnvState, trainee, lr, train_loss, data, applied=None):
         """The second half of :meth:`step_env_lr`, once the trainee has taken its k steps at
         ``lr`` (the last on minibatch loss ``train_loss``): observe, reward, detect divergence
         (:func:`lrjax.mdp.step_outcome`). Public so that a host-driven loop
         (``benchmarks/ppo_throughput.py``) can run the trainee steps itself and still compute
-        exactly what the environment does."""
+        exactly what the environment does. ``lr`` is the controller's LR (what the state, the
+        history and the observation keep), ``applied`` the LR the trainee took (``lr`` times
+        the base schedule's factor; default ``lr``), reported as ``info["lr"]``."""
         cfg = self.config
+        applied = lr if applied is None else applied
         loss, val_loss, predictions = self._measure(trainee, data)
         history = features_lib.update_history(state.history, loss, lr)
         obs = self._observe(trainee, lr, loss, val_loss, predictions, state.predictions, history)
@@ -319,7 +330,7 @@ class TraineeEnv:
         )
         zero = jnp.zeros((), jnp.float32)
         info = {
-            "lr": lr,
+            "lr": applied,
             "val_loss": val_loss,
             "train_loss": train_loss,
             "diverged": diverged,

@@ -43,6 +43,7 @@ def test_paper_steps_per_action():
         ({"alpha": float("inf")}, "alpha=inf"),
         ({"alpha": True}, "alpha=True"),
         ({"action_mode": "logit"}, "action_mode='logit'"),
+        ({"base_schedule": "linear"}, "base_schedule='linear'"),
         ({"initial_lr": 1.0}, "initial_lr=1.0"),
         ({"steps_per_action": 0}, "steps_per_action=0"),
         ({"steps_per_action": 1.5}, "steps_per_action=1.5"),

@@ -16,6 +16,7 @@ from lrjax._validation import ConfigError
 from lrjax.controller import (
     ControllerConfig,
     controller_state,
+    current_lr,
     init_controller,
     load_controller,
     save_controller,
@@ -219,16 +220,24 @@ def test_conv_env_evaluates_with_the_stock_convolution_when_mapped(tiny_conv):
         ("adam", "paper_a"),
         ("sgd", "lrjax"),
         ("adam", "loss_only"),
+        ("momentum", "loss_only_cosine"),
     ],
 )
 def test_saved_controller_in_a_plain_loop_applies_the_env_lrs(problem, tmp_path, optimizer, preset):
     """Train and deploy the same way: a controller (scale actions, k = 3; paper A's features
     with per-run statistics, or lrjax's with progress and frozen statistics from training)
     saved and loaded, as ``chain(base, scale_by_controller)`` in a plain loop over the same
-    trainee and minibatches, sets the LR sequence it set in the environment."""
+    trainee and minibatches, sets the LR sequence it set in the environment (with a cosine
+    base schedule: the same products of its LR and the schedule)."""
     task, data = problem
-    config = getattr(ControllerConfig, preset)(
-        lr_min=1e-3, lr_max=0.5, alpha=1.5, initial_lr=0.02, steps_per_action=3
+    schedule = "cosine" if preset.endswith("_cosine") else "constant"
+    config = getattr(ControllerConfig, preset.removesuffix("_cosine"))(
+        lr_min=1e-3,
+        lr_max=0.5,
+        alpha=1.5,
+        initial_lr=0.02,
+        steps_per_action=3,
+        base_schedule=schedule,
     )
     env = make_env(
         task, controller=config, horizon=6, optimizer=optimizer, val_batch_size=50, probe_size=8
@@ -276,13 +285,21 @@ def test_saved_controller_in_a_plain_loop_applies_the_env_lrs(problem, tmp_path,
         new = training.TraineeState(
             optax.apply_updates(trainee.params, updates), opt_state, key, trainee.step + 1
         )
-        return new, controller_state(opt_state).learning_rate
+        return new, current_lr(opt_state), controller_state(opt_state).learning_rate
 
-    loop_lrs = []
+    loop_lrs, controller_lrs = [], []
     for _ in range(6 * 3):
-        trainee, lr = step(trainee)
+        trainee, lr, own_lr = step(trainee)
         loop_lrs.append(float(lr))
+        controller_lrs.append(float(own_lr))
     np.testing.assert_allclose(np.array(loop_lrs)[::3], env_lrs, rtol=1e-5)
     np.testing.assert_allclose(
         np.array(loop_lrs).reshape(6, 3), np.repeat(env_lrs, 3).reshape(6, 3), rtol=1e-5
     )
+    if schedule == "cosine":  # the applied LR is the controller's times s(t / horizon)
+        factors = 0.5 * (1 + np.cos(np.pi * np.arange(6) / 6))
+        np.testing.assert_allclose(
+            np.array(loop_lrs)[::3] / factors,
+            np.array(controller_lrs)[::3],
+            rtol=1e-5,
+        )

@@ -61,6 +61,12 @@ class ActorCriticEnvConfig(mdp.MDPConfig):
                 f"controller.steps_per_action={self.controller.steps_per_action} is not allowed "
                 "for the actor-critic: expected 1 (Algorithm 1 acts at every step)."
             )
+        if self.controller.base_schedule != "constant":
+            raise ConfigError(
+                f"controller.base_schedule={self.controller.base_schedule!r} is not allowed for "
+                "the actor-critic: expected 'constant' (its actor sets the LR itself at every "
+                "step; a base schedule is PPO's, lrjax train --algo ppo)."
+            )
         features_lib.check_inputs(
             self.controller.features,
             AC_INPUTS,

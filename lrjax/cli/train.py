@@ -60,6 +60,8 @@ def _setup(args):
         ignored |= FAMILY_DRAWN
     if getattr(args, "actions_per_run", None) is None:  # ditto, before actions_per_run
         ignored.add("actions_per_run")
+    if getattr(args, "base_schedule", None) is None:  # ditto, before base schedules
+        ignored.add("base_schedule")
     # ditto, actor-critic runs made before its stabilisers (unset: paper B's)
     ignored |= {name for name in AC_STABILISERS if getattr(args, name, None) is None}
     signature = {k: v for k, v in vars(args).items() if k not in ignored}

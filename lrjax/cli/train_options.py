@@ -152,6 +152,13 @@ def _add_run_options(p) -> None:
         help="PPO: the controller acts this many times per run whatever its length (every "
         "budget / N steps; sets --horizon); default: every --steps-per-action steps",
     )
+    p.add_argument(
+        "--base-schedule",
+        default=None,
+        choices=["constant", "cosine"],
+        help="PPO: the controller's LR is applied times this schedule over the run (cosine: "
+        "the controller learns a correction of a cosine decay); default constant",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="trainee minibatch size")
     p.add_argument(
         "--num-envs",
@@ -227,6 +234,7 @@ PPO_ONLY = (
     "reward",
     "steps_per_action",
     "actions_per_run",
+    "base_schedule",
     "ppo_lr",
     "initial_lr_spread",
 )
@@ -340,6 +348,7 @@ def controller_config(args):
         "initial_lr": args.initial_lr,
         "steps_per_action": args.steps_per_action,
         "actions_per_run": getattr(args, "actions_per_run", None),
+        "base_schedule": getattr(args, "base_schedule", None),
     }
     config = getattr(ControllerConfig, args.preset)(
         **{k: v for k, v in given.items() if v is not None}

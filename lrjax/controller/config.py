@@ -14,6 +14,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+
 from lrjax._validation import (
     ConfigError,
     check_choice,
@@ -44,9 +47,15 @@ LOG_STD_RANGE = (-5.0, 2.0)
 """The Gaussian head's log-std is clipped to this range."""
 
 
-_ADDED_LATER = {"actions_per_run": None}
+BASE_SCHEDULES = ("constant", "cosine")
+"""What the controller's LR is multiplied by over the run (``ControllerConfig.base_schedule``):
+``"constant"``, 1; ``"cosine"``, ``0.5 (1 + cos(pi p))`` at the fraction ``p`` of the run done
+when the controller last acted."""
+
+_ADDED_LATER = {"actions_per_run": None, "base_schedule": "constant"}
 """Fields newer than the first saved configs, with the value that reads an older save as it was
-trained (``actions_per_run=None``: every ``steps_per_action`` steps)."""
+trained (``actions_per_run=None``: every ``steps_per_action`` steps; ``base_schedule``: no
+schedule)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +91,13 @@ class ControllerConfig:
         and a budget longer than any in training neither stretches its warm-up nor compounds
         its decay. Training sets ``steps_per_action`` from each episode's budget; deployment
         needs ``total_steps``. Default None: every ``steps_per_action`` steps.
+      base_schedule: a schedule the controller's LR is multiplied by (:data:`BASE_SCHEDULES`):
+        the LR applied is ``lr * s(p)``, ``p`` the fraction of the run done at the last action
+        (environment: ``t / horizon``; transform: ``step / total_steps``, so deployment needs
+        ``total_steps``). With ``"cosine"`` the controller learns a correction of a cosine decay
+        (the schedule that a fixed-budget run is hard to beat with) instead of discovering the
+        decay itself; its features see its own LR, not the product. Default ``"constant"``
+        (the papers: the controller's LR is applied as it is).
       lstm_layers: number of stacked LSTM layers of the actor. Default 2 (paper B).
       lstm_units: units per LSTM layer. Default 20 (paper B).
       log_std_init: initial log standard deviation of the Gaussian policy head used by PPO
@@ -100,6 +116,7 @@ class ControllerConfig:
     initial_lr: float = 1e-3
     steps_per_action: int = 1
     actions_per_run: int | None = None
+    base_schedule: str = "constant"
     lstm_layers: int = 2
     lstm_units: int = 20
     log_std_init: float = -0.5
@@ -123,6 +140,7 @@ class ControllerConfig:
         if self.actions_per_run is not None:
             check_positive_int("actions_per_run", self.actions_per_run)
             object.__setattr__(self, "actions_per_run", int(self.actions_per_run))
+        check_choice("base_schedule", self.base_schedule, BASE_SCHEDULES)
         check_positive_int("lstm_layers", self.lstm_layers)
         check_positive_int("lstm_units", self.lstm_units)
         check_in_range("log_std_init", self.log_std_init, *LOG_STD_RANGE)
@@ -168,6 +186,14 @@ class ControllerConfig:
             )
         check_positive_int("total_steps", total_steps)
         return max(1, int(total_steps) // self.actions_per_run)
+
+    def schedule_factor(self, progress: jax.typing.ArrayLike) -> jax.Array:
+        """``s(p)`` of :attr:`base_schedule` at the fraction ``progress`` of the run done
+        (float32; 1 for ``"constant"``)."""
+        p = jnp.clip(jnp.asarray(progress, jnp.float32), 0.0, 1.0)
+        if self.base_schedule == "cosine":
+            return 0.5 * (1.0 + jnp.cos(jnp.pi * p))
+        return jnp.ones_like(p)
 
     def replace(self, **changes: Any) -> ControllerConfig:
         """A copy with ``changes`` applied (and validated)."""

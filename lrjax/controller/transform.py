@@ -57,8 +57,9 @@ class ControllerState(NamedTuple):
       count: optimizer steps applied (skipped steps not counted), int32 scalar. The controller
         acts when ``count % k == 0``, ``k = config.steps_for(total_steps)``.
       skipped: steps skipped because the loss or an update was not finite, int32 scalar.
-      learning_rate: the learning rate applied at the last applied step (``initial_lr`` before
-        the first), float32 scalar. Read it with :func:`current_lr` to log or plot it.
+      learning_rate: the controller's learning rate at the last applied step (``initial_lr``
+        before the first), float32 scalar: the LR applied is ``learning_rate *
+        schedule_factor``. Read the applied one with :func:`current_lr` to log or plot it.
       carry: the actor's LSTM state.
       normaliser: running statistics of the raw features.
       obs: the last observation the actor saw, float32 ``(obs_size,)`` (for logging).
@@ -66,6 +67,8 @@ class ControllerState(NamedTuple):
         ``predictions_shape``; shape ``(0,)`` when no feature needs them).
       history: the run's memory of the losses it observed (the ``loss_history`` input,
         :class:`~lrjax.features.LossHistory`), updated when the controller acts.
+      schedule_factor: the base schedule's factor ``s(p)`` set at the last action
+        (``ControllerConfig.base_schedule``; 1 for ``"constant"``), float32 scalar.
     """
 
     count: jax.Array
@@ -76,6 +79,7 @@ class ControllerState(NamedTuple):
     obs: jax.Array
     prev_predictions: jax.Array
     history: LossHistory
+    schedule_factor: jax.Array
 
 
 def scale_by_controller(
@@ -89,9 +93,10 @@ def scale_by_controller(
     At each ``update`` with ``count % k == 0`` (``k = config.steps_for(total_steps)``) the
     transform computes the observation ``s_t = chi(inputs)`` (:func:`lrjax.features.observe`),
     steps the actor ``(carry, mean) = pi(carry, s_t)`` and sets
-    ``lr_t = action_to_lr(mean, lr_{t-1})``; at other steps it keeps ``lr_t = lr_{t-1}``. It
-    returns ``-lr_t * updates``, computed in float32 (or wider) and cast back to each leaf's
-    dtype, so bfloat16 params keep their dtype.
+    ``lr_t = action_to_lr(mean, lr_{t-1})`` and the base schedule's factor ``s_t =
+    s(step / total_steps)`` (``config.base_schedule``; 1 for ``"constant"``); at other steps it
+    keeps both. It returns ``-lr_t s_t * updates``, computed in float32 (or wider) and cast
+    back to each leaf's dtype, so bfloat16 params keep their dtype.
 
     A step whose loss or any update is not finite (as received, or after scaling: an overflow in
     a low-precision dtype) is skipped: the updates are zeros, the LR, LSTM state, normaliser and
@@ -113,8 +118,9 @@ def scale_by_controller(
         previous predictions (``pred_change_var``), which the state keeps.
       total_steps: the number of optimizer steps of the run, required when a feature needs it
         (``progress``; a learned schedule, like step decay or cosine, places its phases within
-        the budget) or the controller acts a fixed number of times per run
-        (``config.actions_per_run``: it acts every ``total_steps // actions_per_run`` steps).
+        the budget), the controller acts a fixed number of times per run
+        (``config.actions_per_run``: it acts every ``total_steps // actions_per_run`` steps) or
+        it follows a base schedule (``config.base_schedule``).
 
     Returns:
       A :class:`optax.GradientTransformationExtraArgs` whose state is a :class:`ControllerState`.
@@ -127,7 +133,13 @@ def scale_by_controller(
     spec = config.features
     kept_shape = _checked_predictions_shape(spec, predictions_shape)
     _check_total_steps(spec, total_steps)
+    _check_schedule_total_steps(config, total_steps)
     steps_per_action = config.steps_for(total_steps)
+
+    def schedule_factor(count: jax.Array) -> jax.Array:
+        if config.base_schedule == "constant":
+            return jnp.ones([], jnp.float32)
+        return config.schedule_factor(count.astype(jnp.float32) / total_steps)
 
     def init_fn(params: optax.Params) -> ControllerState:
         del params
@@ -140,6 +152,7 @@ def scale_by_controller(
             obs=jnp.zeros((spec.size,), jnp.float32),
             prev_predictions=jnp.zeros(kept_shape or (0,), jnp.float32),
             history=init_history(),
+            schedule_factor=jnp.ones([], jnp.float32),
         )
 
     def update_fn(
@@ -172,7 +185,8 @@ def scale_by_controller(
         acts_now = state.count % steps_per_action == 0
         proposed = action_to_lr(mean, state.learning_rate, config)
         lr = jnp.where(acts_now, proposed, state.learning_rate)
-        scaled = jax.tree.map(lambda u: _scaled(u, lr), updates)
+        factor = jnp.where(acts_now, schedule_factor(state.count), state.schedule_factor)
+        scaled = jax.tree.map(lambda u: _scaled(u, lr * factor), updates)
 
         # Skip the step when the loss or any update is not finite, before or after scaling (an
         # overflow of a low-precision dtype counts too): nothing non-finite ever leaves here.
@@ -188,6 +202,7 @@ def scale_by_controller(
             obs=keep(obs, state.obs),
             prev_predictions=keep(predictions, state.prev_predictions),
             history=keep(history, state.history),
+            schedule_factor=jnp.where(acts, factor, state.schedule_factor),
         )
         return zeros_unless(finite, scaled), new_state
 
@@ -245,6 +260,18 @@ def _check_total_steps(spec, total_steps) -> None:
             "total_steps=None is not allowed: the features "
             f"{[f.name for f in spec.features if 'total_steps' in f.inputs]} need the run's "
             "length; pass total_steps=<optimizer steps of the run>."
+        )
+    check_positive_int("total_steps", total_steps)
+
+
+def _check_schedule_total_steps(config: ControllerConfig, total_steps) -> None:
+    if config.base_schedule == "constant":
+        return
+    if total_steps is None:
+        raise ConfigError(
+            f"total_steps=None is not allowed: this controller follows a {config.base_schedule} "
+            "base schedule (base_schedule), so it needs the run's length; pass "
+            "total_steps=<optimizer steps of the run>."
         )
     check_positive_int("total_steps", total_steps)
 
@@ -350,9 +377,10 @@ def current_lr(opt_state: Any) -> jax.Array:
       opt_state: an optimizer state holding exactly one :func:`scale_by_controller` state.
 
     Returns:
-      ``ControllerState.learning_rate`` (batched if the state is).
+      ``learning_rate * schedule_factor`` of its ``ControllerState`` (batched if the state is).
     """
-    return controller_state(opt_state).learning_rate
+    state = controller_state(opt_state)
+    return state.learning_rate * state.schedule_factor
 
 
 def apply_gradients(train_state: Any, grads: Any, **extra_args: Any) -> Any:
