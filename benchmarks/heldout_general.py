@@ -9,6 +9,9 @@ documented defaults: the controllers' own starting LRs held constant (SGD 0.1, A
 :data:`lrjax.training.DEFAULT_LEARNING_RATES`), Prodigy, DoG, D-Adaptation AdamW, Mechanic
 (around Adam 1e-3), schedule-free SGD (1.0) and AdamW (0.0025). Every method trains the same
 ``--seeds`` trainees (the same init and minibatch keys), so differences are paired.
+A controller with a base schedule (``ControllerConfig.base_schedule``, e.g. cosine) also runs
+with its actor's parameters zeroed (every action 0: its starting LR times the schedule alone),
+so the table shows what the learned corrections add to the schedule.
 
 With ``--family``, the two other kinds of baseline (:mod:`lrjax.evaluation.transfer`):
 *transferred*, constant SGD, SGD step decay, SGD cosine with warm-up and Adam, each tuned on the
@@ -35,6 +38,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -127,6 +131,13 @@ def methods(run_dirs: list[Path], steps: int, start_factors=()) -> dict:
             out[f"controller_{optimizer}{suffix}"] = _controller_method(
                 controller, optimizer, steps
             )
+            schedule = controller.config.base_schedule
+            if schedule != "constant":  # the base schedule alone: an actor whose action is 0
+                still = controller.replace(params=jax.tree.map(jnp.zeros_like, controller.params))
+                start = f"{controller.config.initial_lr:g}"
+                out[f"{schedule}_{start} (its base schedule alone){suffix}"] = _controller_method(
+                    still, optimizer, steps
+                )
         for factor in start_factors if i == 0 else ():  # a start 10x off: does it recover?
             c = load_controller(run_dir / "controller-sgd")
             start = c.config.initial_lr * factor
