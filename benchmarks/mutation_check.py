@@ -558,63 +558,93 @@ MUTATIONS = (
         "lrjax/algos/actor_critic_math.py",
         "q_next = jnp.min(",
         "q_next = jnp.max(",
-        ("tests/test_actor_critic_stabilisers.py",),
+        ("tests/test_actor_critic_stabilisers.py::test_td_target_is_the_smaller_critics",),
     ),
     Mutation(
         "twin-actor-ascends-the-second-critic",
         "lrjax/algos/actor_critic.py",
         "g_actor = actor_gradient(q_net, critics[0], actor, carry, actor_obs, lr, c)",
         "g_actor = actor_gradient(q_net, critics[-1], actor, carry, actor_obs, lr, c)",
-        ("tests/test_actor_critic_stabilisers.py",),
+        (
+            "tests/test_actor_critic_stabilisers.py::test_twin_critics_fit_one_target_the_minimum_of_both",
+        ),
     ),
     Mutation(
         "td-target-from-the-learning-actor",
         "lrjax/algos/actor_critic.py",
         "_, u_next, _ = actor_step(jax.lax.stop_gradient(target_actor), carry, next_obs, c)",
         "_, u_next, _ = actor_step(jax.lax.stop_gradient(actor), carry, next_obs, c)",
-        ("tests/test_actor_critic_stabilisers.py",),
+        (
+            "tests/test_actor_critic_stabilisers.py::test_the_td_targets_next_action_is_the_target_actors",
+        ),
     ),
     Mutation(
         "polyak-update-reversed",
         "lrjax/algos/actor_critic.py",
         "target_critic=optax.incremental_update(critic, state.target_critic, tau),",
         "target_critic=optax.incremental_update(state.target_critic, critic, tau),",
-        ("tests/test_actor_critic_stabilisers.py",),
+        (
+            "tests/test_actor_critic_stabilisers.py::test_target_networks_move_by_tau_and_change_the_td_target",
+        ),
     ),
     Mutation(
         "policy-delay-ignored",
         "lrjax/algos/actor_critic.py",
         "state.steps_done % cfg.policy_delay == 0",
         "state.steps_done % 1 == 0",
-        ("tests/test_actor_critic_stabilisers.py",),
+        (
+            "tests/test_actor_critic_stabilisers.py::test_policy_delay_moves_the_actor_every_dth_step_only",
+        ),
     ),
     Mutation(
         "critic-warmup-ignored",
         "lrjax/algos/actor_critic.py",
         "moves = (state.steps_done >= cfg.critic_warmup) & (",
         "moves = (state.steps_done >= 0) & (",
-        ("tests/test_actor_critic_stabilisers.py",),
+        (
+            "tests/test_actor_critic_stabilisers.py::test_critic_warmup_holds_the_actor_while_the_critic_learns",
+        ),
     ),
     Mutation(
         "target-noise-unclipped",
         "lrjax/algos/actor_critic.py",
         "u_next = u_next + jnp.clip(smooth, -cfg.target_noise_clip, cfg.target_noise_clip)",
         "u_next = u_next + smooth",
-        ("tests/test_actor_critic_stabilisers.py",),
+        (
+            "tests/test_actor_critic_stabilisers.py::test_target_noise_changes_the_target_and_its_clip_bounds_it",
+        ),
     ),
     Mutation(
         "reward-scale-ignored",
         "lrjax/algos/actor_critic.py",
         "cfg.reward_scale * reward,",
         "reward,",
-        ("tests/test_actor_critic_stabilisers.py",),
+        (
+            "tests/test_actor_critic_stabilisers.py::test_reward_scale_multiplies_the_rewards_of_the_td_target",
+        ),
     ),
     Mutation(
         "log-action-position-clipped",
         "lrjax/controller/actor.py",
         "log_lr = jnp.log(jnp.float32(config.initial_lr)) + jnp.where(jnp.isnan(u), 0.0, u)",
         "log_lr = jnp.log(action_to_lr(u, prev_lr, config))",
-        ("tests/test_actor_critic_stabilisers.py",),
+        (
+            "tests/test_actor_critic_stabilisers.py::test_log_actions_are_the_clipped_lr_and_keep_a_gradient_past_a_bound",
+        ),
+    ),
+    Mutation(
+        "base-schedule-factor-not-applied",
+        "lrjax/controller/transform.py",
+        "scaled = jax.tree.map(lambda u: _scaled(u, lr * factor), updates)",
+        "scaled = jax.tree.map(lambda u: _scaled(u, lr), updates)",
+        ("tests/test_base_schedule.py",),
+    ),
+    Mutation(
+        "env-base-schedule-one-action-late",
+        "lrjax/env.py",
+        "factor = controller.schedule_factor(state.t / self.config.horizon)",
+        "factor = controller.schedule_factor((state.t + 1) / self.config.horizon)",
+        ("tests/test_env.py::test_saved_controller_in_a_plain_loop_applies_the_env_lrs",),
     ),
     Mutation(
         "family-run-signature-drops-the-task",
