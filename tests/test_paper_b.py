@@ -91,6 +91,29 @@ def test_paper_b_compare_writes_table_curves_and_figure_and_resumes(tmp_path, ca
     assert "give the same options or a fresh --out" in capsys.readouterr().err
 
 
+def test_paper_b_compare_runs_the_actor_critic_with_the_given_stabilisers(tmp_path, capsys):
+    """The learner's options reach its config (its row names the settings that differ from
+    paper B's), and they are part of the command that --resume must repeat."""
+    out = tmp_path / "compare"
+    argv = [
+        "paper-b", "compare", "--task", "regression_2d", "--steps", "20", "--seeds", "1",
+        "--eval-every", "10", "--baselines", "sgd", "--out", str(out), "--action-mode", "log",
+        "--gamma", "0.5", "--target-update", "0.1", "--twin-critics", "--critic-warmup", "5",
+    ]  # fmt: skip
+    assert cli.main(argv) == 0
+    summary = strict_json((out / "comparison.json").read_text())
+    assert summary["rows"][0]["setting"] == (
+        "online, from lr=0.01, action_mode=log, gamma=0.5, target_update=0.1, "
+        "twin_critics=True, critic_warmup=5"
+    )
+    assert summary["command"].endswith(
+        "--action-mode log --gamma 0.5 --target-update 0.1 --twin-critics --critic-warmup 5"
+    )
+    capsys.readouterr()
+    assert cli.main([*argv[:-2], "--critic-warmup", "6", "--resume"]) == 2
+    assert "give the same options or a fresh --out" in capsys.readouterr().err
+
+
 def strict_json(text: str):
     """``json.loads`` as strict parsers read: ``NaN`` and ``Infinity`` are errors."""
 

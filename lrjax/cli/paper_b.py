@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from lrjax.cli import _common
+from lrjax.cli.train_options import AC_STABILISERS, add_learner_options
 
 
 def add_parser(sub, detailed: bool = False) -> None:
@@ -57,6 +58,15 @@ def add_parser(sub, detailed: bool = False) -> None:
         help="keep the methods an earlier run of the same command finished in --out; run the rest",
     )
     _common.add_data_options(c)
+    learner = c.add_argument_group("the actor-critic (default: paper B's Algorithm 1)")
+    learner.add_argument(
+        "--action-mode",
+        default=None,
+        choices=["absolute", "log"],
+        help="absolute: the LR through paper B's sigmoid; log: the log-LR relative to the "
+        "start, clipped (no saturation) (default absolute)",
+    )
+    add_learner_options(learner)
     a = which.add_parser(
         "analysis",
         help="section 4.3: trajectories and gradient disagreement on 2-D regression",
@@ -130,6 +140,35 @@ def _compare_command(args, names) -> str:
         f"{args.reps_iterations} --reps-samples {args.reps_samples} --reps-steps {args.reps_steps}"
         + ("" if args.batch_size is None else f" --batch-size {args.batch_size}")
         + f" --seed {args.seed}"
+        + "".join(_learner_flags(args))
+    )
+
+
+LEARNER_OPTIONS = ("action_mode", "gamma", "exploration_std", *AC_STABILISERS)
+"""The actor-critic's options of ``paper-b compare`` (None: ActorCriticConfig's default)."""
+
+
+def _learner_flags(args):
+    for name in LEARNER_OPTIONS:
+        value = getattr(args, name)
+        if value is True:
+            yield f" --{name.replace('_', '-')}"
+        elif value is not None:
+            yield f" --{name.replace('_', '-')} {value}"
+
+
+def _learner_config(args):
+    """The actor-critic's config from the options (paper B's where one is not given)."""
+    from lrjax.algos.actor_critic import ActorCriticConfig, ActorCriticEnvConfig
+    from lrjax.controller import ControllerConfig
+
+    chosen = {n: getattr(args, n) for n in LEARNER_OPTIONS if n != "action_mode"}
+    controller = ControllerConfig.paper_b(
+        **({} if args.action_mode is None else {"action_mode": args.action_mode})
+    )
+    return ActorCriticConfig(
+        env=ActorCriticEnvConfig(controller=controller),
+        **{k: v for k, v in chosen.items() if v is not None},
     )
 
 
@@ -230,6 +269,7 @@ def _compare(args) -> int:
         eval_every=args.eval_every,
         eval_examples=args.eval_examples,
         baselines=names,
+        config=_learner_config(args),
         reps=reps,
         done=done,
         on_result=save,

@@ -183,9 +183,21 @@ def _add_actor_critic_options(p) -> None:
     )
     ac.add_argument("--reset-every", type=int, default=None, help="e, steps per episode (1000)")
     ac.add_argument("--steps-per-update", type=int, default=100, help="trainee steps per update")
-    ac.add_argument("--gamma", type=float, default=None, help="discount of the TD target (0.9)")
     ac.add_argument("--actor-every", type=int, default=None, help="m_theta (1)")
     ac.add_argument("--critic-every", type=int, default=None, help="m_phi (1)")
+    add_learner_options(ac)
+    ac.add_argument(
+        "--same-minibatch",
+        action="store_true",
+        help="ablation: the actor's gradient on the model's minibatch, not a different one",
+    )
+
+
+def add_learner_options(ac) -> None:
+    """The actor-critic's discount, exploration and stabilisers (:data:`AC_STABILISERS`), shared
+    by ``lrjax train --algo actor-critic`` and ``lrjax paper-b compare``; each defaults to None
+    (ActorCriticConfig's default, paper B's Algorithm 1)."""
+    ac.add_argument("--gamma", type=float, default=None, help="discount of the TD target (0.9)")
     ac.add_argument(
         "--exploration-std", type=float, default=None, help="noise on the actor's action (0.3)"
     )
@@ -221,11 +233,6 @@ def _add_actor_critic_options(p) -> None:
         type=int,
         default=None,
         help="steps in which only the critic learns (0)",
-    )
-    ac.add_argument(
-        "--same-minibatch",
-        action="store_true",
-        help="ablation: the actor's gradient on the model's minibatch, not a different one",
     )
 
 

@@ -153,13 +153,41 @@ def _actor_critic(setup: _Setup, config: ActorCriticConfig) -> MethodResult:
     acc[:, -1] = np.asarray(final["test_accuracy"])[:, 0]
     return MethodResult(
         "actor-critic",
-        f"online, from lr={ac.controller_config.initial_lr:g}",
+        f"online, from lr={ac.controller_config.initial_lr:g}{_changed_settings(config)}",
         setup.eval_steps,
         np.asarray(metrics["train_loss"]),
         test,
         acc,
         np.asarray(metrics["lr_mean"]),
     )
+
+
+LEARNER_SETTINGS = (
+    "gamma",
+    "exploration_std",
+    "target_update",
+    "twin_critics",
+    "policy_delay",
+    "target_noise",
+    "target_noise_clip",
+    "reward_scale",
+    "critic_warmup",
+)
+"""The actor-critic's settings a comparison names in its row when they are not the default."""
+
+
+def _changed_settings(config: ActorCriticConfig) -> str:
+    """``", gamma=0.5, twin_critics=True"``: the settings that differ from the defaults."""
+    default = ActorCriticConfig()
+    changed = [
+        f"{name}={getattr(config, name)}"
+        for name in LEARNER_SETTINGS
+        if getattr(config, name) != getattr(default, name)
+    ]
+    mode = config.controller.action_mode
+    if mode != default.controller.action_mode:
+        changed.insert(0, f"action_mode={mode}")
+    return "".join(f", {c}" for c in changed)
 
 
 def _daniel_reps(setup: _Setup, daniel, reps, progress: bool) -> MethodResult:
