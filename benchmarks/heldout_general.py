@@ -138,12 +138,13 @@ def methods(run_dirs: list[Path], steps: int, start_factors=()) -> dict:
                 out[f"{schedule}_{start} (its base schedule alone){suffix}"] = _controller_method(
                     still, optimizer, steps
                 )
-        for factor in start_factors if i == 0 else ():  # a start 10x off: does it recover?
-            c = load_controller(run_dir / "controller-sgd")
-            start = c.config.initial_lr * factor
-            moved = c.replace(config=c.config.with_initial_lr(start))
-            out[f"controller_sgd from {start:g}"] = _controller_method(moved, "sgd", steps)
-            out[f"sgd_{start:g}"] = _registry_method("sgd", steps, start)
+            for factor in start_factors if i == 0 else ():  # a start 10x off: does it recover?
+                start = controller.config.initial_lr * factor
+                moved = controller.replace(config=controller.config.with_initial_lr(start))
+                out[f"controller_{optimizer} from {start:g}"] = _controller_method(
+                    moved, optimizer, steps
+                )
+                out[f"{optimizer}_{start:g}"] = _registry_method(optimizer, steps, start)
     out["sgd_0.1"] = _registry_method("sgd", steps, 0.1)
     out["adam_1e-3"] = _registry_method("adam", steps, 1e-3)
     for name in LR_FREE:
@@ -186,7 +187,7 @@ def table_md(target, rows, reference="controller_sgd") -> str:
     lines = [
         f"### {target}",
         "",
-        "| method | test loss (95% CI) | test acc | diverged | chance | minus controller_sgd "
+        f"| method | test loss (95% CI) | test acc | diverged | chance | minus {reference} "
         "[95% CI] | LR range |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -220,7 +221,23 @@ def main() -> None:
     p.add_argument(
         "--start-factors",
         default="",
-        help="also start the SGD controller (and constant SGD) at its LR times these, e.g. 0.1,10",
+        help="also start each controller (and its optimizer at a constant LR) at its LR times "
+        "these, e.g. 0.1,10",
+    )
+    p.add_argument(
+        "--reference",
+        default="controller_sgd",
+        help="the method the paired differences are taken against",
+    )
+    p.add_argument(
+        "--only",
+        default=None,
+        help="run only the methods whose name starts with one of these (comma-separated)",
+    )
+    p.add_argument(
+        "--tables-from",
+        default=None,
+        help="print the tables of an earlier run's results.json (with --reference) and exit",
     )
     p.add_argument("--family", default=None, help="tune transferred baselines on this family")
     p.add_argument("--tune-steps", type=int, default=1000, help="steps of each tuning run")
@@ -231,6 +248,11 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1000, help="root of the held-out keys")
     p.add_argument("--out", default=None, help="write results.md and results.json here")
     args = p.parse_args()
+    if args.tables_from:
+        for target, rows in json.loads(Path(args.tables_from).read_text()).items():
+            rows = {k: {**r, "test_loss": np.asarray(r["test_loss"])} for k, r in rows.items()}
+            print(table_md(target, rows, args.reference) + "\n")
+        return
     keys = jax.random.split(jax.random.fold_in(jax.random.key(args.seed), 1), args.seeds)
     factors = [float(f) for f in args.start_factors.split(",") if f]
     table = methods([Path(r) for r in args.run or ["runs/mixed_mlp_ppo"]], args.steps, factors)
@@ -250,10 +272,13 @@ def main() -> None:
         print(f"{target}:", flush=True)
         data = task.load_data()
         target_table = dict(table)
-        if args.family:
+        if args.family and (not args.only or "oracle" in args.only):
             target_table |= oracles(task, data, args.steps, args.tune_seeds, args.seed)
+        if args.only:
+            prefixes = tuple(args.only.split(","))
+            target_table = {k: v for k, v in target_table.items() if k.startswith(prefixes)}
         rows = run_target(task, data, target_table, keys, args.steps)
-        md.append(table_md(target, rows))
+        md.append(table_md(target, rows, args.reference))
         print(md[-1], flush=True)
         dump[target] = {
             k: {f: (v.tolist() if isinstance(v, np.ndarray) else v) for f, v in r.items()}
