@@ -37,3 +37,44 @@ def test_readme_pretrained_example_runs(capsys):
     loss, first_lr, last_lr = (float(g) for g in match.groups())
     assert loss < 0.7  # the untrained MLP starts at ln(10) = 2.3
     assert first_lr != last_lr  # the controller moved the LR
+
+
+def test_the_family_adam_controller_drops_into_an_adam_chain_given_only_the_loss():
+    """mlp_family_adam reads nothing but ``value=loss`` and the run's length, in a chain after
+    Adam's direction, on a problem it never saw; its applied LR ends under the cosine."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from lrjax.features import LOSS_ONLY_FEATURES
+
+    controller = lrjax.pretrained.load("mlp_family_adam")
+    config = controller.config
+    assert config.base_schedule == "cosine" and config.actions_per_run == 40
+    assert config.initial_lr == 1e-3 and config.features.names == tuple(LOSS_ONLY_FEATURES)
+    card = lrjax.pretrained.model_card("mlp_family_adam")
+    assert "lrjax train --family" in card and "| target |" in card and "## Limits" in card
+
+    x = jax.random.normal(jax.random.key(0), (64, 8))
+    y = x @ (jnp.arange(1.0, 9.0) / 40)  # weights Adam reaches at ~1e-3 in 200 steps
+    loss_fn = lambda w: jnp.mean((x @ w - y) ** 2)
+    steps = 200
+    tx = optax.chain(
+        optax.scale_by_adam(), lrjax.scale_by_controller(controller, total_steps=steps)
+    )
+
+    @jax.jit
+    def step(w, state):
+        loss, grads = jax.value_and_grad(loss_fn)(w)
+        updates, state = tx.update(grads, state, w, value=loss)
+        return optax.apply_updates(w, updates), state, lrjax.current_lr(state)
+
+    w = jnp.zeros(8)
+    state = tx.init(w)
+    lrs = []
+    for _ in range(steps):
+        w, state, lr = step(w, state)
+        lrs.append(float(lr))
+    assert np.all(np.isfinite(lrs)) and 1e-3 / 1.25 <= lrs[0] <= 1e-3 * 1.25  # one action in
+    assert np.ptp(lrs) > 0 and lrs[-1] < 1e-4  # the cosine's end
+    assert float(loss_fn(w)) < 0.5 * float(loss_fn(jnp.zeros(8)))
