@@ -661,6 +661,13 @@ MUTATIONS = (
             "tests/test_cli.py::test_the_run_signature_holds_the_task_with_actions_per_run_and_not_for_a_family",
         ),
     ),
+    Mutation(
+        "env-bounds-never-follow-the-start",
+        "lrjax/env.py",
+        "if not self.config.bounds_follow_start:\n            return 1.0",
+        "if True:\n            return 1.0",
+        ("tests/test_env.py::test_an_episodes_bounds_move_with_its_drawn_start_only_when_asked",),
+    ),
 )
 
 
@@ -690,13 +697,20 @@ def _env(copy: Path) -> dict[str, str]:
     return env
 
 
-def _pytest(copy: Path, tests, workers: int) -> tuple[bool, float]:
+def _pytest(copy: Path, tests, workers: int) -> tuple[bool, float, str]:
+    """Whether ``tests`` pass in the copy, in how many seconds, and the first test that failed
+    (pytest's short summary; "" when none did)."""
     start = time.perf_counter()
-    argv = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests]
+    argv = [sys.executable, "-m", "pytest", "-q", "-x", "-rfE", "-p", "no:cacheprovider", *tests]
     if workers > 1:
         argv += ["-n", str(workers)]
     done = subprocess.run(argv, cwd=copy, env=_env(copy), capture_output=True, text=True)
-    return done.returncode == 0, time.perf_counter() - start
+    failed = [
+        line.split()[1]
+        for line in done.stdout.splitlines()
+        if line.startswith(("FAILED ", "ERROR "))
+    ]
+    return done.returncode == 0, time.perf_counter() - start, failed[0] if failed else ""
 
 
 def _check_imports_the_copy(copy: Path) -> None:
@@ -714,11 +728,15 @@ def run(mutations, workers: int) -> int:
         _copy_project(copy)
         _check_imports_the_copy(copy)
         tests = sorted({t for m in mutations for t in m.tests})
-        passed, seconds = _pytest(copy, tests, workers)
+        passed, seconds, failed = _pytest(copy, tests, workers)
         print(f"unmutated copy: tests {'pass' if passed else 'FAIL'} ({seconds:.0f} s)", flush=True)
         if not passed:
+            print(f"first failure: {failed}")
             return 1
-        print("| mutation | file | tests | result | seconds |\n|---|---|---|---|---|", flush=True)
+        print(
+            "| mutation | file | tests | result | caught by | seconds |\n|---|---|---|---|---|---|",
+            flush=True,
+        )
         missed = 0
         for m in mutations:
             path = copy / m.path
@@ -727,13 +745,16 @@ def run(mutations, workers: int) -> int:
                 sys.exit(f"{m.name}: the text to mutate is not exactly once in {m.path}")
             path.write_text(original.replace(m.old, m.new))
             try:
-                survived, seconds = _pytest(copy, m.tests, workers)
+                survived, seconds, failed = _pytest(copy, m.tests, workers)
             finally:
                 path.write_text(original)
             missed += survived
             result = "MISSED" if survived else "caught"
             names = ", ".join(Path(t).name for t in m.tests)
-            print(f"| {m.name} | {m.path} | {names} | {result} | {seconds:.0f} |", flush=True)
+            by = failed.split("::")[-1] if failed else ""
+            print(
+                f"| {m.name} | {m.path} | {names} | {result} | {by} | {seconds:.0f} |", flush=True
+            )
         print(f"\n{len(mutations) - missed} of {len(mutations)} caught, {missed} missed")
         return 1 if missed else 0
 

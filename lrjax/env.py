@@ -90,6 +90,13 @@ class EnvConfig(mdp.MDPConfig):
       initial_lr_spread: an episode's first LR is ``controller.initial_lr`` times a log-uniform
         factor in ``[1 / spread, spread]`` (clipped to the controller's bounds). Default 1: every
         episode starts at the initial LR the controller carries when deployed.
+      bounds_follow_start: whether an episode's LR bounds move with its drawn start (by the
+        start's factor over ``controller.initial_lr``), as
+        :meth:`~lrjax.controller.ControllerConfig.with_initial_lr` moves them when a user
+        deploys the controller from another LR. Default False: the controller's bounds hold for
+        every episode. With False and ``initial_lr_spread > 1`` an episode that starts high has
+        less room above it in training than the same start has when deployed (the bound clips
+        its rise), so a policy can learn to rise freely where deployment punishes it.
     """
 
     horizon: int = 40
@@ -97,6 +104,7 @@ class EnvConfig(mdp.MDPConfig):
     val_batch_size: int = 128
     probe_size: int = 32
     initial_lr_spread: float = 1.0
+    bounds_follow_start: bool = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -105,6 +113,7 @@ class EnvConfig(mdp.MDPConfig):
         check_positive_int("val_batch_size", self.val_batch_size)
         check_positive_int("probe_size", self.probe_size)
         check_positive("initial_lr_spread", self.initial_lr_spread)
+        check_choice("bounds_follow_start", self.bounds_follow_start, (False, True))
         per_run = self.controller.actions_per_run
         if per_run is not None and self.horizon != per_run:
             raise ConfigError(
@@ -200,6 +209,7 @@ class TraineeEnv:
         """chi's raw features of the trainee (:func:`lrjax.features.feature_inputs`);
         ``history`` already holds this observation's loss, as the transform's does."""
         c = self.config.controller
+        moved = self._bounds_factor(history)
         inputs = features_lib.feature_inputs(
             loss=loss,
             val_loss=val_loss,
@@ -208,7 +218,7 @@ class TraineeEnv:
             params=trainee.params,
             last_layer=self.task.output_weights(trainee.params),
             lr=lr,
-            lr_bounds=(c.lr_min, c.lr_max),
+            lr_bounds=(c.lr_min * moved, c.lr_max * moved),
             step=trainee.step,
             total_steps=self.total_steps,
             loss_history=history,
@@ -271,9 +281,20 @@ class TraineeEnv:
         the state after the step even when the episode ended, e.g. for evaluation, which wants
         the final trainee). Returns what :meth:`step` does."""
         controller = self.config.controller
-        lr = action_to_lr(action, state.lr, controller)
+        lr = action_to_lr(action, state.lr, controller, self.bounds_factor(state))
         factor = controller.schedule_factor(state.t / self.config.horizon)
         return self._train_and_conclude(state, lr, lr * factor, data)
+
+    def bounds_factor(self, state: EnvState) -> jax.Array | float:
+        """What the episode's LR bounds are the controller's times: its start over
+        ``controller.initial_lr`` where ``bounds_follow_start`` (the start is the history's
+        first LR), else 1."""
+        return self._bounds_factor(state.history)
+
+    def _bounds_factor(self, history: features_lib.LossHistory) -> jax.Array | float:
+        if not self.config.bounds_follow_start:
+            return 1.0
+        return jnp.exp(history.start_lr) / jnp.float32(self.config.controller.initial_lr)
 
     def step_env_lr(self, key, state: EnvState, lr, data):
         """:meth:`step_env` with the learning rate given directly (no reset, no base

@@ -325,6 +325,16 @@ def test_the_run_signature_holds_the_task_with_actions_per_run_and_not_for_a_fam
     _, ac = setup("--task", "regression_2d", "--algo", "actor-critic", "--target-update", "0.01")
     assert ac["target_update"] == 0.01
 
+    # --bounds-follow-start: in the signature only when set, and in the family's MDP
+    assert "bounds_follow_start" not in family
+    args = build_parser("train").parse_args(
+        ["train", "--family", "mixed_mlp", "--bounds-follow-start", "--out", str(tmp_path / "y")]
+    )
+    _, _, algo, follow = train_cli._setup(args)
+    assert follow["bounds_follow_start"] is True and algo.env.bounds_follow_start
+    with pytest.raises(ConfigError, match="--bounds-follow-start is not allowed with --algo"):
+        setup("--task", "regression_2d", "--algo", "actor-critic", "--bounds-follow-start")
+
 
 def test_train_family_refuses_what_the_family_draws_before_any_work(capsys, tmp_path):
     """``--family`` draws the budget, batch size and optimizer, trains with PPO and is

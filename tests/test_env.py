@@ -170,6 +170,22 @@ def test_an_action_is_k_steps_of_the_controller_config_from_its_initial_lr(probl
     assert all(0.01 / 4 <= lr <= 0.01 * 4 for lr in lrs) and len(set(lrs)) == 6
 
 
+@pytest.mark.parametrize("follow", [False, True])
+def test_an_episodes_bounds_move_with_its_drawn_start_only_when_asked(problem, follow):
+    """``bounds_follow_start``: an episode drawn at ``f`` times the initial LR is clipped to
+    ``f`` times the controller's bounds, as the controller moved there by ``with_initial_lr``
+    is when deployed; without it, to the controller's own bounds."""
+    task, data = problem
+    env = make_env(task, initial_lr_spread=4.0, bounds_follow_start=follow)
+    _, state = env.reset(jax.random.key(3), data)
+    factor = float(state.lr) / CONTROLLER.initial_lr
+    assert abs(np.log(factor)) > 0.1  # this key draws a start away from the initial LR
+    moved = CONTROLLER.with_initial_lr(float(state.lr)) if follow else CONTROLLER
+    for u, bound in ((50.0, moved.lr_max), (-50.0, moved.lr_min)):
+        _, _, _, _, info = env.step_env(jax.random.key(1), state, jnp.float32(u), data)
+        assert float(info["lr"]) == pytest.approx(bound, rel=1e-5)
+
+
 def test_bad_configs():
     with pytest.raises(ConfigError, match="reward='accuracy'"):
         EnvConfig(reward="accuracy")
@@ -177,6 +193,8 @@ def test_bad_configs():
         EnvConfig(optimizer="lion")
     with pytest.raises(ConfigError, match="initial_lr_spread=0.5"):
         EnvConfig(initial_lr_spread=0.5)
+    with pytest.raises(ConfigError, match="bounds_follow_start='yes'"):
+        EnvConfig(bounds_follow_start="yes")
     per_run = ControllerConfig.loss_only(actions_per_run=20)
     with pytest.raises(ConfigError, match="horizon=40 is not allowed with controller.actions_per"):
         EnvConfig(controller=per_run)

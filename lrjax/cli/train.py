@@ -62,6 +62,8 @@ def _setup(args):
         ignored.add("actions_per_run")
     if getattr(args, "base_schedule", None) is None:  # ditto, before base schedules
         ignored.add("base_schedule")
+    if not getattr(args, "bounds_follow_start", False):  # ditto, before moving bounds
+        ignored.add("bounds_follow_start")
     # ditto, actor-critic runs made before its stabilisers (unset: paper B's)
     ignored |= {name for name in AC_STABILISERS if getattr(args, name, None) is None}
     signature = {k: v for k, v in vars(args).items() if k not in ignored}
@@ -104,6 +106,7 @@ def _setup(args):
         horizon=args.horizon,
         reward=args.reward,
         initial_lr_spread=args.initial_lr_spread,
+        bounds_follow_start=args.bounds_follow_start,
     )
     ppo_config = _ppo_config(args)
     env = TraineeEnv(task, env_config)
@@ -134,6 +137,7 @@ def _family_algo(args, controller, engine):
         engine=engine,
         reward=args.reward,
         initial_lr_spread=args.initial_lr_spread,
+        bounds_follow_start=args.bounds_follow_start,
         # each sample's horizon replaces this one (its budget over k, or actions_per_run)
         horizon=controller.actions_per_run or PPO_DEFAULTS["horizon"],
     )

@@ -114,6 +114,12 @@ def _add_controller_options(p) -> None:
         "(default 1; 10 on a family)",
     )
     p.add_argument(
+        "--bounds-follow-start",
+        action="store_true",
+        help="an episode's LR bounds move with its drawn start, as they do when a user deploys "
+        "the controller from another LR (default: the controller's bounds for every episode)",
+    )
+    p.add_argument(
         "--optimizer",
         default=None,
         choices=["sgd", "momentum", "adam"],
@@ -244,6 +250,7 @@ PPO_ONLY = (
     "base_schedule",
     "ppo_lr",
     "initial_lr_spread",
+    "bounds_follow_start",
 )
 AC_STABILISERS = (
     "target_update",

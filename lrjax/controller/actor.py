@@ -175,7 +175,10 @@ def actor_step(
 
 
 def action_to_lr(
-    u: jax.typing.ArrayLike, prev_lr: jax.typing.ArrayLike, config: ControllerConfig
+    u: jax.typing.ArrayLike,
+    prev_lr: jax.typing.ArrayLike,
+    config: ControllerConfig,
+    bounds_factor: jax.typing.ArrayLike = 1.0,
 ) -> jax.Array:
     """Map the unbounded action u to the learning rate, in float32.
 
@@ -190,20 +193,24 @@ def action_to_lr(
       u: the action (any shape).
       prev_lr: the previous LR (used in ``"scale"`` mode), broadcastable to ``u``.
       config: the controller config (mode and bounds).
+      bounds_factor: ``lr_min``, ``lr_max`` and ``initial_lr`` times this (may be traced): the
+        config moved to another start as :meth:`ControllerConfig.with_initial_lr` moves it, for
+        an environment whose episodes start at drawn LRs (``EnvConfig.bounds_follow_start``).
 
     Returns:
       The LR, float32, of ``u``'s shape broadcast with ``prev_lr``'s.
     """
     u = jnp.asarray(u, jnp.float32)
     u = jnp.where(jnp.isnan(u), 0.0, u)
-    lo = jnp.asarray(config.lr_min, jnp.float32)
-    hi = jnp.asarray(config.lr_max, jnp.float32)
+    moved = jnp.asarray(bounds_factor, jnp.float32)
+    lo = jnp.asarray(config.lr_min, jnp.float32) * moved
+    hi = jnp.asarray(config.lr_max, jnp.float32) * moved
     if config.action_mode == "absolute":
         log_lo, log_hi = jnp.log(lo), jnp.log(hi)
         lr = jnp.exp(log_lo + jax.nn.sigmoid(u) * (log_hi - log_lo))
         lr = jnp.broadcast_to(lr, jnp.broadcast_shapes(lr.shape, jnp.shape(prev_lr)))
     elif config.action_mode == "log":
-        lr = jnp.exp(jnp.log(jnp.float32(config.initial_lr)) + u)
+        lr = jnp.exp(jnp.log(jnp.float32(config.initial_lr) * moved) + u)
         lr = jnp.broadcast_to(lr, jnp.broadcast_shapes(lr.shape, jnp.shape(prev_lr)))
     else:
         prev = jnp.asarray(prev_lr, jnp.float32)
