@@ -662,6 +662,24 @@ MUTATIONS = (
         ),
     ),
     Mutation(
+        "next-minibatch-gradient-not-reset-to-w0",
+        "lrjax/algos/actor_critic.py",
+        "lambda w0, w: jnp.where(episode_end, w0, w), episode.initial_params, params",
+        "lambda w0, w: w, episode.initial_params, params",
+        (
+            "tests/test_actor_critic_minibatch.py::test_with_a_frozen_actor_the_run_is_paper_bs_across_resets",
+        ),
+    ),
+    Mutation(
+        "next-minibatch-is-another-draw",
+        "lrjax/algos/actor_critic.py",
+        "next_batch = jax.random.split(key)[1]",
+        "next_batch = jax.random.split(key)[0]",
+        (
+            "tests/test_actor_critic_minibatch.py::test_with_a_frozen_actor_the_run_is_paper_bs_across_resets",
+        ),
+    ),
+    Mutation(
         "env-bounds-never-follow-the-start",
         "lrjax/env.py",
         "if not self.config.bounds_follow_start:\n            return 1.0",

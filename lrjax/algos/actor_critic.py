@@ -176,6 +176,13 @@ class ActorCritic:
             .eval_task(self.task)
             .loss(trainee.params, data, training.minibatch_key(trainee))
         )
+        next_loss = next_grads = None
+        if self.config.actor_minibatch == "next":  # the first step's, as later steps keep them
+            next_loss, next_grads = (
+                self.engine()
+                .train_task(self.task)
+                .loss_and_grad(trainee.params, data, training.minibatch_key(trainee))
+            )
         return Episode(
             trainee=trainee,
             initial_params=trainee.params,
@@ -184,6 +191,8 @@ class ActorCritic:
             lr=lr,
             normaliser=features_lib.init_normaliser(c.obs_size),
             t=jnp.zeros((), jnp.int32),
+            next_loss=next_loss,
+            next_grads=next_grads,
         )
 
     def init(self, key: jax.Array, data: Any) -> ACState:
@@ -236,7 +245,10 @@ class ActorCritic:
         q_net = self._critic()
         trainee = episode.trainee
         key, batch_i = jax.random.split(trainee.key)  # as training.train_step draws x_i
-        loss, grads = train_task.loss_and_grad(trainee.params, data, batch_i)
+        if cfg.actor_minibatch == "next":  # computed by the step before, for its actor
+            loss, grads = episode.next_loss, episode.next_grads
+        else:
+            loss, grads = train_task.loss_and_grad(trainee.params, data, batch_i)
         raw = self._raw(trainee.params, loss, episode.lr, trainee.step)
         obs, normaliser = self._observe(episode.normaliser, obs_stats, raw)
         carry, u, _ = actor_step(actor, episode.carry, obs, c)
@@ -284,16 +296,6 @@ class ActorCritic:
         g_critic = g_critic if cfg.twin_critics else g_critic[0]
         delta = deltas[0]
 
-        # Actor (lines 20-23): a different minibatch x_j at w_{t+1}.
-        if cfg.same_minibatch:
-            actor_obs = next_obs
-        else:
-            actor_obs = peek(eval_task.loss(params, data, jax.random.fold_in(batch_i, 1)))
-        g_actor = actor_gradient(q_net, critics[0], actor, carry, actor_obs, lr, c)
-        finite = lambda g: jnp.where(diverged | ~jnp.isfinite(g), 0.0, g)
-        g_actor = jax.tree.map(finite, g_actor)
-        g_critic = jax.tree.map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), g_critic)
-
         # Line 27: every e steps the episode restarts from w_0; so does a diverged one in meta
         # mode, while online the user's model trains on unless its params are lost (not finite).
         t = episode.t + 1
@@ -301,6 +303,25 @@ class ActorCritic:
         episode_end = diverged if cfg.mode == "meta" else lost
         if cfg.env.reset_every is not None:
             episode_end = episode_end | (t >= cfg.env.reset_every)
+
+        # Actor (lines 20-23): a different minibatch x_j at w_{t+1}.
+        next_loss = next_grads = None
+        if cfg.same_minibatch:
+            actor_obs = next_obs
+        elif cfg.actor_minibatch == "next":  # x_j = x_{t+1}, kept for the next step's update
+            start = jax.tree.map(
+                lambda w0, w: jnp.where(episode_end, w0, w), episode.initial_params, params
+            )
+            next_batch = jax.random.split(key)[1]  # what the next step draws from the trainee
+            next_loss, next_grads = train_task.loss_and_grad(start, data, next_batch)
+            actor_obs = peek(next_loss)
+        else:
+            actor_obs = peek(eval_task.loss(params, data, jax.random.fold_in(batch_i, 1)))
+        g_actor = actor_gradient(q_net, critics[0], actor, carry, actor_obs, lr, c)
+        finite = lambda g: jnp.where(diverged | ~jnp.isfinite(g), 0.0, g)
+        g_actor = jax.tree.map(finite, g_actor)
+        g_critic = jax.tree.map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), g_critic)
+
         new = Episode(
             trainee=stepped,
             initial_params=episode.initial_params,
@@ -309,6 +330,8 @@ class ActorCritic:
             lr=lr,
             normaliser=normaliser,
             t=t,
+            next_loss=next_loss,
+            next_grads=next_grads,
         )
         new = jax.lax.cond(episode_end, lambda: self._reset(new), lambda: new)
         q = q_net.apply({"params": critics[0]}, obs, action)

@@ -22,6 +22,8 @@ from lrjax._validation import (
 from lrjax.controller import ControllerConfig
 
 MODES = ("online", "meta")
+ACTOR_MINIBATCHES = ("independent", "next")
+"""Where the actor's minibatch ``x_j`` comes from (``ActorCriticConfig.actor_minibatch``)."""
 OPTIMIZERS = mdp.OPTIMIZERS
 AC_INPUTS = ("loss", "params", "last_layer", "lr", "lr_bounds", "step", "total_steps")
 """The feature inputs the actor-critic provides at every step: the minibatch loss (``loss``),
@@ -104,6 +106,13 @@ class ActorCriticConfig:
         ``regression_2d``). Meta mode averages over ``num_envs`` as well.
       same_minibatch: the ablation of paper B section 3.4: the actor's gradient on ``x_i``
         (``s_{t+1}``) instead of a different minibatch ``x_j``. Default False (paper B).
+      actor_minibatch: where the different minibatch ``x_j`` of the actor's gradient (lines
+        20-23) comes from: ``"independent"``, a draw of its own (paper B), or ``"next"``, the
+        minibatch the trainee's next step trains on, ``x_{t+1}``: its loss and gradient at
+        ``w_{t+1}`` are computed once, for the actor's observation now and the trainee's step
+        next, so a step costs one forward pass less and the minibatch stream is unchanged.
+        Where the episode ends (a reset to ``w_0``), they are taken at ``w_0``, where the next
+        step starts, and the actor observes that loss. Default ``"independent"``.
       exploration_std: the applied action is ``pi(s_t) + exploration_std * N(0, 1)`` (in the
         actor's output units u). Paper B states none (its on-policy deterministic
         actor-critic applies ``pi(s_t)`` itself); without it the critic sees one action per
@@ -150,6 +159,7 @@ class ActorCriticConfig:
     critic_every: int = 1
     actor_every: int = 1
     same_minibatch: bool = False
+    actor_minibatch: str = "independent"
     exploration_std: float = 0.3
     actor_learning_rate: float = 1e-3
     critic_learning_rate: float = 1e-2
@@ -179,6 +189,13 @@ class ActorCriticConfig:
         if not isinstance(self.same_minibatch, bool):
             raise ConfigError(
                 f"same_minibatch={self.same_minibatch!r} is not allowed: expected True or False."
+            )
+        check_choice("actor_minibatch", self.actor_minibatch, ACTOR_MINIBATCHES)
+        if self.same_minibatch and self.actor_minibatch != "independent":
+            raise ConfigError(
+                f"actor_minibatch={self.actor_minibatch!r} is not allowed with "
+                "same_minibatch=True: the actor observes the reward's minibatch x_i there; "
+                "expected actor_minibatch='independent'."
             )
         check_non_negative("exploration_std", self.exploration_std)
         check_non_negative("actor_learning_rate", self.actor_learning_rate)

@@ -24,6 +24,10 @@ class Episode:
     lr: jax.Array  # the LR applied at the last step (initial_lr before the first)
     normaliser: features_lib.NormaliserState  # per-run statistics ("ema")
     t: jax.Array  # steps of this episode
+    # With actor_minibatch="next": f and its gradient at the params the next step starts from,
+    # on the minibatch it trains on (computed by the step before, for its actor); else None.
+    next_loss: Any = None
+    next_grads: Any = None
 
 
 @struct.dataclass

@@ -240,6 +240,13 @@ def add_learner_options(ac) -> None:
         default=None,
         help="steps in which only the critic learns (0)",
     )
+    ac.add_argument(
+        "--actor-minibatch",
+        default=None,
+        choices=["independent", "next"],
+        help="the actor's x_j: a minibatch of its own (paper B) or the next step's training "
+        "minibatch, its gradient reused by that step (one forward pass fewer)",
+    )
 
 
 PPO_ONLY = (
@@ -260,9 +267,10 @@ AC_STABILISERS = (
     "target_noise_clip",
     "reward_scale",
     "critic_warmup",
+    "actor_minibatch",
 )
-"""The actor-critic's stabilisers (ActorCriticConfig fields of the same names; None: its
-default, paper B's Algorithm 1)."""
+"""The actor-critic's stabilisers and ``actor_minibatch`` (ActorCriticConfig fields of the same
+names; None: its default, paper B's Algorithm 1)."""
 AC_ONLY = (
     "mode",
     "reset_every",

@@ -172,6 +172,7 @@ LEARNER_SETTINGS = (
     "target_noise_clip",
     "reward_scale",
     "critic_warmup",
+    "actor_minibatch",
 )
 """The actor-critic's settings a comparison names in its row when they are not the default."""
 

@@ -1,0 +1,106 @@
+"""The online actor-critic's step beside training the same trainee at a fixed LR, in one run.
+
+Issue 27's speed item: a step of paper B's Algorithm 1 does the trainee's forward and backward
+pass, and more forwards (the reward's loss after the step, the actor's observation on another
+minibatch), the actor's LSTM and the critic's gradients. This prints, for each variant, the
+compile time (``jit(...).lower(...).compile()``) and the steady-state trainee steps per second
+(the best of ``--repeats`` runs of the compiled program), and the ratio of its step time to the
+fixed-LR step's (plain SGD in a ``lax.scan`` of :func:`lrjax.training.train_step`, the same
+trainee, minibatches and engine):
+
+  python benchmarks/actor_critic_speed.py --task mnist_cnn --steps 500
+
+Variants: ``fixed_lr`` (the reference), ``actor_critic`` (its defaults, paper B),
+``same_minibatch`` (the actor observes the reward's minibatch: one forward fewer),
+``actor_next_minibatch`` (the actor observes the next step's training minibatch, whose loss
+and gradient the next step reuses: Algorithm 1 with one forward fewer and the minibatch stream
+unchanged). Each actor-critic run includes its per-update metrics (a 1,000-example test loss
+every 100 steps), as ``lrjax paper-b compare`` runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import optax
+
+from lrjax import engine as engine_lib
+from lrjax import tasks, training
+from lrjax.algos.actor_critic import ActorCritic, ActorCriticConfig
+
+STEPS_PER_UPDATE = 100
+
+
+def _fixed_lr(task, steps: int):
+    """``steps`` SGD steps at LR 0.01, as the actor-critic's trainee takes them."""
+    eng = engine_lib.resolve(None, uses_conv=task.uses_conv, num_steps=steps)
+    train_task = eng.train_task(task)
+    tx = optax.sgd(0.01)
+
+    def run(key, data):
+        state = training.init_trainee(train_task, tx, key, data)
+        step = lambda s, _: training.train_step(train_task, tx, s, data)
+        state, (losses, _) = jax.lax.scan(step, state, length=steps, unroll=eng.unroll)
+        return losses[-1]
+
+    return run
+
+
+def _actor_critic(task, steps: int, **changes):
+    config = ActorCriticConfig(
+        num_updates=steps // STEPS_PER_UPDATE, steps_per_update=STEPS_PER_UPDATE, **changes
+    )
+    algo = ActorCritic(task, config)
+    return lambda key, data: algo.train(key, data)[1]["train_loss"]
+
+
+VARIANTS = {
+    "fixed_lr": lambda task, steps: _fixed_lr(task, steps),
+    "actor_critic": lambda task, steps: _actor_critic(task, steps),
+    "same_minibatch": lambda task, steps: _actor_critic(task, steps, same_minibatch=True),
+    "actor_next_minibatch": lambda task, steps: _actor_critic(task, steps, actor_minibatch="next"),
+}
+
+
+def measure(fn, key, data, repeats: int) -> tuple[float, float]:
+    """(compile seconds, best run seconds) of ``jit(fn)(key, data)``."""
+    start = time.perf_counter()
+    compiled = jax.jit(fn).lower(key, data).compile()
+    compile_s = time.perf_counter() - start
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(key, data))
+        best = min(best, time.perf_counter() - start)
+    return compile_s, best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="mnist_cnn")
+    parser.add_argument("--steps", type=int, default=500, help="a multiple of 100")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--only", help="comma-separated variants (fixed_lr always runs)")
+    args = parser.parse_args()
+    task = tasks.get_task(args.task)
+    key = jax.random.key(0)
+    data = task.load_data(jax.random.fold_in(key, 1))
+    names = list(VARIANTS) if not args.only else ["fixed_lr", *args.only.split(",")]
+    print(f"{args.task}, {args.steps} steps, backend {jax.default_backend()}")
+    print("| variant | compile (s) | run (s) | trainee steps/s | step time vs fixed LR |")
+    print("|---|---|---|---|---|")
+    reference = None
+    for name in names:
+        compile_s, run_s = measure(VARIANTS[name](task, args.steps), key, data, args.repeats)
+        reference = run_s if reference is None else reference
+        print(
+            f"| {name} | {compile_s:.1f} | {run_s:.2f} | {args.steps / run_s:.1f} | "
+            f"{run_s / reference:.2f}x |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
