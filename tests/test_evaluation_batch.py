@@ -3,6 +3,7 @@ computation, the seed-overlap note, determinism, each controller in its own conf
 environment, the CLI."""
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -181,3 +182,29 @@ def test_cli_over_two_tasks_writes_tables_csv_and_plots(tmp_path, capsys, fashio
     assert cli.main(again) == 0
     printed = capsys.readouterr().out
     assert ", tuned on regression_2d) |" in printed and "Note:" not in printed
+
+
+def test_cli_over_a_family_evaluates_each_of_its_variants(tmp_path, capsys, monkeypatch):
+    """``--tasks FAMILY`` runs every variant of the family, each its own table and files (a
+    variant's slashes become underscores in file names)."""
+    from lrjax import tasks
+
+    tiny = dataclasses.replace(
+        tasks.get_family("mixed_mlp"), name="tiny_family", datasets=("fashion_mnist",),
+        widths=(8,), depths=(1, 2), budgets=(400,), optimizers=("sgd",),
+    )  # fmt: skip
+    monkeypatch.setitem(tasks.FAMILIES, "tiny_family", tiny)
+    variants = [t.name for t in tiny.variants()]
+    assert variants == ["fashion_mnist/mlp-8x1/b128", "fashion_mnist/mlp-8x2/b128"]
+    out = tmp_path / "eval"
+    argv = [
+        "evaluate", "--tasks", "tiny_family", "--baselines", "constant", "--tune-seeds", "2",
+        "--seeds", "2", "--horizon", "2", "--steps-per-action", "2", "--out", str(out),
+    ]  # fmt: skip
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    for name in variants:
+        assert f"### {name}: 2 actions x 2 steps" in printed
+        assert (out / f"tuning-{name.replace('/', '_')}.json").stat().st_size > 0
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert list(evaluation["tasks"]) == variants

@@ -147,3 +147,29 @@ def test_sampling_a_traced_key_is_refused():
     family = tasks.get_family("image_mlp")
     with pytest.raises(ConfigError, match="key is traced"):
         jax.jit(lambda k: family.sample(k).budget)(KEYS[0])
+
+
+def test_a_familys_variants_are_tasks_by_name_and_a_familys_name_expands_to_them():
+    """``get_task`` takes a variant's name (the same trainee the family draws) and refuses
+    options for it; ``expand_task_names`` replaces a family's name by its variants' names and
+    leaves task names alone; the held-out deeper MLP is a registered task."""
+    family = tasks.get_family("mixed_mlp")
+    names = [t.name for t in family.variants()]
+    assert len(names) == 8 and all(
+        tasks.get_task(n) == t for n, t in zip(names, family.variants(), strict=True)
+    )
+    assert tasks.expand_task_names(["fashion_mlp", "mixed_mlp", "mnist_mlp"]) == [
+        "fashion_mlp",
+        *names,
+        "mnist_mlp",
+    ]
+    assert tasks.expand_task_names(["mixed_mlp", names[0]]) == names  # duplicates dropped
+    with pytest.raises(ConfigError, match="does not take options"):
+        tasks.get_task(names[0], batch_size=32)
+    with pytest.raises(ConfigError, match="task='mnist/mlp-7x1/b128' is not known: .*family"):
+        tasks.get_task("mnist/mlp-7x1/b128")
+    deep = tasks.get_task("fashion_mlp_4x64")
+    assert deep.model.hidden == (64, 64, 64, 64) and deep.batch_size == 128
+    depths = {len(t.model.hidden) for f in tasks.FAMILIES.values() for t in f.variants()
+              if hasattr(t.model, "hidden")}  # fmt: skip
+    assert max(depths) < 4  # deeper than any family MLP: held out

@@ -51,7 +51,8 @@ def add_parser(sub, detailed: bool = False) -> None:
         "--task",
         dest="tasks",
         default="fashion_cnn",
-        help=f"comma-separated tasks ({choices})",
+        help=f"comma-separated tasks ({choices}), family variants (e.g. "
+        "fashion_mnist/mlp-32x1/b128) or families (all their variants, e.g. mixed_mlp)",
     )
     p.add_argument("--horizon", type=int, default=40, help="controller actions per episode")
     p.add_argument(
@@ -192,7 +193,10 @@ def _print_tuned(tuned) -> None:
 
 
 def _per_task(out: Path, stem: str, suffix: str, task: str, several: bool) -> Path:
-    return out / (f"{stem}-{task}{suffix}" if several else f"{stem}{suffix}")
+    """``stem-TASK.suffix`` with several tasks (a family variant's slashes as underscores:
+    ``curves-mnist_mlp-32x1_b128.png``), else ``stem.suffix``."""
+    label = task.replace("/", "_")
+    return out / (f"{stem}-{label}{suffix}" if several else f"{stem}{suffix}")
 
 
 def _write_evaluation(out: Path, result, tuned_on: dict[str, str]) -> Path:
@@ -254,13 +258,16 @@ def run(args) -> int:
     from lrjax import plots
 
     _check_args(args)
-    task_names = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    from lrjax.tasks import expand_task_names
+
+    given = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    task_names = expand_task_names(given)
     several = len(task_names) > 1
     loaded = [_load(s, args.train_seed) for s in _controller_specs(args)]
     controllers = {name: c for name, c, _ in loaded}
     train_seeds = {name: s for name, _, s in loaded if s is not None}
     names = [b.strip() for b in args.baselines.split(",") if b.strip()]
-    out = _common.check_out_dir(args.out or f"results/{'_'.join(task_names)}")
+    out = _common.check_out_dir(args.out or f"results/{'_'.join(given).replace('/', '_')}")
     tuning = _read_tuning(args, names)
     tuned_on: dict[str, str] = {}
 

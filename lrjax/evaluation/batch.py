@@ -235,7 +235,9 @@ def evaluate(
     """Evaluate controllers and baselines on every task over ``seeds`` held-out episodes.
 
     Args:
-      task_names: registry names (:func:`lrjax.tasks.get_task`).
+      task_names: registry names (:func:`lrjax.tasks.get_task`: registered tasks and family
+        variants); a family's name stands for all its variants
+        (:func:`lrjax.tasks.expand_task_names`).
       controllers: name -> controller (saved, pretrained or just trained; any algorithm's).
         Their configs may differ (features, action map) but must share ``steps_per_action``.
       baselines: names of :data:`lrjax.evaluation.protocol.BASELINES` to tune here (when
@@ -261,7 +263,7 @@ def evaluate(
     Returns:
       The :class:`Evaluation`.
     """
-    names = [task_names] if isinstance(task_names, str) else list(task_names)
+    names = tasks.expand_task_names([task_names] if isinstance(task_names, str) else task_names)
     baselines = [baselines] if isinstance(baselines, str) else list(baselines)
     if controllers is not None and not isinstance(controllers, Mapping):
         raise ConfigError(
@@ -295,8 +297,10 @@ def evaluate(
         )  # fmt: skip
         every = horizon if test_every is None else test_every
         results.append(TaskEvaluation(name, horizon, k, every, tuple(methods), tuple(tuned)))
-    if reference is None:
-        reference = results[0].names[0]
+    if reference is None:  # the first controller, else the first baseline's family (its
+        # label, e.g. "constant (lr 0.1)", holds the LR tuned on the first task only)
+        first = results[0]
+        reference = next(iter(controllers), None) or first.tuned[0].baseline.name
     notes = tuple(seed_notes(seed, train_seeds or {}))
     return Evaluation(tuple(results), reference, seed, seeds, notes)
 

@@ -12,23 +12,30 @@ closed over, so compiled programs stay small.
 
 Registered tasks (:data:`TASKS`):
 
-=================  =============  ===============================================  =====
-name               dataset        model                                            batch
-=================  =============  ===============================================  =====
-``mnist_cnn``      mnist          paper B: TF "Deep MNIST" CNN (32, 64 conv; 1024)  50
-``cifar10_cnn``    cifar10        paper B: TF CIFAR-10 CNN (64, 64 conv; 384, 192)  128
-``fashion_cnn``    fashion_mnist  paper A (model unspecified): LeNet-5 style       128
-``fashion_resnet`` fashion_mnist  CIFAR-style ResNet-20, GroupNorm                  128
-``cifar10_resnet`` cifar10        CIFAR-style ResNet-20, GroupNorm                  128
-``mlp``            fashion_mnist  MLP 256-256                                       128
-``fashion_mlp``    fashion_mnist  MLP 64: lrjax's RL training task (RESULTS.md)     128
-``regression_2d``  synthetic      paper B section 4.3: linear regression, w in R^2  10
-=================  =============  ===============================================  =====
+====================  =============  ===================================================  =====
+name                  dataset        model                                                batch
+====================  =============  ===================================================  =====
+``mnist_cnn``         mnist          paper B: TF "Deep MNIST" CNN (32, 64 conv; 1024)     50
+``cifar10_cnn``       cifar10        paper B: TF CIFAR-10 CNN (64, 64 conv; 384, 192)     128
+``fashion_cnn``       fashion_mnist  paper A (model unspecified): LeNet-5 style           128
+``fashion_resnet``    fashion_mnist  CIFAR-style ResNet-20, GroupNorm                     128
+``cifar10_resnet``    cifar10        CIFAR-style ResNet-20, GroupNorm                     128
+``mlp``               fashion_mnist  MLP 256-256                                          128
+``fashion_mlp``       fashion_mnist  MLP 64: lrjax's RL training task (RESULTS.md)        128
+``mnist_mlp``         mnist          MLP 64 at paper B's minibatch                        50
+``fashion_mlp_4x64``  fashion_mnist  MLP 64-64-64-64: held out, deeper than any family's  128
+``regression_2d``     synthetic      paper B section 4.3: linear regression, w in R^2     10
+====================  =============  ===================================================  =====
+
+A family's variants are tasks too: :func:`get_task` takes their names (e.g.
+``fashion_mnist/mlp-32x2/b128``, :meth:`TaskFamily.variants`), and :func:`expand_task_names`
+turns a family's name into its variants' names, so ``lrjax evaluate --tasks mixed_mlp`` runs on
+every trainee of the family.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from lrjax import models
 from lrjax._validation import ConfigError, check_choice
@@ -59,6 +66,7 @@ __all__ = [
     "TaskFactory",
     "TaskFamily",
     "TaskSample",
+    "expand_task_names",
     "get_family",
     "get_task",
     "grad_chunks",
@@ -113,6 +121,13 @@ TASKS: dict[str, TaskFactory] = {
         lambda impl, hidden=(64,), **kw: models.MLP(hidden=hidden, **kw),
         50,
     ),
+    # Held out from every family (issue 26's protocol): deeper than any family MLP.
+    "fashion_mlp_4x64": _image_task(
+        "fashion_mlp_4x64",
+        "fashion_mnist",
+        lambda impl, hidden=(64, 64, 64, 64), **kw: models.MLP(hidden=hidden, **kw),
+        128,
+    ),
     "regression_2d": lambda **kw: Regression2DTask(**kw),
 }
 
@@ -123,9 +138,40 @@ def get_task(name: str, **overrides) -> Task:
     Raises:
       ConfigError: for an unknown name (listing the known ones) or a bad override.
     """
+    if isinstance(name, str) and name not in TASKS:
+        variant = _family_variants().get(name)
+        if variant is not None:
+            if overrides:
+                raise ConfigError(
+                    f"task {name!r} does not take options ({overrides}): it is a family's "
+                    "variant, fixed by its name."
+                )
+            return variant
     if not isinstance(name, str) or name not in TASKS:
-        raise ConfigError(f"task={name!r} is not known: expected one of {', '.join(TASKS)}.")
+        raise ConfigError(
+            f"task={name!r} is not known: expected one of {', '.join(TASKS)}, or a task "
+            "family's variant (lrjax.tasks.FAMILIES[...].variants(), e.g. "
+            f"{next(iter(_family_variants()))!r})."
+        )
     try:
         return TASKS[name](**overrides)
     except TypeError as e:
         raise ConfigError(f"task {name!r} does not take these options: {overrides} ({e}).") from e
+
+
+def _family_variants() -> dict[str, Task]:
+    """Every registered family's variants by name (a name means one trainee in every family)."""
+    return {t.name: t for family in FAMILIES.values() for t in family.variants()}
+
+
+def expand_task_names(names: Sequence[str]) -> list[str]:
+    """``names`` with each registered family's name replaced by its variants' names (in the
+    family's order), duplicates dropped; task names pass through unchanged (unknown ones are
+    :func:`get_task`'s to refuse)."""
+    out: list[str] = []
+    for name in names:
+        if name in FAMILIES and name not in TASKS:
+            out += [t.name for t in FAMILIES[name].variants()]
+        else:
+            out.append(name)
+    return list(dict.fromkeys(out))
