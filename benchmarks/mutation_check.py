@@ -46,13 +46,6 @@ class Mutation:
     tests: tuple[str, ...]
 
 
-PPO_TESTS = (
-    "tests/test_algos_ppo_wiring.py",
-    "tests/test_algos_ppo.py",
-    "tests/test_algos_ppo_math.py",
-)
-FEATURE_TESTS = ("tests/test_features.py", "tests/test_controller_transform.py")
-BASELINE_TESTS = ("tests/test_baselines_behaviour.py",)
 PROTOCOL = "tests/test_protocol_guarantees.py::test_"
 SETTINGS = "tests/test_ppo_settings.py::test_"
 FAMILY_TESTS = ("tests/test_tasks_family.py",)
@@ -66,49 +59,49 @@ MUTATIONS = (
         "lrjax/algos/ppo_math.py",
         "not_done = 1.0 - dones.astype(dtype)",
         "not_done = 1.0 - jnp.roll(dones, 1, axis=0).astype(dtype)",
-        PPO_TESTS,
+        ("tests/test_algos_ppo_math.py::test_gae_by_hand_with_episode_end",),
     ),
     Mutation(
         "clip-max-not-min",
         "lrjax/algos/ppo_math.py",
         "loss = -jnp.mean(jnp.minimum(unclipped, clipped))",
         "loss = -jnp.mean(jnp.maximum(unclipped, clipped))",
-        PPO_TESTS,
+        ("tests/test_algos_ppo_math.py::test_clipped_surrogate_by_hand",),
     ),
     Mutation(
         "scale-action-sign",
         "lrjax/controller/actor.py",
         "lr = prev * jnp.exp(log_alpha * jnp.tanh(u))",
         "lr = prev * jnp.exp(-log_alpha * jnp.tanh(u))",
-        ("tests/test_controller_actor.py", "tests/test_controller_transform.py"),
+        ("tests/test_controller_actor.py::test_action_to_lr_formulas",),
     ),
     Mutation(
         "skipped-step-still-acts",
         "lrjax/controller/transform.py",
         "acts = finite & acts_now",
         "acts = acts_now",
-        ("tests/test_controller_transform.py", "tests/test_controller_nonfinite.py"),
+        ("tests/test_controller_transform.py::test_non_finite_loss_or_gradient_skips_the_step",),
     ),
     Mutation(
         "skipped-step-counted",
         "lrjax/controller/transform.py",
         "count=jnp.where(finite, optax.safe_increment(state.count), state.count),",
         "count=optax.safe_increment(state.count),",
-        ("tests/test_controller_transform.py", "tests/test_controller_nonfinite.py"),
+        ("tests/test_controller_transform.py::test_non_finite_loss_or_gradient_skips_the_step",),
     ),
     Mutation(
         "reward-not-negated",
         "lrjax/mdp.py",
         "return -loss / initial_loss\n",
         "return loss / initial_loss\n",
-        ("tests/test_env.py", "tests/test_mdp.py"),
+        ("tests/test_env.py::test_rewards[val_loss]",),
     ),
     Mutation(
         "divergence-penalty-off-by-one",
         "lrjax/mdp.py",
         "return -factor * (horizon - t + 1).astype(jnp.float32)",
         "return -factor * (horizon - t).astype(jnp.float32)",
-        ("tests/test_env.py", "tests/test_mdp.py"),
+        ("tests/test_env.py::test_divergence_ends_only_that_episode_with_a_penalty",),
     ),
     # -- missed when issue 15 was filed ---------------------------------------------------------
     Mutation(
@@ -116,70 +109,82 @@ MUTATIONS = (
         "lrjax/algos/ppo.py",
         "traj.reward, traj.value, traj.done, last_value, cfg.gamma, cfg.gae_lambda",
         "traj.reward, traj.value, traj.reset, last_value, cfg.gamma, cfg.gae_lambda",
-        PPO_TESTS,
+        ("tests/test_algos_ppo_wiring.py::test_gae_is_computed_with_the_done_flags",),
     ),
     Mutation(
         "rollout-carry-not-reset",
         "lrjax/algos/ppo.py",
         "carry = reset_carry(runner.carry, runner.done, ccfg)",
         "carry = runner.carry",
-        PPO_TESTS,
+        (
+            "tests/test_algos_ppo_wiring.py::test_the_loss_replay_gives_the_rollout_log_probs_across_an_episode_start",
+        ),
     ),
     Mutation(
         "replay-carry-not-reset",
         "lrjax/algos/ppo.py",
         "carry = reset_carry(carry, r, ccfg)",
         "carry = carry",
-        PPO_TESTS,
+        (
+            "tests/test_algos_ppo_wiring.py::test_the_loss_replay_gives_the_rollout_log_probs_across_an_episode_start",
+        ),
     ),
     Mutation(
         "critic-never-trained",
         "lrjax/algos/ppo.py",
         "total = policy_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy",
         "total = policy_loss + 0.0 * v_loss - cfg.ent_coef * entropy",
-        PPO_TESTS,
+        ("tests/test_algos_ppo_wiring.py::test_the_critic_learns_the_returns_of_a_fixed_rollout",),
     ),
     Mutation(
         "entropy-sign",
         "lrjax/algos/ppo.py",
         "total = policy_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy",
         "total = policy_loss + cfg.vf_coef * v_loss + cfg.ent_coef * entropy",
-        PPO_TESTS,
+        ("tests/test_algos_ppo_wiring.py::test_an_entropy_bonus_raises_the_policy_entropy",),
     ),
     Mutation(
         "pred-change-var-of-p",
         "lrjax/features/builtin.py",
         "jnp.var(preds - prev)",
         "jnp.var(preds)",
-        (*FEATURE_TESTS, "tests/test_env.py"),
+        ("tests/test_features.py::test_pred_change_var_is_the_variance_of_the_change",),
     ),
     Mutation(
         "prev-predictions-never-updated",
         "lrjax/controller/transform.py",
         "prev_predictions=keep(predictions, state.prev_predictions),",
         "prev_predictions=state.prev_predictions,",
-        FEATURE_TESTS,
+        (
+            "tests/test_features.py::test_the_transform_observes_the_change_since_its_previous_observation",
+        ),
     ),
     Mutation(
         "cosine-times-zero",
         "lrjax/baselines/schedules.py",
         "cosine = 0.5 * peak_value * (1 + jnp.cos(jnp.pi * progress))",
         "cosine = 0.0 * peak_value * (1 + jnp.cos(jnp.pi * progress))",
-        (*BASELINE_TESTS, "tests/test_evaluation_schedules.py"),
+        (
+            "tests/test_baselines_behaviour.py::test_cosine_follows_warm_up_then_half_cosine_to_zero",
+        ),
     ),
     Mutation(
         "prodigy-then-scale-0",
         "lrjax/baselines/registry.py",
         'lambda hp, s: optax.contrib.prodigy(hp["learning_rate"]),',
         'lambda hp, s: optax.chain(optax.contrib.prodigy(hp["learning_rate"]), optax.scale(0.0)),',
-        BASELINE_TESTS,
+        (
+            "tests/test_baselines_behaviour.py::test_each_baseline_trains_the_noisy_quadratic_to_near_its_noise_floor[prodigy]",
+        ),
     ),
     Mutation(
         "schedule-free-adamw-ascends",
         "lrjax/baselines/registry.py",
         'optax.contrib.schedule_free_adamw(hp["learning_rate"])',
         'optax.contrib.schedule_free_adamw(-hp["learning_rate"])',
-        BASELINE_TESTS,
+        (
+            "tests/test_baselines_behaviour.py::test_each_baseline_trains_the_noisy_quadratic_to_near_its_noise_floor[schedule_free_adamw]",
+        ),
     ),
     # -- one per important public module --------------------------------------------------------
     Mutation(
@@ -187,70 +192,82 @@ MUTATIONS = (
         "lrjax/algos/actor_critic_math.py",
         "return reward + gamma * jnp.where(terminal, 0.0, q_next)",
         "return reward + jnp.where(terminal, 0.0, q_next)",
-        ("tests/test_algos_actor_critic.py",),
+        (
+            "tests/test_algos_actor_critic.py::test_td_error_and_critic_gradient_match_a_hand_computation",
+        ),
     ),
     Mutation(
         "normaliser-mean-not-count-weighted",
         "lrjax/features/normaliser.py",
         "mean = state.mean + delta * mb / nf",
         "mean = state.mean + delta * 0.5",
-        ("tests/test_features.py",),
+        (
+            "tests/test_features.py::test_accumulate_is_the_exact_mean_and_variance_of_all_finite_observations",
+        ),
     ),
     Mutation(
         "skip-nonfinite-keeps-new-state",
         "lrjax/controller/nonfinite.py",
         "keep = lambda new, old: jnp.where(finite, new, old)",
         "keep = lambda new, old: new",
-        ("tests/test_controller_nonfinite.py",),
+        (
+            "tests/test_controller_nonfinite.py::test_a_nan_minibatch_is_skipped_by_the_whole_chain[momentum]",
+        ),
     ),
     Mutation(
         "sgd-hd-hypergradient-sign",
         "lrjax/baselines/hypergradient.py",
         "hypergrad = -_tree_dot(updates, state.prev_grads)",
         "hypergrad = _tree_dot(updates, state.prev_grads)",
-        ("tests/test_baselines_hypergradient.py",),
+        ("tests/test_baselines_hypergradient.py::test_sgd_hd_three_steps_by_hand",),
     ),
     Mutation(
         "select-best-picks-worst",
         "lrjax/baselines/registry.py",
         "return int(np.argmin(scores))",
         "return int(np.argmax(scores))",
-        ("tests/test_baselines_registry.py", "tests/test_evaluation_batch.py"),
+        (
+            "tests/test_baselines_registry.py::test_select_best_takes_the_lowest_mean_and_counts_nonfinite_as_worst",
+        ),
     ),
     Mutation(
         "resume-keeps-rows-after-checkpoint",
         "lrjax/algos/runner.py",
         "path.read_text().splitlines()[:limit]",
         "path.read_text().splitlines()",
-        ("tests/test_algos_runner.py",),
+        ("tests/test_algos_runner.py::test_resume_drops_metrics_of_updates_after_the_checkpoint",),
     ),
     Mutation(
         "minibatches-always-the-first-examples",
         "lrjax/data/arrays.py",
         "return jax.random.randint(key, (batch_size,), 0, split_size)",
         "return jnp.arange(batch_size) % split_size",
-        ("tests/test_data.py",),
+        ("tests/test_data.py::test_minibatch_sampling_inside_jit",),
     ),
     Mutation(
         "paired-difference-reversed",
         "lrjax/evaluation/stats.py",
         "d = np.asarray(a, np.float64) - np.asarray(b, np.float64)",
         "d = np.asarray(b, np.float64) - np.asarray(a, np.float64)",
-        ("tests/test_evaluation_stats.py", "tests/test_evaluation_batch.py"),
+        (
+            "tests/test_evaluation_stats.py::test_paired_difference_is_the_interval_of_the_per_seed_differences",
+        ),
     ),
     Mutation(
         "faults-never-injected",
         "lrjax/testing/faults.py",
         "hit = jax.random.uniform(k_hit) < self.rate",
         "hit = jax.random.uniform(k_hit) < 0.0",
-        ("tests/test_faults.py",),
+        ("tests/test_faults.py::test_faults_hit_the_rate_and_each_kind_does_what_it_says",),
     ),
     Mutation(
         "env-ignores-nonfinite-train-loss",
         "lrjax/mdp.py",
         "        | ~jnp.isfinite(trained_on)\n",
         "\n",
-        ("tests/test_env.py", "tests/test_faults.py", "tests/test_mdp.py"),
+        (
+            "tests/test_faults.py::test_each_kind_of_fault_ends_the_episode_at_once_with_the_penalty[inf_loss]",
+        ),
     ),
     # -- issue 28: the protocol's guarantees and the settings results rest on -------------------
     Mutation(
@@ -723,6 +740,8 @@ def _pytest(copy: Path, tests, workers: int) -> tuple[bool, float, str]:
     if workers > 1:
         argv += ["-n", str(workers)]
     done = subprocess.run(argv, cwd=copy, env=_env(copy), capture_output=True, text=True)
+    if done.returncode in (4, 5):  # a usage error or no test collected: nothing was checked
+        sys.exit(f"pytest ran no test of {' '.join(tests)}:\n{done.stdout[-2000:]}")
     failed = [
         line.split()[1]
         for line in done.stdout.splitlines()
