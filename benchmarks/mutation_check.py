@@ -697,6 +697,24 @@ MUTATIONS = (
         ),
     ),
     Mutation(
+        "history-noise-ignores-the-mean-change",
+        "lrjax/features/history.py",
+        "deviation = change - history.step_mean",
+        "deviation = change",
+        (
+            "tests/test_features_history.py::test_loss_noise_is_the_spread_of_the_changes_by_hand_and_zero_for_a_steady_fall",
+        ),
+    ),
+    Mutation(
+        "family-name-not-expanded",
+        "lrjax/tasks/__init__.py",
+        "out += [t.name for t in FAMILIES[name].variants()]",
+        "out.append(name)",
+        (
+            "tests/test_tasks_family.py::test_a_familys_variants_are_tasks_by_name_and_a_familys_name_expands_to_them",
+        ),
+    ),
+    Mutation(
         "env-bounds-never-follow-the-start",
         "lrjax/env.py",
         "if not self.config.bounds_follow_start:\n            return 1.0",

@@ -48,6 +48,34 @@ def test_the_history_is_the_ema_and_running_minimum_of_log_losses():
     np.testing.assert_allclose(float(h.best), best, rtol=1e-5)
 
 
+def test_loss_noise_is_the_spread_of_the_changes_by_hand_and_zero_for_a_steady_fall():
+    """``loss_noise``: the EMA spread of the log loss's changes about their EMA mean (module
+    docstring of lrjax.features.history), by hand; a geometric fall (the same change every
+    time) settles at no noise, a zigzag about the same fall has much, a rescaled loss the same."""
+    spec = FeatureSpec(features=("loss_noise",), normaliser="none")
+
+    def noise(losses):
+        h = init_history()
+        for loss in losses:
+            h = update_history(h, loss, 0.1)
+        return float(raw_features(spec, {"loss_history": h})[0]), h
+
+    losses = [2.3, 1.9, 2.5, 1.2, 1.4, 0.9]
+    d, mean, var = HISTORY_DECAYS[1], 0.0, 0.0
+    logs = [math.log(x) for x in losses]
+    for prev, x in zip(logs, logs[1:], strict=False):
+        change = x - prev
+        var = d * var + (1 - d) * (change - mean) ** 2
+        mean = d * mean + (1 - d) * change
+    got, h = noise(losses)
+    np.testing.assert_allclose(got, math.sqrt(var), rtol=1e-5)
+    np.testing.assert_allclose(float(h.last), logs[-1], rtol=1e-6)
+    steady = [2.0 * 0.9**i for i in range(60)]
+    zigzag = [x * (1.3 if i % 2 else 1 / 1.3) for i, x in enumerate(steady)]
+    assert noise(steady)[0] < 0.01 < 0.2 < noise(zigzag)[0]
+    np.testing.assert_allclose(noise([1000 * x for x in zigzag])[0], noise(zigzag)[0], rtol=1e-4)
+
+
 def test_a_non_finite_loss_is_recorded_as_very_bad_not_as_nan():
     h = update_history(update_history(init_history(), 2.0, 0.1), jnp.nan, 0.1)
     assert np.all(np.isfinite(np.asarray(h.ema)))

@@ -175,6 +175,10 @@ def _loss_trend(inputs: Mapping[str, Any]) -> jax.Array:
     return h.ema[0] - h.ema[-1]
 
 
+def _loss_noise(inputs: Mapping[str, Any]) -> jax.Array:
+    return jnp.sqrt(_history(inputs).step_var)
+
+
 def _lr_vs_start(inputs: Mapping[str, Any]) -> jax.Array:
     log_lr = jnp.log(jnp.maximum(jnp.asarray(inputs["lr"], jnp.float32), 1e-12))
     return (log_lr - _history(inputs).start_lr) / jnp.log(10.0)
@@ -274,6 +278,14 @@ _BUILTINS = (
         _loss_trend,
         normalise=False,
         description="log of the fast over the slow loss EMA (< 0 while the loss falls)",
+    ),
+    Feature(
+        "loss_noise",
+        ("loss_history",),
+        _loss_noise,
+        normalise=False,
+        description="spread of the log loss's changes between observations about their "
+        "recent mean (a loss jumping about)",
     ),
     Feature(
         "lr_vs_start",

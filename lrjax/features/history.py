@@ -12,9 +12,17 @@ it saw in training.
 
 The update (one observation of loss ``L`` with ``l = log L``, at learning rate ``lr``)::
 
-  first observation:  start = l, start_lr = log lr, ema_i = l, best = l
+  first observation:  start = l, start_lr = log lr, ema_i = l, best = l, last = l,
+                      step_mean = step_var = 0
   afterwards:         ema_i <- d_i ema_i + (1 - d_i) l      (d = HISTORY_DECAYS)
                       best  <- min(best, ema_1)             (the middle time scale)
+                      s = l - last;  last <- l             (the change since the last one)
+                      step_var  <- d_1 step_var + (1 - d_1) (s - step_mean)^2
+                      step_mean <- d_1 step_mean + (1 - d_1) s
+
+``step_var`` is the spread of the loss's changes from one observation to the next about their
+recent mean: a steady fall has none, a loss that jumps about (an LR too high for the trainee)
+has much, on every trainee alike (a change of the log loss is a ratio of losses).
 
 EMAs start at the first value (no bias correction is needed). A loss that is not finite counts
 as ``MAX_LOG_LOSS`` (a diverging run reads as very bad, never as NaN).
@@ -44,6 +52,10 @@ class LossHistory(NamedTuple):
       start_lr: log of the learning rate at the first observation.
       ema: ``(len(HISTORY_DECAYS),)`` EMAs of the log loss, fastest first.
       best: the lowest value the middle EMA has taken.
+      last: the last observation's log loss.
+      step_mean: EMA (the middle decay) of the change of the log loss between observations.
+      step_var: EMA (the same decay) of the squared deviation of that change from
+        ``step_mean``.
     """
 
     count: jax.Array
@@ -51,6 +63,9 @@ class LossHistory(NamedTuple):
     start_lr: jax.Array
     ema: jax.Array
     best: jax.Array
+    last: jax.Array
+    step_mean: jax.Array
+    step_var: jax.Array
 
 
 def init_history() -> LossHistory:
@@ -62,6 +77,9 @@ def init_history() -> LossHistory:
         start_lr=zero,
         ema=jnp.zeros((len(HISTORY_DECAYS),), jnp.float32),
         best=zero,
+        last=zero,
+        step_mean=zero,
+        step_var=zero,
     )
 
 
@@ -75,10 +93,16 @@ def update_history(
     first = history.count == 0
     decays = jnp.asarray(HISTORY_DECAYS, jnp.float32)
     ema = jnp.where(first, log_loss, decays * history.ema + (1.0 - decays) * log_loss)
+    d = decays[1]
+    change = jnp.where(first, 0.0, log_loss - history.last)
+    deviation = change - history.step_mean
     return LossHistory(
         count=history.count + 1,
         start=jnp.where(first, log_loss, history.start),
         start_lr=jnp.where(first, log_lr, history.start_lr),
         ema=ema,
         best=jnp.where(first, ema[1], jnp.minimum(history.best, ema[1])),
+        last=log_loss,
+        step_mean=jnp.where(first, 0.0, d * history.step_mean + (1.0 - d) * change),
+        step_var=jnp.where(first, 0.0, d * history.step_var + (1.0 - d) * jnp.square(deviation)),
     )
