@@ -78,3 +78,17 @@ def test_the_family_adam_controller_drops_into_an_adam_chain_given_only_the_loss
     assert np.all(np.isfinite(lrs)) and 1e-3 / 1.25 <= lrs[0] <= 1e-3 * 1.25  # one action in
     assert np.ptp(lrs) > 0 and lrs[-1] < 1e-4  # the cosine's end
     assert float(loss_fn(w)) < 0.5 * float(loss_fn(jnp.zeros(8)))
+
+
+def test_readme_family_controller_example_runs(capsys):
+    """The README's example of the family controller, run as written: Adam's direction and the
+    controller in a plain optax chain given only ``value=loss``."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    (code,) = [b for b in blocks if "mlp_family_adam" in b and "scale_by_adam" in b]
+    exec(compile(code, str(README), "exec"), {"__name__": "readme_family"})
+    out = capsys.readouterr().out
+    match = re.search(r"family controller: test loss (\d+\.\d+), last LR ([\d.e+-]+)", out)
+    assert match, out
+    loss, last_lr = (float(g) for g in match.groups())
+    assert loss < 0.6  # an untrained MLP is at ln(10) = 2.3
+    assert 0 < last_lr < 1e-3  # the cosine has taken the LR below its start by the end
