@@ -184,6 +184,7 @@ def test_cli_over_two_tasks_writes_tables_csv_and_plots(tmp_path, capsys, fashio
     assert ", tuned on regression_2d) |" in printed and "Note:" not in printed
 
 
+@pytest.mark.slow  # ~70 s; CI runs it (make test-slow)
 def test_cli_over_a_family_evaluates_each_of_its_variants(tmp_path, capsys, monkeypatch):
     """``--tasks FAMILY`` runs every variant of the family, each its own table and files (a
     variant's slashes become underscores in file names)."""
