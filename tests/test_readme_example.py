@@ -10,7 +10,8 @@ EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 def _code() -> str:
     blocks = re.findall(r"```python\n(.*?)```", EXAMPLE.read_text(), flags=re.DOTALL)
-    examples = [b for b in blocks if "scale_by_controller" in b]
+    # the one that builds its own controller (the pretrained ones have tests/test_pretrained.py)
+    examples = [b for b in blocks if "scale_by_controller" in b and "pretrained" not in b]
     assert len(examples) == 1, f"expected one controller example in {EXAMPLE}"
     return examples[0]
 
