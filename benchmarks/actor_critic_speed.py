@@ -60,10 +60,14 @@ def _actor_critic(task, steps: int, unroll: int | None = None, **changes):
 
 
 VARIANTS = {
-    "fixed_lr": lambda task, steps: _fixed_lr(task, steps),
-    "actor_critic": lambda task, steps: _actor_critic(task, steps),
-    "same_minibatch": lambda task, steps: _actor_critic(task, steps, same_minibatch=True),
-    "actor_next_minibatch": lambda task, steps: _actor_critic(task, steps, actor_minibatch="next"),
+    "fixed_lr": lambda task, steps, unroll: _fixed_lr(task, steps),
+    "actor_critic": lambda task, steps, unroll: _actor_critic(task, steps, unroll),
+    "same_minibatch": lambda task, steps, unroll: _actor_critic(
+        task, steps, unroll, same_minibatch=True
+    ),
+    "actor_next_minibatch": lambda task, steps, unroll: _actor_critic(
+        task, steps, unroll, actor_minibatch="next"
+    ),
 }
 
 
