@@ -92,3 +92,41 @@ def test_readme_family_controller_example_runs(capsys):
     loss, last_lr = (float(g) for g in match.groups())
     assert loss < 0.6  # an untrained MLP is at ln(10) = 2.3
     assert 0 < last_lr < 1e-3  # the cosine has taken the LR below its start by the end
+
+
+def test_the_family_sgd_controller_trains_with_plain_sgd_given_only_the_loss():
+    """mlp_family_sgd: SGD's controller (with the loss-noise feature), on the raw gradients of a
+    problem it never saw, given only ``value=loss``; it starts at 0.1 and ends under the cosine."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    controller = lrjax.pretrained.load("mlp_family_sgd")
+    config = controller.config
+    assert config.initial_lr == 0.1 and config.base_schedule == "cosine"
+    assert "loss_noise" in config.features.names and config.features.normaliser == "none"
+    card = lrjax.pretrained.model_card("mlp_family_sgd")
+    assert "lrjax train --family" in card and "| target |" in card and "## Limits" in card
+    assert lrjax.pretrained.TRAINING_SEEDS["mlp_family_sgd"] == 0
+
+    x = jax.random.normal(jax.random.key(0), (64, 8))
+    y = x @ (jnp.arange(1.0, 9.0) / 8)
+    loss_fn = lambda w: jnp.mean((x @ w - y) ** 2)
+    steps = 200
+    tx = lrjax.scale_by_controller(controller, total_steps=steps)
+
+    @jax.jit
+    def step(w, state):
+        loss, grads = jax.value_and_grad(loss_fn)(w)
+        updates, state = tx.update(grads, state, w, value=loss)
+        return optax.apply_updates(w, updates), state, lrjax.current_lr(state)
+
+    w = jnp.zeros(8)
+    state = tx.init(w)
+    lrs = []
+    for _ in range(steps):
+        w, state, lr = step(w, state)
+        lrs.append(float(lr))
+    assert np.all(np.isfinite(lrs)) and 0.1 / 1.25 <= lrs[0] <= 0.1 * 1.25
+    assert lrs[-1] < 0.01  # the cosine's end
+    assert float(loss_fn(w)) < 0.1 * float(loss_fn(jnp.zeros(8)))

@@ -16,7 +16,7 @@ from lrjax._validation import ConfigError
 
 _HERE = Path(__file__).parent
 
-TRAINING_SEEDS = {"fashion_mlp_ppo": 0, "mlp_family_adam": 0}
+TRAINING_SEEDS = {"fashion_mlp_ppo": 0, "mlp_family_adam": 0, "mlp_family_sgd": 0}
 """The root seed each shipped controller was trained from (its model card's command), so that
 ``lrjax evaluate`` can report a held-out seed that coincides with it."""
 
