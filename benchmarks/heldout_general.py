@@ -21,13 +21,17 @@ family's training trainees (every distinct trainee of the family, ``--tune-steps
 held-out ones, the held-out budget). The transferred choices do not depend on the target and
 are cached in ``--out``/transferred.json.
 
-Prints one Markdown table per target: final test loss (mean +- 95% CI) and accuracy, runs that
-diverged (non-finite loss) or ended at chance (test accuracy < 0.2), the paired difference of
-each method minus the SGD controller with its 95% CI, and the controller's LR range.
+With ``--out``, also ``lr_<target>.png``: the LR each seed applied and the mean training loss
+of every method that keeps an LR. Prints one Markdown table per target: final test loss (mean
++- 95% CI) and accuracy, runs that diverged (non-finite loss) or ended at chance (test accuracy
+< 0.2), the paired difference of each method minus the reference with its 95% CI, and the LR
+range.
 
   python benchmarks/heldout_general.py --run runs/mixed_mlp_ppo --steps 3000 --seeds 10
   python benchmarks/heldout_general.py --run runs/mixed_mlp_long_ppo --run runs/mixed_mlp_ppo \
       --family mixed_mlp_long --targets fashion_mlp,mnist_mlp,fashion_mlp_4x64 --out DIR
+  python benchmarks/heldout_general.py --pretrained mlp_family_sgd=sgd \
+      --pretrained mlp_family_adam=adam --reference pretrained:mlp_family_sgd --targets fashion_cnn
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import lrjax.plots
+import lrjax.pretrained
 from lrjax import tasks, training
 from lrjax.baselines import get_optimizer
 from lrjax.controller import current_lr, load_controller, scale_by_controller
@@ -54,6 +60,7 @@ TARGETS = {
     "mnist_mlp": ("mnist_mlp", {}),  # width 64, batch 50 (the family's batch is 128)
     "fashion_mlp_4x64": ("fashion_mlp", {"hidden": (64, 64, 64, 64)}),  # deeper than any
     "fashion_cnn": ("fashion_cnn", {}),  # a CNN (the family has only MLPs)
+    "mnist_cnn": ("mnist_cnn", {}),  # paper B's CNN (32, 64 conv; 1024), batch 50
 }
 LR_FREE = ("prodigy", "dog", "dadapt_adamw", "mechanic")
 TRANSFER_GRIDS = {  # baseline: LRs searched (step decay also over its interval and factor)
@@ -122,8 +129,12 @@ def oracles(task, data, steps: int, seeds: int, seed: int) -> dict:
     return out
 
 
-def methods(run_dirs: list[Path], steps: int, start_factors=()) -> dict:
+def methods(run_dirs: list[Path], steps: int, start_factors=(), pretrained=()) -> dict:
     out = {}
+    for name, optimizer in pretrained:  # shipped controllers, as a user loads them
+        out[f"pretrained:{name}"] = _controller_method(
+            lrjax.pretrained.load(name), optimizer, steps
+        )
     for i, run_dir in enumerate(run_dirs):
         suffix = "" if i == 0 else f"[{run_dir.name}]"
         for optimizer in ("sgd", "adam"):
@@ -172,9 +183,24 @@ def run_target(task, data, table, keys, steps):
             "chance": int(np.sum(r.test_accuracy[:, -1] < CHANCE_ACCURACY)),
             "lr_range": _range(r.learning_rate),
             "seconds": time.perf_counter() - t0,
+            **_curves(r.learning_rate, r.train_loss),
         }
         print(f"  {name}: {np.mean(test_loss):.4f} ({rows[name]['seconds']:.0f} s)", flush=True)
     return rows
+
+
+def _curves(lr: np.ndarray, train_loss: np.ndarray, points: int = 150) -> dict:
+    """Each seed's applied LR and training loss (a moving mean over the stride) at ``points``
+    evenly spaced steps, for the LR-schedule plots."""
+    steps = lr.shape[1]
+    stride = max(1, steps // points)
+    usable = steps // stride * stride
+    loss = train_loss[:, :usable].reshape(train_loss.shape[0], -1, stride).mean(axis=2)
+    return {
+        "curve_steps": (np.arange(stride, usable + 1, stride)).tolist(),
+        "curve_lr": lr[:, stride - 1 : usable : stride].tolist(),
+        "curve_train_loss": loss.tolist(),
+    }
 
 
 def _range(lr: np.ndarray) -> tuple[float, float]:
@@ -219,6 +245,14 @@ def main() -> None:
         help="a lrjax train --family run (repeat to compare; the first is the reference)",
     )
     p.add_argument(
+        "--pretrained",
+        action="append",
+        default=[],
+        metavar="NAME=OPTIMIZER",
+        help="also a shipped controller (lrjax.pretrained) over its base optimizer, sgd or adam, "
+        "e.g. mlp_family_sgd=sgd (repeat); with --pretrained and no --run, no run is loaded",
+    )
+    p.add_argument(
         "--start-factors",
         default="",
         help="also start each controller (and its optimizer at a constant LR) at its LR times "
@@ -255,7 +289,11 @@ def main() -> None:
         return
     keys = jax.random.split(jax.random.fold_in(jax.random.key(args.seed), 1), args.seeds)
     factors = [float(f) for f in args.start_factors.split(",") if f]
-    table = methods([Path(r) for r in args.run or ["runs/mixed_mlp_ppo"]], args.steps, factors)
+    pretrained = [tuple(spec.split("=")) for spec in args.pretrained]
+    if any(len(spec) != 2 or spec[1] not in ("sgd", "adam") for spec in pretrained):
+        p.error(f"--pretrained takes NAME=sgd or NAME=adam, got {args.pretrained}")
+    runs = args.run or ([] if pretrained else ["runs/mixed_mlp_ppo"])
+    table = methods([Path(r) for r in runs], args.steps, factors, pretrained)
     print(f"devices: {jax.devices()}; {args.seeds} seeds, {args.steps} steps", flush=True)
     if args.family:
         cache = Path(args.out) / "transferred.json" if args.out else None
@@ -289,6 +327,14 @@ def main() -> None:
             out.mkdir(parents=True, exist_ok=True)
             (out / "results.md").write_text("\n\n".join(md) + "\n")
             (out / "results.json").write_text(json.dumps(dump, indent=1))
+            curves = {
+                k: (r["curve_steps"], np.asarray(r["curve_lr"]), np.asarray(r["curve_train_loss"]))
+                for k, r in dump[target].items()
+                if np.isfinite(np.asarray(r["curve_lr"], dtype=float)).any()
+            }
+            lrjax.plots.plot_lr_schedules(
+                curves, out / f"lr_{target}.png", title=f"{target}, {args.steps} steps"
+            )
 
 
 if __name__ == "__main__":

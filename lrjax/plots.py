@@ -347,3 +347,37 @@ def plot_methods(methods, path, *, title: str = "", steps_per_action: int = 1) -
     ax_lr.legend(fontsize=8)
     ax_loss.legend(fontsize=8)
     return _save(fig, path)
+
+
+def plot_lr_schedules(curves, path, *, title: str = "") -> Path:
+    """Learned LR schedules on one trainee, one line per seed.
+
+    ``curves`` maps a method's name to ``(steps [T], lr [N, T], train_loss [N, T])``, e.g. the
+    rows of a held-out evaluation. Left: the LR each seed applied (log scale; a learned
+    controller's differs per seed). Right: the training loss, mean over the seeds (log scale).
+    Non-finite values (a diverged seed) leave gaps.
+    """
+    plt = _pyplot()
+    fig, (ax_lr, ax_loss) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for i, (name, (steps, lr, loss)) in enumerate(curves.items()):
+        color = f"C{i}"
+        for j, seed_lr in enumerate(np.asarray(lr)):
+            ax_lr.plot(
+                steps, seed_lr, color=color, lw=0.9, alpha=0.6, label=name if j == 0 else None
+            )
+        mean_loss = np.nanmean(np.where(np.isfinite(loss), loss, np.nan), axis=0)
+        ax_loss.plot(steps, mean_loss, color=color, lw=1.5, label=name)
+    ax_lr.set(
+        xlabel="trainee step", ylabel="learning rate", yscale="log", title="applied LR, per seed"
+    )
+    ax_loss.set(
+        xlabel="trainee step",
+        ylabel="training loss",
+        yscale="log",
+        title="training loss, mean over seeds",
+    )
+    for ax in (ax_lr, ax_loss):
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)

@@ -66,3 +66,13 @@ def test_plots_write_figures(comparison, tmp_path):
         for i in range(3)
     ]
     assert plots.plot_training(history, tmp_path / "t.png").stat().st_size > 10_000
+
+
+def test_lr_schedule_plot_takes_a_diverged_seed(tmp_path):
+    steps = np.arange(1, 51)
+    lr = np.geomspace(0.1, 0.01, 50)[None].repeat(3, axis=0)
+    loss = np.linspace(2.0, 0.5, 50)[None].repeat(3, axis=0)
+    loss[1, 30:] = np.nan  # a seed that diverged at step 31
+    curves = {"learned": (steps, lr, loss), "constant": (steps, np.full((3, 50), 0.1), loss)}
+    path = plots.plot_lr_schedules(curves, tmp_path / "lr.png", title="held out")
+    assert path.stat().st_size > 10_000
