@@ -7,7 +7,7 @@ catch it there (the copy's own ``lrjax``), restores the file, and prints caught 
 failed) or MISSED (they passed). First it runs every listed test on the unmutated copy: they
 must pass, or no result means anything.
 
-    .venv/bin/python benchmarks/mutation_check.py                 # all (~32 min on 2 shared cores)
+    .venv/bin/python benchmarks/mutation_check.py                 # all (~21 min on 2 idle cores)
     .venv/bin/python benchmarks/mutation_check.py --only gae-reset-flags,critic-never-trained
     .venv/bin/python benchmarks/mutation_check.py --list
 
