@@ -28,6 +28,8 @@ demo: data-fashion_mnist
 		--out runs/demo
 	$(BIN)/lrjax evaluate --controller demo=runs/demo/controller --controller fashion_mlp_ppo \
 		--task fashion_mlp --tune-seeds 4 --seeds 10 --out runs/demo/evaluation
+	$(BIN)/lrjax fit --task fashion_cnn --controller mlp_family_adam --optimizer adam \
+		--steps 1000 --eval-every 250
 
 test: data
 	$(BIN)/python -m pytest -q -n 2

@@ -352,3 +352,30 @@ def test_train_family_refuses_what_the_family_draws_before_any_work(capsys, tmp_
     assert cli.main(["train", "--family", "no_such", "--out", str(tmp_path / "g")]) == 2
     assert "family='no_such' is not known" in capsys.readouterr().err
     assert not (tmp_path / "f").exists() and not (tmp_path / "g").exists()
+
+
+def test_fit_with_a_controller_is_the_users_optax_chain(capsys):
+    """``lrjax fit --controller`` trains exactly ``chain(base, scale_by_controller(...))``, from
+    the LR that ``--lr`` moves the controller's start to."""
+    import jax
+    import numpy as np
+    import optax
+
+    from lrjax import pretrained, tasks, training
+    from lrjax.controller import current_lr, scale_by_controller
+
+    argv = ["fit", "--task", "regression_2d", "--controller", "mlp_family_adam"]
+    argv += ["--optimizer", "adam", "--lr", "0.01", "--steps", "40", "--eval-every", "40"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    printed = float(out.split("final test loss ")[1].split()[0])
+    controller = pretrained.load("mlp_family_adam")
+    controller = controller.replace(config=controller.config.with_initial_lr(0.01))
+    tx = optax.chain(optax.scale_by_adam(), scale_by_controller(controller, total_steps=40))
+    task, key = tasks.get_task("regression_2d"), jax.random.key(0)
+    r = training.train(
+        task, lambda hp: tx, key[None], task.load_data(key), 40, learning_rate_fn=current_lr
+    )
+    np.testing.assert_allclose(printed, r.test_loss[0, -1], rtol=1e-3)
+    start = float(out.split("applied LR: start ")[1].split(",")[0])
+    assert 0.01 / 1.25 <= start <= 0.01 * 1.25  # one action of at most x1.25 from --lr

@@ -276,6 +276,24 @@ CLI_MISTAKES = [
     pytest.param(None, ["fit", *R2D, "--eval-every", "0"], "--eval-every=0", id="fit-eval-every-0"),
     pytest.param(None, ["fit", *R2D, "--lr", "0"], "--lr=0.0 is not allowed", id="fit-lr-0"),
     pytest.param(
+        None,
+        ["fit", *R2D, "--controller", "fashion_mlp_ppo"],
+        ("reads more than the training loss", "loss-only controllers"),
+        id="fit-controller-needs-predictions",
+    ),
+    pytest.param(
+        None,
+        ["fit", *R2D, "--controller", "mlp_family_sgd", "--optimizer", "prodigy"],
+        "--optimizer='prodigy' cannot be scaled by a controller",
+        id="fit-controller-over-prodigy",
+    ),
+    pytest.param(
+        None,
+        ["fit", *R2D, "--controller", "mlp_family_sgd", "--lr", "-1"],
+        "--lr=-1.0 is not allowed",
+        id="fit-controller-lr-negative",
+    ),
+    pytest.param(
         None, ["baselines", *R2D, "--seeds", "0"], "--seeds=0 is not allowed", id="seeds-0"
     ),
     pytest.param(
