@@ -165,9 +165,16 @@ def methods(run_dirs: list[Path], steps: int, start_factors=(), pretrained=()) -
     return out
 
 
-def run_target(task, data, table, keys, steps):
+def run_target(task, data, table, keys, steps, done=None, save=lambda rows: None):
+    """Each method of ``table`` on ``keys``' trainees of ``task``. Rows in ``done`` (an earlier,
+    interrupted run's, same arguments) are kept, not run again; ``save`` gets the rows after
+    each method, so an interrupted run resumes where it stopped."""
     rows = {}
     for name, (make_tx, hp, lr_fn, eval_params) in table.items():
+        if done and name in done:
+            rows[name] = {**done[name], "test_loss": np.asarray(done[name]["test_loss"])}
+            print(f"  {name}: {np.mean(rows[name]['test_loss']):.4f} (kept from --out)")
+            continue
         n = keys.shape[0]
         hparams = None if hp is None else {k: np.full((n,), v) for k, v in hp.items()}
         t0 = time.perf_counter()
@@ -186,7 +193,15 @@ def run_target(task, data, table, keys, steps):
             **_curves(r.learning_rate, r.train_loss),
         }
         print(f"  {name}: {np.mean(test_loss):.4f} ({rows[name]['seconds']:.0f} s)", flush=True)
+        save(rows)
     return rows
+
+
+def _jsonable(rows: dict) -> dict:
+    return {
+        k: {f: (v.tolist() if isinstance(v, np.ndarray) else v) for f, v in r.items()}
+        for k, r in rows.items()
+    }
 
 
 def _curves(lr: np.ndarray, train_loss: np.ndarray, points: int = 150) -> dict:
@@ -280,7 +295,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3000, help="trainee steps (training had <= 1000)")
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--seed", type=int, default=1000, help="root of the held-out keys")
-    p.add_argument("--out", default=None, help="write results.md and results.json here")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="write results.md and results.json here (results.json after each method; a rerun "
+        "with the same --out keeps the rows it has and runs the rest)",
+    )
     args = p.parse_args()
     if args.tables_from:
         for target, rows in json.loads(Path(args.tables_from).read_text()).items():
@@ -304,6 +324,16 @@ def main() -> None:
                 name, args.steps, config=config
             )
     md, dump = [], {}
+    out = Path(args.out) if args.out else None
+    if out and (out / "results.json").exists():  # an interrupted run: resume it
+        dump = json.loads((out / "results.json").read_text())
+
+    def save(target, rows):
+        if out:
+            out.mkdir(parents=True, exist_ok=True)
+            merged = dump | {target: _jsonable(rows)}
+            (out / "results.json").write_text(json.dumps(merged, indent=1))
+
     for target in args.targets.split(","):
         name, overrides = TARGETS[target]
         task = tasks.get_task(name, **overrides)
@@ -315,18 +345,16 @@ def main() -> None:
         if args.only:
             prefixes = tuple(args.only.split(","))
             target_table = {k: v for k, v in target_table.items() if k.startswith(prefixes)}
-        rows = run_target(task, data, target_table, keys, args.steps)
+        rows = run_target(
+            task, data, target_table, keys, args.steps,
+            done=dump.get(target), save=lambda rows, target=target: save(target, rows),
+        )  # fmt: skip
         md.append(table_md(target, rows, args.reference))
         print(md[-1], flush=True)
-        dump[target] = {
-            k: {f: (v.tolist() if isinstance(v, np.ndarray) else v) for f, v in r.items()}
-            for k, r in rows.items()
-        }
-        if args.out:
-            out = Path(args.out)
-            out.mkdir(parents=True, exist_ok=True)
+        dump[target] = _jsonable(rows)
+        if out:
+            save(target, rows)
             (out / "results.md").write_text("\n\n".join(md) + "\n")
-            (out / "results.json").write_text(json.dumps(dump, indent=1))
             curves = {
                 k: (r["curve_steps"], np.asarray(r["curve_lr"]), np.asarray(r["curve_train_loss"]))
                 for k, r in dump[target].items()

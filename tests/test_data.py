@@ -27,6 +27,29 @@ def test_split_shapes_dtypes_counts(name, request):
     assert len(np.unique(np.asarray(ds.validation.labels))) == 10
 
 
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+def test_each_dataset_holds_its_own_raw_files_labels(name, request, shared_data):
+    # MNIST and Fashion-MNIST ship files of the same names; an offline preparation once built
+    # mnist from fashion_mnist's extracted files. Counts per class tell the two apart (MNIST's
+    # are uneven, Fashion-MNIST's 6,000 and 1,000 each).
+    ds = request.getfixturevalue(name)
+    raw = prepare.raw_label_counts(shared_data / name)
+    train = np.concatenate([np.asarray(ds.train.labels), np.asarray(ds.validation.labels)])
+    np.testing.assert_array_equal(np.bincount(train, minlength=10), raw["train"])
+    test = np.asarray(ds.test.labels)
+    np.testing.assert_array_equal(np.bincount(test, minlength=10), raw["test"])
+
+
+def test_labels_from_other_raw_files_are_named(shared_data):
+    fashion = prepare.raw_label_counts(shared_data / "fashion_mnist")
+    arrays = {f"{split}_labels": np.repeat(np.arange(10), c) for split, c in fashion.items()}
+    problem = prepare.raw_label_problem("mnist", shared_data / "mnist", arrays)
+    assert "train split has [6000, 6000" in problem and "[5923, 6742" in problem
+    assert "prepared from other files" in problem
+    assert prepare.raw_label_problem("fashion_mnist", shared_data / "fashion_mnist", arrays) is None
+    assert prepare.raw_label_problem("cifar10", shared_data, arrays) is None  # not IDX files
+
+
 def test_validation_is_the_deterministic_tail_of_train(fashion_mnist):
     cache = read_cache(catalog.cache_path("fashion_mnist", catalog.data_dir()))
     np.testing.assert_array_equal(fashion_mnist.validation.images, cache["train_images"][-5000:])
@@ -158,3 +181,33 @@ def test_loader_prepares_missing_cache_in_a_subprocess(tmp_path, shared_data):
     ds = load_dataset("mnist", data_dir=tmp_path, raw_dir=shared_data)
     assert ds.test.size == 10_000
     assert catalog.cache_path("mnist", tmp_path).exists()
+
+
+@pytest.mark.slow
+def test_mnist_prepared_after_fashion_mnist_is_mnist_and_a_wrong_tfds_copy_is_redone(
+    tmp_path, shared_data, monkeypatch, capsys
+):
+    # The order `make data` uses, into one data dir: before each dataset had its own tfds
+    # download dir, mnist came out as Fashion-MNIST here.
+    prepare_dataset("fashion_mnist", raw_dir=shared_data, data_dir=tmp_path, verbose=False)
+    mnist_path = prepare_dataset("mnist", raw_dir=shared_data, data_dir=tmp_path, verbose=False)
+    raw = prepare.raw_label_counts(shared_data / "mnist")
+    labels = read_cache(mnist_path, "mnist")["train_labels"]
+    np.testing.assert_array_equal(np.bincount(labels, minlength=10), raw["train"])
+    # A tfds prepared copy that fails the check (as one built from the other files does) is
+    # removed and prepared again from the raw files, saying so.
+    real, calls = prepare.raw_label_problem, []
+
+    def fails_once(*args):
+        calls.append(args[0])
+        return "built from other files" if len(calls) == 1 else real(*args)
+
+    monkeypatch.setattr(prepare, "raw_label_problem", fails_once)
+    prepare_dataset("mnist", raw_dir=shared_data, data_dir=tmp_path, overwrite=True)
+    out = capsys.readouterr().out
+    assert "from tfds's prepared copy" in out
+    assert "built from other files; removing" in out and "preparing again" in out
+    assert out.count("preparing with tfds") == 2 and "from raw files in" in out
+    assert calls == ["mnist", "mnist"]
+    labels = read_cache(mnist_path, "mnist")["train_labels"]
+    np.testing.assert_array_equal(np.bincount(labels, minlength=10), raw["train"])

@@ -19,8 +19,12 @@ import numpy as np
 from lrjax._validation import ConfigError
 from lrjax.data import catalog
 
-FORMAT_VERSION = 1
-"""The cache format this lrjax writes and reads; a cache of another version is refused."""
+FORMAT_VERSION = 2
+"""The cache format this lrjax writes and reads; a cache of another version is refused.
+
+Version 2 (same arrays) marks caches whose labels were checked against the raw files: a version-1
+``mnist`` cache prepared offline after ``fashion_mnist`` holds Fashion-MNIST (see
+:mod:`lrjax.data.prepare`), so every version-1 cache is prepared again."""
 
 ERROR_PREFIX = "lrjax: error: "
 """Starts the user-error line ``python -m lrjax.data.prepare`` prints to stderr; the loader,

@@ -9,9 +9,15 @@ train on a machine without tfds (e.g. a lent GPU machine).
 Offline preparation hands tfds a ``manual_dir`` holding the original distribution files; tfds
 verifies each against the size and sha256 it registers for the builder. Before tfds is called,
 lrjax checks the same registered checksums itself, so a missing or corrupted file is reported by
-name and nothing is written. Without raw files, tfds downloads them; when the download host
-cannot be reached, lrjax says within seconds which files to download and where to put them,
-rather than letting tfds retry for minutes.
+name and nothing is written. MNIST and Fashion-MNIST ship files of the same names, and tfds names
+what it extracts from a manual dir after the file alone (``extracted/GZIP.<file name>``): with one
+download dir for both, the second dataset prepared was built from the first one's extracted
+files. Each dataset therefore gets its own download dir, and the decoded labels are checked
+against the raw label files before the cache is written (:func:`raw_label_problem`).
+
+Without raw files, tfds downloads them; when the download host cannot be reached, lrjax says
+within seconds which files to download and where to put them, rather than letting tfds retry
+for minutes.
 
 Preparation prints one plain line per step (no progress bars) and silences TensorFlow's C++ log
 while it runs.
@@ -20,9 +26,11 @@ while it runs.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import io
 import os
+import shutil
 import socket
 import sys
 import threading
@@ -249,6 +257,35 @@ def _decode_split(tfds, builder, split: str, spec) -> tuple[np.ndarray, np.ndarr
     return images, labels
 
 
+def raw_label_counts(directory: Path) -> dict[str, np.ndarray]:
+    """How many examples of each class the raw IDX label files in ``directory`` hold, per split
+    (``train``: train-labels-idx1-ubyte.gz, ``test``: t10k-labels-idx1-ubyte.gz).
+
+    Read by hand: an IDX label file is gzip, an 8-byte header, then one uint8 per example, and
+    neither tfds nor numpy reads it without TensorFlow."""
+    counts = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        with gzip.open(directory / f"{prefix}-labels-idx1-ubyte.gz") as f:
+            counts[split] = np.bincount(np.frombuffer(f.read()[8:], np.uint8), minlength=10)
+    return counts
+
+
+def raw_label_problem(name: str, directory: Path, arrays: dict[str, np.ndarray]) -> str | None:
+    """Why the decoded ``arrays`` are not ``name``'s raw files in ``directory`` (None: their
+    label counts match, split by split). Only datasets shipped as IDX files are checked (MNIST,
+    Fashion-MNIST: the two whose file names collide); others return None."""
+    if "train-labels-idx1-ubyte.gz" not in catalog.get_spec(name).offline_files:
+        return None
+    for split, expected in raw_label_counts(directory).items():
+        found = np.bincount(arrays[f"{split}_labels"], minlength=expected.size)
+        if not np.array_equal(found, expected):
+            return (
+                f"tfds's {split} split has {found.tolist()} examples per class, the raw files in "
+                f"{directory} have {expected.tolist()}: it was prepared from other files"
+            )
+    return None
+
+
 def _cache_is_usable(name: str, path: Path, verbose: bool) -> bool:
     """Whether an existing cache can be kept; a truncated or wrong one is prepared again, not
     called prepared."""
@@ -304,25 +341,38 @@ def prepare_dataset(
     say = print if verbose else (lambda *a, **k: None)
     start = time.perf_counter()
     with _quiet_tfds() as tfds:
-        builder = tfds.builder(name, data_dir=str(root / "tfds"))
-        source = _source(name, builder, manual, root)
-        say(f"{name}: preparing with tfds {tfds.__version__} from {source} ...", flush=True)
-        config = tfds.download.DownloadConfig(manual_dir=str(manual)) if manual else None
-        # tfds prints its own (bold) start and end lines to stdout: ours replace them.
-        with contextlib.redirect_stdout(io.StringIO()):
-            builder.download_and_prepare(download_config=config)
-        say(f"{name}: tfds prepared in {time.perf_counter() - start:.1f} s", flush=True)
-        arrays = {}
-        for split in ("train", "test"):
-            split_start = time.perf_counter()
-            images, labels = _decode_split(tfds, builder, split, spec)
-            arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels
-            say(
-                f"{name}: {split} {images.shape[0]:,} examples "
-                f"{'x'.join(map(str, images.shape[1:]))} ... done "
-                f"({time.perf_counter() - split_start:.1f} s)",
-                flush=True,
-            )
+        for attempt in (1, 2):
+            builder = tfds.builder(name, data_dir=str(root / "tfds"))
+            source = _source(name, builder, manual, root)
+            say(f"{name}: preparing with tfds {tfds.__version__} from {source} ...", flush=True)
+            config = tfds.download.DownloadConfig(manual_dir=str(manual)) if manual else None
+            # A download dir of its own: tfds names files extracted from a manual dir after the
+            # file name alone, which MNIST and Fashion-MNIST share (see the module docstring).
+            downloads = str(root / "tfds" / "downloads" / name) if manual else None
+            # tfds prints its own (bold) start and end lines to stdout: ours replace them.
+            with contextlib.redirect_stdout(io.StringIO()):
+                builder.download_and_prepare(download_dir=downloads, download_config=config)
+            say(f"{name}: tfds prepared in {time.perf_counter() - start:.1f} s", flush=True)
+            arrays = {}
+            for split in ("train", "test"):
+                split_start = time.perf_counter()
+                images, labels = _decode_split(tfds, builder, split, spec)
+                arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels
+                say(
+                    f"{name}: {split} {images.shape[0]:,} examples "
+                    f"{'x'.join(map(str, images.shape[1:]))} ... done "
+                    f"({time.perf_counter() - split_start:.1f} s)",
+                    flush=True,
+                )
+            problem = raw_label_problem(name, manual, arrays) if manual else None
+            if problem is None:
+                break
+            if attempt == 2:
+                raise RuntimeError(f"{name}: {problem}; nothing was written.")
+            # tfds's prepared copy was built from other files (an lrjax before the fix above):
+            # it goes, and tfds prepares again from the raw files.
+            say(f"{name}: {problem}; removing {builder.data_path} and preparing again", flush=True)
+            shutil.rmtree(builder.data_path)
     write_cache(
         out,
         name,
