@@ -93,7 +93,8 @@ def check_writable_dir(field: str, path: str | os.PathLike) -> Path:
 
 
 def _is_real(value: Any) -> bool:
-    if isinstance(value, bool):
+    # float("2") parses, but a string is not a number a config should hold.
+    if isinstance(value, (bool, str, bytes)):
         return False
     try:
         return math.isfinite(float(value))

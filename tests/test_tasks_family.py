@@ -2,6 +2,8 @@
 every axis, a finite set of variants as large as the axes imply, sampled trainees that compute
 a loss on real data and start from their own weights, bad families refused by name."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -37,6 +39,9 @@ def _axis_values(samples):
         "batch_sizes": {s.task.batch_size for s in samples},
         "budgets": {s.budget for s in samples},
         "optimizers": {s.optimizer for s in samples},
+        "data_variants": {s.task.variant for s in samples},
+        "init_scales": {s.task.init_scale for s in samples},
+        "loss_scales": {s.task.loss_scale for s in samples},
     }
 
 
@@ -69,6 +74,33 @@ def test_variants_are_finite_and_as_many_as_the_axes_imply():
         assert len(set(family.samples())) == len(family.samples())
     assert "fashion_mnist/mlp-64x2/b128" in [t.name for t in mlp.variants()]
     assert mlp.datasets == ("fashion_mnist", "mnist")
+
+
+def test_augmentation_axes_leave_the_draws_of_families_without_them_as_they_were():
+    # Drawn from fold_in(key, 1): mixed_mlp_long (the shipped controllers' family) draws what it
+    # drew before the axes existed (these names were printed by the code before them).
+    family = tasks.get_family("mixed_mlp_long")
+    assert [family.sample(jax.random.key(i)).name for i in range(4)] == [
+        "mnist/mlp-32x2/b128/sgd/400steps",
+        "fashion_mnist/mlp-32x2/b128/sgd/1000steps",
+        "mnist/mlp-128x2/b128/adam/1000steps",
+        "mnist/mlp-128x1/b128/adam/2000steps",
+    ]
+    aug = tasks.get_family("mixed_mlp_aug")
+    # the same trainee, budget and optimizer; an augmentation on top
+    for i in range(4):
+        plain, augmented = family.sample(jax.random.key(i)), aug.sample(jax.random.key(i))
+        assert (plain.budget, plain.optimizer) == (augmented.budget, augmented.optimizer)
+        assert augmented.task.name.startswith(plain.task.name)
+        assert plain.task == dataclasses.replace(
+            augmented.task, name=plain.task.name, variant="none", init_scale=1.0
+        )
+    # 8 MLPs x 4 data variants x 3 initial scales; x 3 budgets x 3 optimizers
+    assert len(aug.variants()) == 8 * 4 * 3 == 96 and len(aug.samples()) == 96 * 9
+    names = [t.name for t in aug.variants()]
+    assert len(set(names)) == len(names)
+    assert "mnist/mlp-128x2/b128/noisy_labels/init0.5" in names
+    assert aug.loss_scales == (1.0,)
 
 
 def test_a_sampled_task_computes_a_finite_loss_on_real_data(mnist):
@@ -131,6 +163,13 @@ def test_unknown_family_and_bad_fields_name_what_is_allowed():
         (dict(optimizers=("lion",)), r"optimizers=\('lion',\) .*'sgd', 'momentum', 'adam'"),
         (dict(batch_sizes=(64, 60_000)), r"batch_sizes=\(64, 60000\) .* at most 55000"),
         (dict(depth=2), "does not take these options"),
+        (dict(data_variants=("rotated",)), r"data_variants=\('rotated',\) .*'permuted'"),
+        (dict(init_scales=(0.0, 1.0)), r"init_scales=0.0 is not allowed: .*> 0"),
+        (dict(loss_scales=()), r"loss_scales=\(\) is not allowed: .*distinct numbers > 0"),
+        (
+            dict(data_variants=("none", "subset"), batch_sizes=(6000,)),
+            r"batch_sizes=\(6000,\) .* at most 5500",
+        ),
     ]
     for overrides, message in bad:
         with pytest.raises(ConfigError, match=message):

@@ -39,7 +39,17 @@ name                 axes
                      ``mnist_mlp``, deeper MLPs and the CNNs)
 ``mixed_mlp_long``   ``mixed_mlp`` with budgets 400, 1000, 2000 (8 tasks, 72 samples): for a
                      controller that acts a fixed number of times per run (``actions_per_run``)
+``mixed_mlp_aug``    ``mixed_mlp_long`` with every data variant (none, permuted pixels, noisy
+                     labels, a 10% subset) and initial weights scaled by 0.5, 1 or 2 (96 tasks,
+                     864 samples): augmentation for a controller meant for unseen trainees
 ===================  ========================================================================
+
+Augmentation axes (drawn from ``fold_in(key, 1)``, so a family that leaves them at their single
+default draws exactly what it drew before they existed): ``data_variants``
+(:data:`lrjax.tasks.image.DATA_VARIANTS`), ``init_scales`` (the trainee's initial weights times
+the value) and ``loss_scales`` (its training loss times the value). ``mixed_mlp_aug`` leaves the
+loss scale at 1: under SGD and momentum a loss scale is an LR scale, which every family episode
+already draws (its start spread), and under Adam it cancels.
 """
 
 from __future__ import annotations
@@ -53,10 +63,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from lrjax import models
-from lrjax._validation import ConfigError, check_positive_int, fail
+from lrjax._validation import ConfigError, check_positive, check_positive_int, fail
 from lrjax.data import DATASETS, get_spec, load_dataset
 from lrjax.tasks.base import Task
-from lrjax.tasks.image import ImageClassificationTask
+from lrjax.tasks.image import DATA_VARIANTS, SUBSET_FRACTION, ImageClassificationTask
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 """The base optimizers a family can draw: the names ``lrjax.training.controlled_optimizer``
@@ -130,6 +140,8 @@ _IMAGE_AXES = (
     "budgets",
     "optimizers",
 )
+# Augmentation axes, drawn from fold_in(key, 1) (module doc).
+_AUGMENTATION_AXES = ("data_variants", "init_scales", "loss_scales")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +161,9 @@ class ImageClassificationFamily(TaskFamily):
       batch_sizes: training minibatch sizes (each at most every dataset's training split).
       budgets: trainee steps of a run.
       optimizers: base optimizers, names of :data:`OPTIMIZERS`.
+      data_variants: names of :data:`lrjax.tasks.image.DATA_VARIANTS`.
+      init_scales: factors of the trainee's initial weights (each > 0).
+      loss_scales: factors of the trainee's training loss (each > 0).
     """
 
     name: str
@@ -159,6 +174,9 @@ class ImageClassificationFamily(TaskFamily):
     batch_sizes: tuple[int, ...] = (128,)
     budgets: tuple[int, ...] = (400,)
     optimizers: tuple[str, ...] = ("sgd",)
+    data_variants: tuple[str, ...] = ("none",)
+    init_scales: tuple[float, ...] = (1.0,)
+    loss_scales: tuple[float, ...] = (1.0,)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -167,13 +185,18 @@ class ImageClassificationFamily(TaskFamily):
             "datasets": tuple(DATASETS),
             "architectures": ARCHITECTURES,
             "optimizers": OPTIMIZERS,
+            "data_variants": DATA_VARIANTS,
         }
-        for axis in _IMAGE_AXES:
+        for axis in _IMAGE_AXES + ("data_variants",):
             values = _check_axis(axis, getattr(self, axis), choices.get(axis))
             object.__setattr__(self, axis, values)
+        for axis in ("init_scales", "loss_scales"):
+            object.__setattr__(self, axis, _check_scales(axis, getattr(self, axis)))
         for dataset in self.datasets:  # a batch larger than a split fails before loading
             spec = get_spec(dataset)
             examples = spec.train_size - spec.validation_size
+            if "subset" in self.data_variants:
+                examples = int(examples * SUBSET_FRACTION)
             if max(self.batch_sizes) > examples:
                 fail(
                     "batch_sizes",
@@ -182,16 +205,40 @@ class ImageClassificationFamily(TaskFamily):
                     "training split",
                 )
 
-    def _task(self, dataset: str, architecture: str, width: int, depth: int, batch_size: int):
+    def _task(
+        self,
+        dataset: str,
+        architecture: str,
+        width: int,
+        depth: int,
+        batch_size: int,
+        variant: str = "none",
+        init_scale: float = 1.0,
+        loss_scale: float = 1.0,
+    ):
         """The variant of these axis values; its name says them, e.g.
-        ``fashion_mnist/mlp-64x2/b128`` (width 64, 2 hidden layers) or ``mnist/lenet5/b64``."""
+        ``fashion_mnist/mlp-64x2/b128`` (width 64, 2 hidden layers) or ``mnist/lenet5/b64``,
+        then any augmentation that is not the default, e.g. ``.../b128/permuted/init2``."""
         if architecture == "mlp":
             model, label = models.MLP(hidden=(width,) * depth), f"mlp-{width}x{depth}"
         else:
             model, label = models.LeNet5(conv_impl="xla"), architecture
+        name = f"{dataset}/{label}/b{batch_size}"
+        name += f"/{variant}" if variant != "none" else ""
+        name += f"/init{init_scale:g}" if init_scale != 1.0 else ""
+        name += f"/loss{loss_scale:g}" if loss_scale != 1.0 else ""
         return ImageClassificationTask(
-            f"{dataset}/{label}/b{batch_size}", dataset, model, batch_size
+            name,
+            dataset,
+            model,
+            batch_size,
+            variant=variant,
+            init_scale=init_scale,
+            loss_scale=loss_scale,
         )
+
+    def _augmentations(self) -> list[tuple[str, float, float]]:
+        return list(itertools.product(self.data_variants, self.init_scales, self.loss_scales))
 
     def _models(self) -> list[tuple[str, int, int]]:
         """``(architecture, width, depth)`` of each distinct model (a CNN's once)."""
@@ -205,10 +252,11 @@ class ImageClassificationFamily(TaskFamily):
 
     def samples(self) -> tuple[TaskSample, ...]:
         tasks = [
-            self._task(dataset, arch, width, depth, batch_size)
+            self._task(dataset, arch, width, depth, batch_size, *augmentation)
             for dataset in self.datasets
             for arch, width, depth in self._models()
             for batch_size in self.batch_sizes
+            for augmentation in self._augmentations()
         ]
         return tuple(
             TaskSample(task, budget, opt)
@@ -226,12 +274,19 @@ class ImageClassificationFamily(TaskFamily):
         pick = {
             axis: getattr(self, axis)[int(i)] for axis, i in zip(_IMAGE_AXES, index, strict=True)
         }
+        sizes = jnp.asarray([len(getattr(self, axis)) for axis in _AUGMENTATION_AXES])
+        index = np.asarray(jax.random.randint(jax.random.fold_in(key, 1), (len(sizes),), 0, sizes))
+        for axis, i in zip(_AUGMENTATION_AXES, index, strict=True):
+            pick[axis] = getattr(self, axis)[int(i)]
         task = self._task(
             pick["datasets"],
             pick["architectures"],
             pick["widths"],
             pick["depths"],
             pick["batch_sizes"],
+            pick["data_variants"],
+            pick["init_scales"],
+            pick["loss_scales"],
         )
         return TaskSample(task, pick["budgets"], pick["optimizers"])
 
@@ -265,6 +320,16 @@ def _check_axis(field: str, values: Any, choices: tuple[str, ...] | None) -> tup
     return tuple(values) if choices is not None else tuple(int(v) for v in values)
 
 
+def _check_scales(field: str, values: Any) -> tuple[float, ...]:
+    """``values`` as a tuple of floats, refused unless a non-empty sequence of distinct finite
+    numbers > 0."""
+    if not isinstance(values, (tuple, list)) or not values or len(set(values)) != len(values):
+        fail(field, values, "expected a non-empty tuple of distinct numbers > 0")
+    for value in values:
+        check_positive(field, value)
+    return tuple(float(v) for v in values)
+
+
 IMAGE_MLP = ImageClassificationFamily(
     name="image_mlp",
     datasets=("fashion_mnist", "mnist"),
@@ -291,8 +356,12 @@ MIXED_MLP = ImageClassificationFamily(
 
 MIXED_MLP_LONG = dataclasses.replace(MIXED_MLP, name="mixed_mlp_long", budgets=(400, 1000, 2000))
 
+MIXED_MLP_AUG = dataclasses.replace(
+    MIXED_MLP_LONG, name="mixed_mlp_aug", data_variants=DATA_VARIANTS, init_scales=(0.5, 1.0, 2.0)
+)
+
 FAMILIES: dict[str, TaskFamily] = {
-    f.name: f for f in (IMAGE_MLP, IMAGE_MLP_CNN, MIXED_MLP, MIXED_MLP_LONG)
+    f.name: f for f in (IMAGE_MLP, IMAGE_MLP_CNN, MIXED_MLP, MIXED_MLP_LONG, MIXED_MLP_AUG)
 }
 
 
