@@ -225,21 +225,29 @@ def _range(lr: np.ndarray) -> tuple[float, float]:
 
 
 def table_md(target, rows, reference="controller_sgd") -> str:
+    # A run restricted by --only may not hold the reference; pair across runs
+    # with paired_across_runs.py then, and leave the column out here.
+    paired = reference in rows
+    head = f" minus {reference} [95% CI] |" if paired else ""
     lines = [
         f"### {target}",
         "",
-        f"| method | test loss (95% CI) | test acc | diverged | chance | minus {reference} "
-        "[95% CI] | LR range |",
-        "|---|---|---|---|---|---|---|",
+        f"| method | test loss (95% CI) | test acc | diverged | chance |{head} LR range |",
+        "|---|---|---|---|---|" + ("---|" if paired else "") + "---|",
     ]
-    ref = rows[reference]["test_loss"]
     for name, r in rows.items():
         li = mean_interval(r["test_loss"])
-        d = "" if name == reference else _diff(r["test_loss"], ref)
+        d = ""
+        if paired:
+            d = (
+                " "
+                + ("" if name == reference else _diff(r["test_loss"], rows[reference]["test_loss"]))
+                + " |"
+            )
         lo, hi = r["lr_range"]
         lines.append(
             f"| {name} | {li.mean:.4f} +- {li.half_width:.4f} | "
-            f"{np.mean(r['test_accuracy']):.4f} | {r['diverged']} | {r['chance']} | {d} | "
+            f"{np.mean(r['test_accuracy']):.4f} | {r['diverged']} | {r['chance']} |{d} "
             f"[{lo:.2g}, {hi:.2g}] |"
         )
     return "\n".join(lines)
