@@ -151,7 +151,7 @@ def methods(run_dirs: list[Path], steps: int, start_factors=(), pretrained=()) -
                 )
             for factor in start_factors if i == 0 else ():  # a start 10x off: does it recover?
                 start = controller.config.initial_lr * factor
-                moved = controller.replace(config=controller.config.with_initial_lr(start))
+                moved = controller.with_initial_lr(start)
                 out[f"controller_{optimizer} from {start:g}"] = _controller_method(
                     moved, optimizer, steps
                 )

@@ -21,6 +21,7 @@ _EXPORTS = {
     "controlled_sgd": "lrjax.controller",
     "controller_state": "lrjax.controller",
     "current_lr": "lrjax.controller",
+    "diagnostics": "lrjax.controller",
     "init_controller": "lrjax.controller",
     "load_controller": "lrjax.controller",
     "save_controller": "lrjax.controller",

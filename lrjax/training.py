@@ -29,6 +29,7 @@ from flax import struct
 
 from lrjax import engine as engine_lib
 from lrjax._validation import ConfigError, check_positive_int
+from lrjax.controller.diagnostics import skipped_steps, warn_if_skipping
 from lrjax.tasks import Task
 
 MakeTx = Callable[[Any], optax.GradientTransformation]
@@ -56,6 +57,9 @@ class TrainResult:
       val_loss, val_accuracy, test_loss, test_accuracy: [N, E] metrics at ``eval_steps``,
         on the first ``eval_examples`` of each split, except the last column: the full splits.
       params: the final trainee params (leading axis N).
+      skipped: [N] steps each trainee's optimizer skipped as not finite (its
+        ``scale_by_controller``, ``skip_nonfinite`` or ``optax.apply_if_finite``; 0 without
+        one): the params stayed put on those steps (:func:`lrjax.controller.skipped_steps`).
     """
 
     train_loss: np.ndarray
@@ -66,6 +70,7 @@ class TrainResult:
     test_loss: np.ndarray
     test_accuracy: np.ndarray
     params: Any
+    skipped: np.ndarray | None = None
 
     @property
     def num_trainees(self) -> int:
@@ -83,6 +88,7 @@ class TrainResult:
             test_loss=pick(self.test_loss),
             test_accuracy=pick(self.test_accuracy),
             params=jax.tree.map(lambda x: x[index], self.params),
+            skipped=None if self.skipped is None else pick(self.skipped),
         )
 
 
@@ -217,7 +223,9 @@ def train(
         configuration's, not an average that mixes diverged ones).
 
     Returns:
-      A :class:`TrainResult` with curves for every trainee.
+      A :class:`TrainResult` with curves for every trainee. A run in which any trainee's
+      optimizer skipped more than 1% of its steps as not finite (``TrainResult.skipped``)
+      warns with a :class:`lrjax.controller.SkippingWarning`.
     """
     keys = _check_train_args(keys, hparams, num_steps, eval_examples)
     n = keys.shape[0]
@@ -249,6 +257,10 @@ def train(
             evals.append(runner.evaluate(None if final else eval_examples)(state, hparams_p, data))
     bar.close()
 
+    skipped = np.asarray(_skipped(state.opt_state))  # a scalar 0 when nothing skips
+    skipped = np.full(n, skipped) if skipped.ndim == 0 else skipped[:n]
+    what = progress if isinstance(progress, str) else "training"
+    warn_if_skipping(skipped, num_steps, what=what)
     cat = lambda xs: np.concatenate([np.asarray(x) for x in xs], axis=1)[:n]
     ev = {k: np.stack([np.asarray(e[k]) for e in evals], axis=1)[:n] for k in evals[0]}
     return TrainResult(
@@ -260,7 +272,14 @@ def train(
         test_loss=ev["test_loss"],
         test_accuracy=ev["test_accuracy"],
         params=jax.tree.map(lambda x: np.asarray(x)[:n], state.params),
+        skipped=skipped,
     )
+
+
+@jax.jit
+def _skipped(opt_state: Any) -> jax.Array:
+    """[N] steps skipped as not finite, from the trainees' (batched) optimizer states."""
+    return skipped_steps(opt_state)
 
 
 def _check_train_args(keys, hparams, num_steps: int, eval_examples: int) -> jax.Array:

@@ -109,7 +109,8 @@ def run(args) -> int:
         applied = result.learning_rate[0]
         print(
             f"applied LR: start {applied[0]:.3g}, min {applied.min():.3g}, max "
-            f"{applied.max():.3g}, last {applied[-1]:.3g}"
+            f"{applied.max():.3g}, last {applied[-1]:.3g}; skipped {int(result.skipped[0])} "
+            f"of {args.steps} steps as not finite"
         )
     print(
         f"final test loss {result.test_loss[0, -1]:.4f}{acc(result.test_accuracy[0, -1])}  "
@@ -136,7 +137,7 @@ def _controlled(args):
     if controller is None:
         controller = load_controller(spec)
     if args.lr is not None:
-        controller = controller.replace(config=controller.config.with_initial_lr(args.lr))
+        controller = controller.with_initial_lr(args.lr)
     base = {"sgd": optax.identity(), "momentum": optax.trace(decay=0.9)}.get(args.optimizer)
     base = optax.scale_by_adam() if base is None else base
     try:

@@ -23,6 +23,14 @@ from lrjax.controller.actor import (
     reset_carry,
 )
 from lrjax.controller.config import ACTION_MODES, ControllerConfig
+from lrjax.controller.diagnostics import (
+    SKIP_WARNING_FRACTION,
+    ControllerDiagnostics,
+    SkippingWarning,
+    diagnostics,
+    skipped_steps,
+    warn_if_skipping,
+)
 from lrjax.controller.io import FORMAT_VERSION, load_controller, save_controller
 from lrjax.controller.nonfinite import SkipNonfiniteState, skip_nonfinite
 from lrjax.controller.transform import (
@@ -36,10 +44,12 @@ from lrjax.controller.transform import (
 
 __all__ = [
     "ACTION_MODES",
+    "SKIP_WARNING_FRACTION",
     "FORMAT_VERSION",
     "Carry",
     "Controller",
     "ControllerConfig",
+    "ControllerDiagnostics",
     "ControllerState",
     "LSTMActor",
     "action_position",
@@ -49,6 +59,7 @@ __all__ = [
     "controlled_sgd",
     "controller_state",
     "current_lr",
+    "diagnostics",
     "init_actor_params",
     "init_controller",
     "initial_carry",
@@ -58,5 +69,8 @@ __all__ = [
     "save_controller",
     "scale_by_controller",
     "skip_nonfinite",
+    "skipped_steps",
+    "SkippingWarning",
+    "warn_if_skipping",
     "SkipNonfiniteState",
 ]

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from lrjax._validation import ConfigError
+from lrjax._validation import ConfigError, check_less, check_positive
 from lrjax.controller.config import LOG_STD_RANGE, ControllerConfig
 from lrjax.features import NormaliserState, init_normaliser
 
@@ -255,6 +255,44 @@ class Controller:
     config: ControllerConfig = struct.field(pytree_node=False)
     params: Any
     normaliser: NormaliserState
+
+    def with_initial_lr(self, initial_lr: float) -> Controller:
+        """This controller started at ``initial_lr`` instead of its own start, its LR bounds
+        moved by the same factor (:meth:`ControllerConfig.with_initial_lr`): a controller whose
+        features are relative to its start acts the same from any start. What a user reaches for
+        when their network wants another LR than the controller's default::
+
+          controller = lrjax.pretrained.load("mlp_family_sgd").with_initial_lr(0.03)
+        """
+        return self.replace(config=self.config.with_initial_lr(initial_lr))
+
+    def with_lr_bounds(self, lr_min: float, lr_max: float) -> Controller:
+        """This controller with its LR kept within ``[lr_min, lr_max]``, its start moved into
+        that range if it lies outside (clipped to the nearer bound); its actor is unchanged.
+
+        For a controller that diverges or stalls on a network: ``lr_max`` below the LR where it
+        diverged caps it, ``lr_min`` keeps it from annealing to nothing::
+
+          controller = lrjax.pretrained.load("mlp_family_sgd").with_lr_bounds(1e-3, 0.2)
+
+        Refused (a :class:`~lrjax.ConfigError`) for ``action_mode="absolute"``, whose action is a
+        position between the bounds (new bounds would change every LR it chooses). A controller
+        observing ``log_lr`` (paper A's LR position within the bounds) sees that position
+        against the new bounds.
+        """
+        if self.config.action_mode == "absolute":
+            raise ConfigError(
+                "with_lr_bounds is not allowed for action_mode='absolute': its actions are "
+                "positions between lr_min and lr_max, so other bounds change every LR it "
+                "chooses. Retrain it with the bounds you want (ControllerConfig(lr_min=..., "
+                "lr_max=...))."
+            )
+        check_positive("lr_min", lr_min)
+        check_positive("lr_max", lr_max)
+        check_less("lr_min", lr_min, "lr_max", lr_max)
+        start = min(max(self.config.initial_lr, float(lr_min)), float(lr_max))
+        config = self.config.replace(lr_min=float(lr_min), lr_max=float(lr_max), initial_lr=start)
+        return self.replace(config=config)
 
 
 def init_controller(key: jax.Array, config: ControllerConfig | None = None) -> Controller:

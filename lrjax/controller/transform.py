@@ -16,6 +16,7 @@ and :func:`current_lr` reads the LR it applied from the (possibly nested) optimi
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -87,6 +88,7 @@ def scale_by_controller(
     *,
     predictions_shape: Sequence[int] | None = None,
     total_steps: int | None = None,
+    last_layer_path: str | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """Scale updates by ``-lr`` with the LR chosen by a learned controller at each step.
 
@@ -121,6 +123,11 @@ def scale_by_controller(
         the budget), the controller acts a fixed number of times per run
         (``config.actions_per_run``: it acts every ``total_steps // actions_per_run`` steps) or
         it follows a base schedule (``config.base_schedule``).
+      last_layer_path: the output layer's kernel in ``params`` for the ``last_layer_*`` features,
+        as the ``/``-joined keys of its leaf (e.g. ``"params/classifier/kernel"``); overrides
+        the controller's ``FeatureSpec.last_layer_path``. ``None``: found by name
+        (:func:`lrjax.features.find_last_layer`), an error naming the kernels when the names
+        do not tell. Ignored by a controller with no such feature.
 
     Returns:
       A :class:`optax.GradientTransformationExtraArgs` whose state is a :class:`ControllerState`.
@@ -131,6 +138,8 @@ def scale_by_controller(
     """
     config = _checked_config(controller)
     spec = config.features
+    if last_layer_path is not None:
+        spec = dataclasses.replace(spec, last_layer_path=last_layer_path)
     kept_shape = _checked_predictions_shape(spec, predictions_shape)
     _check_total_steps(spec, total_steps)
     _check_schedule_total_steps(config, total_steps)
@@ -320,6 +329,7 @@ def controlled_sgd(
     nesterov: bool = False,
     predictions_shape: Sequence[int] | None = None,
     total_steps: int | None = None,
+    last_layer_path: str | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """SGD (optionally with momentum) whose learning rate comes from ``controller``.
 
@@ -332,6 +342,7 @@ def controlled_sgd(
       nesterov: use Nesterov momentum.
       predictions_shape: see :func:`scale_by_controller`.
       total_steps: see :func:`scale_by_controller`.
+      last_layer_path: see :func:`scale_by_controller`.
 
     Returns:
       A :class:`optax.GradientTransformationExtraArgs`; its ``update`` needs ``value=loss``.
@@ -341,7 +352,10 @@ def controlled_sgd(
         if momentum is not None
         else optax.identity(),
         scale_by_controller(
-            controller, predictions_shape=predictions_shape, total_steps=total_steps
+            controller,
+            predictions_shape=predictions_shape,
+            total_steps=total_steps,
+            last_layer_path=last_layer_path,
         ),
     )
 

@@ -241,14 +241,32 @@ def _leaf_paths(params: Any) -> list[tuple[str, Any]]:
     return [("/".join(_key_str(k) for k in path), leaf) for path, leaf in flat]
 
 
+OUTPUT_LAYER_NAMES = ("logits", "output", "out", "head", "classifier", "final", "last")
+"""Module names that mark a kernel as the output layer's for :func:`find_last_layer`
+(compared case-insensitively with each path component, digits and ``_`` removed)."""
+
+
 def find_last_layer(params: Any, path: str | None = None) -> jax.Array:
     """The final layer's weights in a params pytree.
 
+    Without ``path`` the kernel is found by names, never by a guess between differently named
+    layers:
+
+    1. a kernel under a module named for an output layer (:data:`OUTPUT_LAYER_NAMES`, e.g.
+       ``logits``, ``classifier``, ``head``), if exactly one is;
+    2. else, when every kernel's path differs from the others only in its numbers (Flax's
+       ``Dense_0 ... Dense_10``, ``layers_3``), the last in natural order (``Dense_10`` after
+       ``Dense_9``);
+    3. else the same among the 2-D (dense) kernels (of ``Conv_0, Conv_1, Dense_0, Dense_1``:
+       ``Dense_1``).
+
+    Any other tree (``nn.Dense(64, name="hidden")`` beside ``nn.Dense(10, name="top")``) is an
+    error that lists the kernels: name the output layer with ``path`` (``last_layer_path=`` of
+    :func:`~lrjax.controller.scale_by_controller`, ``controlled_sgd`` or :class:`FeatureSpec`).
+
     Args:
       params: any params pytree (linen ``{'params': ...}``, an ``nnx.State`` of arrays, ...).
-      path: the ``/``-joined keys of the leaf; ``None``: the last leaf named ``kernel``, with the
-        paths compared in natural order (digits as numbers, so ``Dense_10`` comes after
-        ``Dense_9``).
+      path: the ``/``-joined keys of the leaf, e.g. ``"params/classifier/kernel"``.
 
     Returns:
       The leaf.
@@ -267,9 +285,25 @@ def find_last_layer(params: Any, path: str | None = None) -> jax.Array:
         raise ConfigError(
             "The last_layer_* features look for the final layer's weights, but no params leaf is "
             f"named 'kernel' (leaves: {', '.join(p for p, _ in leaves) or 'none'}); set "
-            "FeatureSpec(last_layer_path=...) to one of them."
+            "last_layer_path= to one of them."
         )
-    return max(kernels, key=lambda pl: tuple(_natural(c) for c in pl[0].split("/")))[1]
+    named = [pl for pl in kernels if _names_output_layer(pl[0])]
+    if len(named) == 1:
+        return named[0][1]
+    for candidates in (kernels, [pl for pl in kernels if jnp.ndim(pl[1]) == 2]):
+        if candidates and len({re.sub(r"\d+", "#", p) for p, _ in candidates}) == 1:
+            return max(candidates, key=lambda pl: tuple(_natural(c) for c in pl[0].split("/")))[1]
+    raise ConfigError(
+        "The last_layer_* features need the output layer's kernel, and the params do not say "
+        f"which it is (kernels: {', '.join(p for p, _ in kernels)}): pass last_layer_path= "
+        "(scale_by_controller, controlled_sgd or FeatureSpec) naming it, e.g. "
+        f"last_layer_path={kernels[-1][0]!r}."
+    )
+
+
+def _names_output_layer(path: str) -> bool:
+    parts = path.split("/")[:-1]
+    return any(re.sub(r"[\d_]+", "", c).lower() in OUTPUT_LAYER_NAMES for c in parts)
 
 
 # ----------------------------------------------------------------------------------------------
