@@ -162,6 +162,14 @@ class TraineeEnv:
         return self.config.controller.obs_size
 
     @property
+    def probe(self) -> features_lib.Probe:
+        """What this environment's ``val_loss`` and ``predictions`` inputs hold (its
+        ``val_batch_size``, ``probe_size`` and the task's kind of output), recorded in the
+        controllers trained on it."""
+        cfg = self.config
+        return features_lib.Probe(cfg.val_batch_size, cfg.probe_size, self.task.probe_outputs)
+
+    @property
     def total_steps(self) -> int:
         """Optimizer steps of an episode, ``horizon * k`` (the ``total_steps`` input)."""
         return self.config.horizon * self.config.steps_per_action

@@ -15,6 +15,7 @@ from lrjax.algos.ppo import PPOConfig
 from lrjax.controller import ControllerConfig
 from lrjax.engine import EngineConfig
 from lrjax.env import EnvConfig
+from lrjax.features import Probe
 from lrjax.tasks import get_family
 from lrjax.training import DEFAULT_LEARNING_RATES
 
@@ -140,7 +141,9 @@ def test_the_controller_starts_at_each_optimizers_documented_lr(trained):
         start = DEFAULT_LEARNING_RATES[optimizer]
         assert c.config.initial_lr == start
         np.testing.assert_allclose((c.config.lr_min, c.config.lr_max), (start / 1e3, start * 30))
-        assert c.config.features == ENV.controller.features
+        # The features trained, and the probe every sample's environment observed.
+        probe = Probe(ENV.val_batch_size, ENV.probe_size, "probabilities")
+        assert c.config.features == dataclasses.replace(ENV.controller.features, probe=probe)
     a, b = (algo.controller(result.state, o).params for o in ("sgd", "adam"))
     assert all(
         np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)

@@ -52,6 +52,6 @@ def test_a_cosine_schedule_needs_the_runs_length_and_is_refused_by_the_actor_cri
         jax.random.key(0), ControllerConfig.paper_a(base_schedule="cosine")
     )
     with pytest.raises(ConfigError, match="total_steps=None is not allowed.*base_schedule"):
-        scale_by_controller(controller, predictions_shape=(8,))
+        scale_by_controller(controller, predictions_shape=(32,))
     with pytest.raises(ConfigError, match="base_schedule='cosine' is not allowed"):
         ActorCriticEnvConfig(controller=ControllerConfig.paper_b(base_schedule="cosine"))

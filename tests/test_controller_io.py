@@ -225,7 +225,9 @@ def test_paper_configs_round_trip(tmp_path):
         loaded = load_controller(path)
         assert loaded.config == config
         # The loaded controller drops into an optax chain.
-        tx = optax.chain(optax.scale_by_adam(), scale_by_controller(loaded, predictions_shape=(3,)))
+        tx = optax.chain(
+            optax.scale_by_adam(), scale_by_controller(loaded, predictions_shape=(32,))
+        )
         assert tx.init({"w": jnp.ones(2)}) is not None
 
 

@@ -1,6 +1,8 @@
 """Tests of the controller as an optax transform (lrjax.controller.transform): scale_by_controller,
 controlled_sgd, current_lr, controller_state, apply_gradients, and nnx / TrainState integration."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -31,6 +33,7 @@ from lrjax.controller import (
 from lrjax.features import (
     FeatureSpec,
     NormaliserState,
+    Probe,
     grads_and_feature_inputs,
     init_normaliser,
     normalise,
@@ -67,7 +70,13 @@ LIVELY = _controller(
     ControllerConfig(action_mode="scale", alpha=2.0, lstm_layers=1, lstm_units=8), scale=1.0
 )
 ABSOLUTE = _controller(ControllerConfig(lstm_layers=1, lstm_units=8), scale=1.0)
-PAPER_A = _controller(ControllerConfig.paper_a(lstm_layers=1, lstm_units=8))
+_PAPER_A_CONFIG = ControllerConfig.paper_a(lstm_layers=1, lstm_units=8)
+# Observing the regression below: raw outputs of its first 8 validation examples.
+PAPER_A = _controller(
+    _PAPER_A_CONFIG.replace(
+        features=dataclasses.replace(_PAPER_A_CONFIG.features, probe=Probe(8, 8, "raw"))
+    )
+)
 
 
 class _MLP(nn.Module):

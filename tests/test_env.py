@@ -260,6 +260,8 @@ def test_saved_controller_in_a_plain_loop_applies_the_env_lrs(problem, tmp_path,
     env = make_env(
         task, controller=config, horizon=6, optimizer=optimizer, val_batch_size=50, probe_size=8
     )
+    # Trained on this env, a controller records its probe (PPO.controller does so).
+    config = config.replace(features=dataclasses.replace(config.features, probe=env.probe))
     controller = init_controller(jax.random.key(3), config)
     # A controller that moves the LR: scale the untrained actor's weights up.
     controller = controller.replace(params=jax.tree.map(lambda p: 30 * p, controller.params))

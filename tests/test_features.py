@@ -13,6 +13,7 @@ from lrjax.features import (
     Feature,
     FeatureSpec,
     NormaliserState,
+    Probe,
     accumulate,
     check_inputs,
     find_last_layer,
@@ -348,7 +349,9 @@ def test_the_transform_observes_the_change_since_its_previous_observation():
         scale_by_controller,
     )
 
-    spec = FeatureSpec(features=("pred_change_var",), normaliser="none")
+    spec = FeatureSpec(
+        features=("pred_change_var",), normaliser="none", probe=Probe(examples=4, outputs="raw")
+    )
     controller = init_controller(jax.random.key(0), ControllerConfig(features=spec))
     tx = scale_by_controller(controller, predictions_shape=(4,))
     params = {"w": jnp.ones(3)}

@@ -13,6 +13,7 @@ nobody prepared on a machine without network, and two settings that must be acce
 tests of their own below.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -47,7 +48,7 @@ from lrjax.controller import (
 from lrjax.data import catalog, load_dataset
 from lrjax.data.cache import FORMAT_VERSION as CACHE_FORMAT_VERSION
 from lrjax.env import EnvConfig
-from lrjax.features import init_normaliser
+from lrjax.features import Probe, init_normaliser
 
 # ----------------------------------------------------------------------------------------------
 # What the mistakes are made of: files a user might have (built small, in the test's folder).
@@ -610,8 +611,15 @@ def _update(controller, predictions_shape=None, total_steps=None, **inputs):
     return tx.update(params, tx.init(params), params, **inputs)
 
 
-PAPER_A = _controller(ControllerConfig.paper_a(lstm_layers=1, lstm_units=4))
-LRJAX = _controller(ControllerConfig.lrjax(lstm_layers=1, lstm_units=4))
+def _probing(config, examples=2):
+    """``config`` observing raw outputs of ``examples`` validation examples."""
+    probe = Probe(examples=examples, outputs="raw")
+    return config.replace(features=dataclasses.replace(config.features, probe=probe))
+
+
+PAPER_A = _controller(_probing(ControllerConfig.paper_a(lstm_layers=1, lstm_units=4)))
+LRJAX = _controller(_probing(ControllerConfig.lrjax(lstm_layers=1, lstm_units=4)))
+PAPER_A_DEFAULT_PROBE = _controller(ControllerConfig.paper_a(lstm_layers=1, lstm_units=4))
 OTHER_FEATURES = ControllerConfig.paper_b(
     lstm_layers=1, lstm_units=4, features=("train_loss", "log_lr")
 )
@@ -828,6 +836,14 @@ API_MISTAKES = [
         ConfigError,
         "predictions_shape=None",
         id="transform-missing-predictions-shape",
+    ),
+    pytest.param(
+        None,
+        # the whole validation batch's logits, where it observes 32 examples' probabilities
+        lambda t: _update(PAPER_A_DEFAULT_PROBE, predictions_shape=(128, 10), value=1.0),
+        ConfigError,
+        "so predictions have a leading axis of 32; lrjax.features.probe_inputs",
+        id="transform-predictions-of-another-probe",
     ),
     pytest.param(
         None,

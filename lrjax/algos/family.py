@@ -42,7 +42,7 @@ from lrjax._validation import ConfigError, check_positive_int
 from lrjax.algos.ppo import PPO, PPOConfig
 from lrjax.controller import Controller, ControllerConfig
 from lrjax.env import EnvConfig, TraineeEnv
-from lrjax.features import NormaliserState, deployed_normaliser, init_normaliser
+from lrjax.features import NormaliserState, Probe, deployed_normaliser, init_normaliser
 from lrjax.tasks import TaskFamily, TaskSample
 from lrjax.training import DEFAULT_LEARNING_RATES
 
@@ -224,6 +224,13 @@ class FamilyPPO:
                 f"{', '.join(self.starts)} (the optimizers of start_lrs)."
             )
         config = self.controller_config.with_initial_lr(self.starts[optimizer])
+        # What every sample's environment observed (a family's tasks share one kind of output).
+        probe = Probe(
+            self.env.val_batch_size,
+            self.env.probe_size,
+            _samples(self.family)[0].task.probe_outputs,
+        )
+        config = config.replace(features=dataclasses.replace(config.features, probe=probe))
         return Controller(
             config=config,
             params=state.params["actor"],

@@ -411,8 +411,11 @@ class PPO:
     def controller(self, runner: RunnerState) -> Controller:
         """The trained controller (usable as ``scale_by_controller(...)``, savable). With the
         ``"frozen"`` normaliser it carries the statistics of every training observation; with
-        ``"ema"`` it starts from fresh statistics, as every training episode did."""
+        ``"ema"`` it starts from fresh statistics, as every training episode did. Its
+        ``features.probe`` records what the environment observed (:attr:`lrjax.env.Env.probe`),
+        so a user's loop can feed it the same (:func:`lrjax.features.probe_inputs`)."""
         config = self.controller_config
+        config = config.replace(features=dataclasses.replace(config.features, probe=self.env.probe))
         return Controller(
             config=config,
             params=runner.params["actor"],

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from lrjax._validation import ConfigError, check_positive_int
@@ -40,6 +42,7 @@ from lrjax.features import (
     required_inputs,
     update_history,
 )
+from lrjax.features.probe import looks_like_probabilities
 
 __all__ = [
     "ControllerState",
@@ -114,10 +117,34 @@ def scale_by_controller(
     (:func:`lrjax.features.feature_inputs`, shared with the RL environment and the
     actor-critic).
 
+    ``value`` is the same quantity whatever the base optimizer before the transform in the
+    chain (nothing for SGD, ``optax.trace`` for momentum, ``optax.scale_by_adam`` for Adam): the
+    mean training loss of the minibatch the gradients came from, a float32 scalar, before any
+    loss scaling a mixed-precision loop applies. ``val_loss`` and ``predictions`` are what the
+    controller's probe declares (``controller.config.features.probe``, a
+    :class:`~lrjax.features.Probe`): the mean loss on the first ``probe.val_examples`` of a fixed
+    validation batch, and class probabilities (or, for ``outputs="raw"``, the outputs) on its
+    first ``probe.examples``, shape ``(probe.examples, num_outputs)``, passed at every step
+    though read only when the controller acts; :func:`lrjax.features.probe_inputs` computes
+    both. Predictions that are not probabilities where probabilities are declared raise a
+    ``UserWarning`` on the host at the steps where the controller acts.
+
+    Past ``total_steps`` the transform goes on: it acts at the same interval, its ``progress``
+    feature grows past 1 (beyond anything it observed in training) and a base schedule stays at
+    its final value (0 for ``"cosine"``: the updates are then zeros). Give it the run's real
+    length.
+
+    Example, with Adam's direction and a loss-only controller::
+
+      tx = optax.chain(optax.scale_by_adam(), scale_by_controller(controller, total_steps=1000))
+      updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+
     Args:
       controller: the :class:`~lrjax.controller.Controller` (config and actor params).
-      predictions_shape: the shape of the ``predictions`` input, required when a feature needs the
-        previous predictions (``pred_change_var``), which the state keeps.
+      predictions_shape: the shape of the ``predictions`` input, ``(probe.examples,
+        num_outputs)`` (e.g. ``(32, 10)`` for the default probe of a 10-class classifier),
+        required when a feature needs the previous predictions (``pred_change_var``), which the
+        state keeps; a leading axis other than ``probe.examples`` is refused.
       total_steps: the number of optimizer steps of the run, required when a feature needs it
         (``progress``; a learned schedule, like step decay or cosine, places its phases within
         the budget), the controller acts a fixed number of times per run
@@ -188,6 +215,18 @@ def scale_by_controller(
         )
         check_inputs(spec, inputs, hint=_MISSING_INPUTS_HINT)
         predictions = _kept_predictions(inputs, kept_shape, state.prev_predictions)
+        if kept_shape and spec.probe.outputs == "probabilities":
+            # Checked on the host only when the controller acts (a callback, not an error: a
+            # value cannot raise inside jit); logits passed by mistake otherwise go unnoticed.
+            bad = (state.count % steps_per_action == 0) & ~looks_like_probabilities(predictions)
+            jax.lax.cond(
+                bad,
+                lambda b: jax.debug.callback(
+                    functools.partial(_warn_not_probabilities, probe=spec.probe), b
+                ),
+                lambda b: None,
+                bad,
+            )
 
         obs, normaliser = observe(spec, state.normaliser, inputs)
         carry, mean, _ = actor_step(controller.params, state.carry, obs, config)
@@ -258,7 +297,27 @@ def _checked_predictions_shape(spec, predictions_shape) -> tuple[int, ...] | Non
     shape = tuple(predictions_shape)
     for d in shape:
         check_positive_int("predictions_shape entry", d)
+    if shape[:1] != (spec.probe.examples,):
+        raise ConfigError(
+            f"predictions_shape={shape} is not allowed: the controller observes "
+            f"{spec.probe.describe()} (its FeatureSpec.probe), so predictions have a leading axis "
+            f"of {spec.probe.examples}; lrjax.features.probe_inputs(controller.config.features."
+            "probe, outputs, labels, loss_fn) computes them."
+        )
     return shape
+
+
+def _warn_not_probabilities(bad: jax.Array, probe: Any) -> None:
+    # ``bad`` is batched under vmap (the cond becomes a select that runs this branch too).
+    if bool(np.any(bad)):
+        warnings.warn(
+            "The predictions passed to the controller are not probabilities (a row outside "
+            f"[0, 1] or not summing to 1): it observes {probe.describe()}. Logits passed by "
+            "mistake make it act on statistics it never saw in training; compute the inputs "
+            "with lrjax.features.probe_inputs.",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def _check_total_steps(spec, total_steps) -> None:

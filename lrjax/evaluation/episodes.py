@@ -19,7 +19,7 @@ from lrjax._validation import ConfigError, check_positive_int
 from lrjax.controller import Controller, actor_step, initial_carry
 from lrjax.distributed import global_inputs, to_host
 from lrjax.env import TraineeEnv, VecEnv
-from lrjax.features import init_normaliser, observe_run
+from lrjax.features import Probe, init_normaliser, observe_run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +68,13 @@ def run_episodes(
     return run_schedules(env, schedule, key, data, num_episodes, test_every=test_every)[0]
 
 
+def _without_probe(config):
+    """``config`` less its declared probe: the environment's episodes observe the environment's
+    own probe (:attr:`~lrjax.env.TraineeEnv.probe`), whatever a controller declares for the loops
+    it is deployed in."""
+    return config.replace(features=dataclasses.replace(config.features, probe=Probe()))
+
+
 def run_controllers(
     env: TraineeEnv,
     controllers: Sequence[Controller],
@@ -82,7 +89,7 @@ def run_controllers(
     :func:`run_episodes`), all ``C x E`` episodes side by side in one program."""
     check_positive_int("num_episodes", num_episodes)
     for c in controllers:
-        if c.config != env.config.controller:
+        if _without_probe(c.config) != _without_probe(env.config.controller):
             raise ConfigError(
                 "controllers entry with config "
                 f"{c.config.to_json()} is not allowed: expected the environment's controller "

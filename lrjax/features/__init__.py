@@ -13,8 +13,11 @@ arguments of ``update``:
 
 * ``loss``: the training loss on the current minibatch (``update(..., value=loss)``: optax's
   name for the loss keyword);
-* ``val_loss``: a validation loss (``update(..., val_loss=...)``);
-* ``predictions``: the model's outputs on a *fixed* probe batch (``update(..., predictions=...)``);
+* ``val_loss``: a validation loss (``update(..., val_loss=...)``): the mean loss on the first
+  ``spec.probe.val_examples`` of a fixed validation batch (:class:`Probe`);
+* ``predictions``: the model's outputs on a *fixed* probe batch (``update(..., predictions=...)``),
+  exactly as ``spec.probe`` declares: class probabilities (or raw outputs) on the first
+  ``spec.probe.examples`` of that batch; :func:`probe_inputs` computes both;
 * ``prev_predictions``: the ``predictions`` of the previous observation, kept in the transform
   state;
 * ``params``: the ``params`` argument of ``update``;
@@ -74,6 +77,7 @@ from lrjax.features.normaliser import (
     observe,
     observe_run,
 )
+from lrjax.features.probe import PROBE_OUTPUTS, Probe, probe_inputs
 from lrjax.features.spec import (
     NORMALISERS,
     FeatureSpec,
@@ -95,6 +99,8 @@ __all__ = [
     "NORMALISERS",
     "PAPER_A_FEATURES",
     "PAPER_B_FEATURES",
+    "PROBE_OUTPUTS",
+    "Probe",
     "TRANSFORM_INPUTS",
     "Feature",
     "FeatureSpec",
@@ -108,6 +114,7 @@ __all__ = [
     "init_history",
     "init_normaliser",
     "normalise",
+    "probe_inputs",
     "observe",
     "observe_run",
     "raw_features",

@@ -7,6 +7,9 @@ from typing import Any
 
 import jax
 
+from lrjax._validation import ConfigError
+from lrjax.features.probe import Probe, probe_inputs
+
 # ----------------------------------------------------------------------------------------------
 # Computing the inputs from a Flax model.
 
@@ -19,12 +22,16 @@ def grads_and_feature_inputs(
     val_batch: tuple[Any, Any] | None = None,
     *,
     has_aux: bool = False,
+    probe: Probe | None = None,
 ) -> tuple[Any, dict[str, jax.Array]]:
     """Gradients and every built-in feature input, for a train step, in one call.
 
-    Example::
+    Example, for a controller trained on a probe (paper A's features)::
 
-      grads, inputs = grads_and_feature_inputs(model.apply, params, (x, y), loss_fn, (xv, yv))
+      probe = controller.config.features.probe  # which examples, probabilities or raw
+      grads, inputs = grads_and_feature_inputs(
+          model.apply, params, (x, y), loss_fn, (x_val, y_val), probe=probe
+      )
       updates, opt_state = tx.update(grads, opt_state, params, **inputs)
 
     Args:
@@ -36,6 +43,13 @@ def grads_and_feature_inputs(
         ``predictions`` (so their change between steps reflects the model, not the data). If
         ``None``, there is no ``val_loss`` and ``predictions`` are the training batch's outputs.
       has_aux: ``apply_fn`` returns ``(outputs, aux)``; ``aux`` is dropped (e.g. batch stats).
+      probe: the controller's :class:`~lrjax.features.Probe`
+        (``controller.config.features.probe``): ``val_loss`` and ``predictions`` are then what the
+        controller observed in training (the loss on the first ``probe.val_examples`` of
+        ``val_batch``, the softmax, or raw outputs, on its first ``probe.examples``;
+        :func:`~lrjax.features.probe_inputs`), and ``val_batch`` is required. Without it,
+        ``val_loss`` is the loss on the whole ``val_batch`` and ``predictions`` its raw outputs,
+        for controllers of your own that read them so.
 
     Returns:
       ``(grads, inputs)``: ``grads`` of the training loss w.r.t. ``params``; ``inputs`` are the
@@ -53,6 +67,15 @@ def grads_and_feature_inputs(
 
     (value, train_out), grads = jax.value_and_grad(train_loss, has_aux=True)(params)
     inputs = {"value": value}
+    if probe is not None:
+        if val_batch is None:
+            raise ConfigError(
+                f"probe={probe!r} needs val_batch: the controller observes {probe.describe()}; "
+                "pass a fixed validation batch (x_val, y_val) of at least "
+                f"{probe.needed} examples."
+            )
+        inputs.update(probe_inputs(probe, outputs(params, val_batch[0]), val_batch[1], loss_fn))
+        return grads, inputs
     if val_batch is None:
         inputs["predictions"] = jax.lax.stop_gradient(train_out)
     else:

@@ -19,6 +19,7 @@ from lrjax.features.builtin import (
     PAPER_B_FEATURES,
     Feature,
 )
+from lrjax.features.probe import Probe
 
 # ----------------------------------------------------------------------------------------------
 # The spec.
@@ -49,6 +50,11 @@ class FeatureSpec:
         ``/``-joined keys of its leaf (e.g. ``"params/Dense_2/kernel"``). Default ``None``: the
         last leaf named ``kernel`` in the params, numbered names compared as numbers
         (``Dense_10`` after ``Dense_9``).
+      probe: what the ``val_loss`` and ``predictions`` inputs hold (:class:`~lrjax.features.Probe`:
+        which validation examples, probabilities or raw outputs); training records its
+        environment's probe here, so a deployed controller declares what to feed it. Default
+        ``Probe()``: the loss on the first 128 examples of a fixed validation batch, class
+        probabilities on its first 32.
     """
 
     features: tuple[str | Feature, ...] = PAPER_B_FEATURES
@@ -57,6 +63,7 @@ class FeatureSpec:
     momentum: float = 0.99
     eps: float = 1e-8
     last_layer_path: str | None = None
+    probe: Probe = Probe()
 
     def __post_init__(self):
         feats = self.features
@@ -92,6 +99,10 @@ class FeatureSpec:
                 f"last_layer_path={self.last_layer_path!r} is not allowed: expected None or the "
                 "'/'-joined keys of a params leaf, e.g. 'params/Dense_2/kernel'."
             )
+        if not isinstance(self.probe, Probe):
+            raise ConfigError(
+                f"probe={self.probe!r} is not allowed: expected a lrjax.features.Probe."
+            )
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -118,6 +129,7 @@ class FeatureSpec:
             "momentum": self.momentum,
             "eps": self.eps,
             "last_layer_path": self.last_layer_path,
+            "probe": self.probe.to_json(),
         }
 
     @classmethod
@@ -137,8 +149,9 @@ class FeatureSpec:
             raise ConfigError(
                 f"The saved feature spec is {data!r}: expected an object with the keys {expected}."
             )
-        data = dict(data)
+        data = {"probe": None, **data}  # saved before probes were recorded: the default one
         _check_keys("feature spec", data, expected)
+        data["probe"] = Probe.from_json(data["probe"])
         if not isinstance(data["features"], list | tuple):
             raise ConfigError(
                 f"The saved feature list is {data['features']!r}: expected a list of feature "

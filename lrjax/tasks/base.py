@@ -38,6 +38,14 @@ class Task:
         """Whether the model has convolutions (the engine picks CPU knobs by this)."""
         return False
 
+    @property
+    def probe_outputs(self) -> str:
+        """What :meth:`validation_probe`'s predictions hold, one of
+        :data:`lrjax.features.PROBE_OUTPUTS`: ``"probabilities"`` (a classifier's softmax, the
+        default) or ``"raw"`` (a regression's outputs). Training records it in the controller's
+        :class:`~lrjax.features.Probe`."""
+        return "probabilities"
+
     def load_data(
         self, key: jax.Array | None = None, *, data_dir: str | None = None, **kwargs
     ) -> Any:

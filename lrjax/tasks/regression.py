@@ -151,6 +151,11 @@ class Regression2DTask(Task):
         x, _ = data.split(split)
         return x[:num_examples] @ params["kernel"]
 
+    @property
+    def probe_outputs(self) -> str:
+        """The probe's predictions are the regression's outputs themselves."""
+        return "raw"
+
     def validation_probe(self, params, data, batch_size, probe_size):
         x, y = data.split("validation")
         return self.mse(params, x[:batch_size], y[:batch_size]), self.predictions(

@@ -115,6 +115,10 @@ class FaultyTask(Task):
     def predictions(self, params, data, split, num_examples):
         return self.task.predictions(params, data, split, num_examples)
 
+    @property
+    def probe_outputs(self) -> str:
+        return self.task.probe_outputs
+
     def validation_probe(self, params, data, batch_size, probe_size):
         return self.task.validation_probe(params, data, batch_size, probe_size)
 
