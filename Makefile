@@ -8,14 +8,14 @@ BIN := $(VENV)/bin
 # Offline: prepare from the raw files in $(RAW_DIR) if they are there; else tfds downloads.
 raw_arg = $(if $(wildcard $(RAW_DIR)/$(1)),--raw-dir $(RAW_DIR)/$(1),)
 
-.PHONY: setup data demo test test-slow notebooks lint
+.PHONY: setup data demo test test-slow notebooks docs test-docs lint
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip uv
-	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e ".[dev,prepare]"
+	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e ".[dev,prepare,docs]"
 	touch $@
 
 data: data-fashion_mnist data-mnist
@@ -41,5 +41,14 @@ test-slow: data
 notebooks: data
 	$(BIN)/python notebooks/run_notebooks.py
 
+# The documentation site, offline, warnings as errors: docs/_build/html/index.html.
+docs: setup
+	rm -rf docs/_build
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+# The built site in headless Chromium (needs make docs and Debian's chromium; .ci/run has both).
+test-docs: setup
+	$(BIN)/python -m pytest -q -m docs -p no:cacheprovider
+
 lint: setup
-	$(BIN)/ruff check lrjax tests benchmarks notebooks
+	$(BIN)/ruff check lrjax tests benchmarks notebooks docs

@@ -7,7 +7,7 @@ needs only three things on top of that, all here:
 * :func:`initialize` starts the runtime (``jax.distributed.initialize``; on CPU it also picks
   the gloo collectives, which XLA:CPU needs to reduce across processes). Call it first, before
   any computation. On a cluster that JAX detects (SLURM, Open MPI, Cloud TPU) no arguments are
-  needed; elsewhere pass the coordinator's address, the process count and this process's id:
+  needed; elsewhere pass the coordinator's address, the process count and this process's id::
 
       # on each of N hosts, i = 0 .. N-1 (host 0's address and a free port):
       lrjax train --task fashion_mlp --num-envs 64 --coordinator-address host0:1234 \\

@@ -1,5 +1,6 @@
 """The shipped controller: listed, loadable in one call, with its model card, and usable in a
-plain optax loop (the README's pretrained example, run as written)."""
+plain optax loop (the README's example, run as written; the docs' own-model page has
+tests/test_docs_pages.py)."""
 
 import pathlib
 import re
@@ -24,19 +25,6 @@ def test_shipped_controller_loads_with_its_card():
     assert "lrjax train" in card and "lrjax evaluate" in card and "| method |" in card
     with pytest.raises(ConfigError, match="'nope' is not known"):
         lrjax.pretrained.load("nope")
-
-
-def test_readme_pretrained_example_runs(capsys):
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
-    (code,) = [b for b in blocks if "lrjax.pretrained.load" in b and "controlled_sgd" in b]
-    namespace = {"__name__": "readme_pretrained"}
-    exec(compile(code, str(README), "exec"), namespace)
-    out = capsys.readouterr().out
-    match = re.search(r"test loss (\d+\.\d+), LR ([\d.e+-]+) -> ([\d.e+-]+)", out)
-    assert match, out
-    loss, first_lr, last_lr = (float(g) for g in match.groups())
-    assert loss < 0.7  # the untrained MLP starts at ln(10) = 2.3
-    assert first_lr != last_lr  # the controller moved the LR
 
 
 def test_the_family_adam_controller_drops_into_an_adam_chain_given_only_the_loss():

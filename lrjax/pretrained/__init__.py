@@ -1,7 +1,9 @@
-"""Pretrained controllers shipped with lrjax, loadable in one call.
+"""Pretrained controllers shipped with lrjax, loadable in one call::
 
   controller = lrjax.pretrained.load("fashion_mlp_ppo")
-  tx = lrjax.controlled_sgd(controller, total_steps=400, predictions_shape=(32, 10))
+  probe = controller.config.features.probe  # what its val_loss and predictions hold
+  tx = lrjax.controlled_sgd(controller, total_steps=400, predictions_shape=(probe.examples, 10))
+  # in the step: **lrjax.features.probe_inputs(probe, logits_on_val_batch, val_labels, loss_fn)
 
 Each controller is a directory here in the saved-controller format
 (:func:`lrjax.controller.save_controller`) with a ``MODEL_CARD.md``: the task it was trained on,
