@@ -157,6 +157,10 @@ class RunnerState:
 
 
 class Transition(NamedTuple):
+    """One environment step of a rollout, as PPO's update reads it: arrays with leading axes
+    ``[T, E]`` (steps of the rollout, episodes side by side); ``info`` holds the environment's
+    per-step diagnostics (e.g. the LR applied, the validation loss)."""
+
     obs: jax.Array  # as the actor saw it (normalised)
     raw_obs: jax.Array  # as the environment returned it
     progress: jax.Array  # t / horizon, the critic's time input
