@@ -260,9 +260,12 @@ class Controller:
         """This controller started at ``initial_lr`` instead of its own start, its LR bounds
         moved by the same factor (:meth:`ControllerConfig.with_initial_lr`): a controller whose
         features are relative to its start acts the same from any start. What a user reaches for
-        when their network wants another LR than the controller's default::
+        when their network wants another LR than the controller's default:
 
-          controller = lrjax.pretrained.load("mlp_family_sgd").with_initial_lr(0.03)
+        >>> import lrjax
+        >>> controller = lrjax.pretrained.load("mlp_family_adam").with_initial_lr(3e-3)
+        >>> controller.config.initial_lr, controller.config.lr_min, controller.config.lr_max
+        (0.003, 3e-06, 0.09)
         """
         return self.replace(config=self.config.with_initial_lr(initial_lr))
 
@@ -271,9 +274,12 @@ class Controller:
         that range if it lies outside (clipped to the nearer bound); its actor is unchanged.
 
         For a controller that diverges or stalls on a network: ``lr_max`` below the LR where it
-        diverged caps it, ``lr_min`` keeps it from annealing to nothing::
+        diverged caps it, ``lr_min`` keeps it from annealing to nothing:
 
-          controller = lrjax.pretrained.load("mlp_family_sgd").with_lr_bounds(1e-3, 0.2)
+        >>> import lrjax
+        >>> controller = lrjax.pretrained.load("mlp_family_adam").with_lr_bounds(1e-4, 2e-3)
+        >>> controller.config.initial_lr, controller.config.lr_min, controller.config.lr_max
+        (0.001, 0.0001, 0.002)
 
         Refused (a :class:`~lrjax.ConfigError`) for ``action_mode="absolute"``, whose action is a
         position between the bounds (new bounds would change every LR it chooses). A controller

@@ -93,10 +93,19 @@ def diagnostics(opt_state: Any) -> ControllerDiagnostics:
         ``nnx.Optimizer``'s ``opt_state`` included).
 
     Returns:
-      A :class:`ControllerDiagnostics`. Example::
+      A :class:`ControllerDiagnostics`.
 
-        d = lrjax.controller.diagnostics(opt_state)
-        print(f"LR {float(d.learning_rate):.3g}, skipped {int(d.skipped)} of {int(d.steps)}")
+    Example, a run whose second step had a NaN gradient:
+
+    >>> import jax.numpy as jnp, lrjax
+    >>> tx = lrjax.scale_by_controller(lrjax.pretrained.load("mlp_family_sgd"), total_steps=100)
+    >>> params = {"w": jnp.ones(3)}
+    >>> state = tx.init(params)
+    >>> _, state = tx.update({"w": jnp.ones(3)}, state, params, value=jnp.float32(1.0))
+    >>> _, state = tx.update({"w": jnp.full(3, jnp.nan)}, state, params, value=jnp.float32(1.0))
+    >>> d = diagnostics(state)
+    >>> int(d.steps), int(d.skipped), float(d.skipped_fraction)
+    (2, 1, 0.5)
     """
     state = controller_state(opt_state)
     skipped = skipped_steps(opt_state)

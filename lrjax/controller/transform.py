@@ -134,10 +134,17 @@ def scale_by_controller(
     its final value (0 for ``"cosine"``: the updates are then zeros). Give it the run's real
     length.
 
-    Example, with Adam's direction and a loss-only controller::
+    Example, Adam's direction and a loss-only pretrained controller:
 
-      tx = optax.chain(optax.scale_by_adam(), scale_by_controller(controller, total_steps=1000))
-      updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+    >>> import lrjax
+    >>> controller = lrjax.pretrained.load("mlp_family_adam")
+    >>> tx = optax.chain(optax.scale_by_adam(), scale_by_controller(controller, total_steps=1000))
+    >>> params = {"w": jnp.ones(3)}
+    >>> opt_state = tx.init(params)
+    >>> grads, loss = {"w": jnp.ones(3)}, jnp.float32(0.5)
+    >>> updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+    >>> updates["w"].shape, bool(jnp.all(updates["w"] < 0))
+    ((3,), True)
 
     Args:
       controller: the :class:`~lrjax.controller.Controller` (config and actor params).

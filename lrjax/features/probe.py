@@ -98,6 +98,15 @@ def probe_inputs(
 
     Returns:
       ``{"val_loss": ..., "predictions": ...}``, keywords for the transform's ``update``.
+
+    Example, the default probe of a 10-class classifier that has learned nothing yet:
+
+    >>> import optax
+    >>> loss_fn = lambda out, y: optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
+    >>> logits, labels = jnp.zeros((128, 10)), jnp.zeros(128, jnp.int32)
+    >>> inputs = probe_inputs(Probe(), logits, labels, loss_fn)
+    >>> inputs["predictions"].shape, round(float(inputs["val_loss"]), 4)  # ln 10
+    ((32, 10), 2.3026)
     """
     outputs = jnp.asarray(outputs)
     if outputs.ndim < 1 or outputs.shape[0] < probe.needed:

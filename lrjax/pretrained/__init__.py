@@ -45,7 +45,13 @@ def model_card(name: str) -> str:
 
 def load(name: str):
     """The shipped controller ``name`` as a :class:`~lrjax.controller.Controller`, ready for
-    ``scale_by_controller(controller, total_steps=...)``."""
+    ``scale_by_controller(controller, total_steps=...)``.
+
+    >>> available()
+    ('fashion_mlp_ppo', 'mlp_family_adam', 'mlp_family_sgd')
+    >>> load("fashion_mlp_ppo").config.features.probe.describe()
+    'val_loss = the mean loss on the first 128 examples ... on its first 32'
+    """
     from lrjax.controller import load_controller
 
     return load_controller(path(name))
