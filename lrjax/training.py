@@ -115,7 +115,18 @@ def controlled_optimizer(name: str, lr: jax.Array) -> optax.GradientTransformati
 
 def state_field(opt_state: Any, name: str) -> jax.Array:
     """The first field called ``name`` in an optimizer state, as a float32 scalar (NaN if there
-    is none)."""
+    is none).
+
+    Args:
+      opt_state: one trainee's optimizer state (any pytree of optax states); searched with
+        ``optax.tree_utils.tree_get_all_with_path``, the first match in its order is read.
+      name: the field's name, e.g. ``"learning_rate"``. The field must hold one value (it is
+        reshaped to ``()``), so the state must not be batched over trainees.
+
+    Returns:
+      The field's value as a float32 scalar, or a float32 NaN scalar if no field is called
+      ``name``.
+    """
     found = optax.tree_utils.tree_get_all_with_path(opt_state, name)
     if not found:
         return jnp.full((), jnp.nan, jnp.float32)
@@ -123,12 +134,29 @@ def state_field(opt_state: Any, name: str) -> jax.Array:
 
 
 def applied_learning_rate(opt_state: Any) -> jax.Array:
-    """The learning rate stored in an optimizer state (first field named ``learning_rate``)."""
+    """The learning rate stored in an optimizer state (first field named ``learning_rate``).
+
+    Args:
+      opt_state: one trainee's optimizer state, e.g. that of ``optax.inject_hyperparams`` or
+        an lrjax controller.
+
+    Returns:
+      The LR as a float32 scalar; NaN if the state has no ``learning_rate`` field
+      (:func:`state_field`).
+    """
     return state_field(opt_state, "learning_rate")
 
 
 def minibatch_key(state: TraineeState) -> jax.Array:
-    """The key of the minibatch the trainee's next :func:`train_step` trains on."""
+    """The key of the minibatch the trainee's next :func:`train_step` trains on.
+
+    Args:
+      state: the trainee's current state; only its ``key`` is read.
+
+    Returns:
+      The second half of ``jax.random.split(state.key)``: the key :func:`train_step` passes to
+      ``task.loss_and_grad`` from this state.
+    """
     return jax.random.split(state.key)[1]
 
 
@@ -143,6 +171,22 @@ def train_step(
 
     The loss is passed to the transform as ``value=`` (reduce-on-plateau and lrjax controllers
     use it; other transforms ignore it).
+
+    Args:
+      task: the trainee's task; its ``loss_and_grad(params, data, key)`` gives the minibatch
+        loss and gradient.
+      tx: the optimizer; its ``update`` is called with ``value=loss``, so it must accept extra
+        arguments (wrap a plain transform in ``optax.with_extra_args_support``).
+      state: the trainee's state before the step.
+      data: the task's data pytree (``task.load_data(...)``), from which the minibatch is
+        drawn.
+      learning_rate_fn: ``opt_state -> applied LR``, called on the optimizer state *after* the
+        update; default :func:`applied_learning_rate`.
+
+    Returns:
+      ``(new_state, (loss, lr))``: the state with new params, optimizer state and key and
+      ``step + 1``; ``loss`` the minibatch loss at the params before the update, ``lr`` what
+      ``learning_rate_fn`` reads from the new optimizer state.
     """
     key, batch_key = jax.random.split(state.key)  # batch_key == minibatch_key(state)
     loss, grads = task.loss_and_grad(state.params, data, batch_key)
@@ -156,14 +200,34 @@ def init_trainee(
     task: Task, tx: optax.GradientTransformation, key: jax.Array, data: Any
 ) -> TraineeState:
     """A fresh trainee: params from ``task.init``, ``tx``'s state, the key of its minibatches.
-    The training engine and the RL environment both start trainees here."""
+    The training engine and the RL environment both start trainees here.
+
+    Args:
+      task: the trainee's task; ``task.init(init_key, data)`` gives the initial params.
+      tx: the optimizer; ``tx.init(params)`` gives the initial optimizer state.
+      key: one PRNG key, split into the params' init key and the key of the run's minibatches.
+      data: the task's data pytree (``task.load_data(...)``), passed to ``task.init``.
+
+    Returns:
+      The :class:`TraineeState` at step 0 (an int32 scalar).
+    """
     init_key, run_key = jax.random.split(key)
     params = task.init(init_key, data)
     return TraineeState(params, tx.init(params), run_key, jnp.zeros((), jnp.int32))
 
 
 def eval_schedule(num_steps: int, eval_every: int | None) -> list[int]:
-    """Steps after which to evaluate: every ``eval_every`` steps, and always after the last."""
+    """Steps after which to evaluate: every ``eval_every`` steps, and always after the last.
+
+    Args:
+      num_steps: optimizer steps of the run (not validated here: :func:`train` checks it).
+      eval_every: evaluate every this many steps, a positive int; None: only after the last
+        step.
+
+    Returns:
+      The increasing eval steps, ending with ``num_steps``: ``[eval_every, 2 eval_every, ...,
+      num_steps]`` (only multiples below ``num_steps``).
+    """
     if eval_every is None:
         return [num_steps]
     check_positive_int("eval_every", eval_every)
@@ -172,7 +236,17 @@ def eval_schedule(num_steps: int, eval_every: int | None) -> list[int]:
 
 
 def chunk_lengths(num_steps: int, chunk_size: int, eval_points: list[int]) -> list[int]:
-    """Split ``num_steps`` into chunks of at most ``chunk_size`` that end at every eval point."""
+    """Split ``num_steps`` into chunks of at most ``chunk_size`` that end at every eval point.
+
+    Args:
+      num_steps: optimizer steps of the run. Not read: the chunks cover the steps up to the
+        last of ``eval_points``, which :func:`eval_schedule` makes ``num_steps``.
+      chunk_size: the most steps one chunk (one compiled scan) may hold.
+      eval_points: increasing steps at which a chunk must end (:func:`eval_schedule`).
+
+    Returns:
+      The chunks' lengths, in order; they sum to the last eval point.
+    """
     lengths, start = [], 0
     for end in eval_points:
         while start < end:
@@ -310,7 +384,24 @@ def train_one(
     num_steps: int,
     **kwargs,
 ) -> TrainResult:
-    """:func:`train` for a single trainee and a ready-made transform (results keep the N=1 axis)."""
+    """:func:`train` for a single trainee and a ready-made transform (results keep the N=1 axis).
+
+    Args:
+      task: the trainee (see :mod:`lrjax.tasks`).
+      tx: the optimizer, used as it is (``make_tx`` of :func:`train` returns it whatever the
+        hyperparameters).
+      key: one typed PRNG key (``jax.random.key``), shape ``()``; it becomes ``keys`` of shape
+        ``[1]``. A legacy uint32 ``jax.random.PRNGKey`` gives shape ``(1, 2)``, which
+        :func:`train` refuses.
+      data: the task's data pytree (``task.load_data(...)``).
+      num_steps: optimizer steps of the run.
+      kwargs: the keyword arguments of :func:`train` (``eval_every``, ``eval_examples``,
+        ``eval_params``, ``learning_rate_fn``, ``engine``, ``progress``, ``progress_group``;
+        ``hparams`` is accepted but ``tx`` does not read it).
+
+    Returns:
+      The :class:`TrainResult`, every array with a leading axis of 1.
+    """
     return train(task, lambda _: tx, key[None], data, num_steps, **kwargs)
 
 

@@ -40,3 +40,21 @@ def test_schedules_run_on_the_same_episodes_as_constants(problem):
     assert np.isnan(diverging.lr[:, 1:]).all()  # steps after the episode ended
     with pytest.raises(ConfigError, match="horizon=4"):
         run_schedules(env, np.ones((2, 3)), jax.random.key(0), data, 1)
+
+
+def test_a_legacy_prng_key_gives_every_schedule_the_same_episodes(problem):
+    """A uint32 ``PRNGKey`` (``[E, 2]`` once split) is tiled along the episodes, as a typed key."""
+    task, data = problem
+    env = make_env(task, horizon=4)
+    schedules = np.array([[0.3] * 4, [0.1] * 4], np.float32)
+    first, second = run_schedules(env, schedules, jax.random.PRNGKey(6), data, 3)
+    alone = run_episodes(env, 0.1, jax.random.PRNGKey(6), data, 3)
+    assert first.val_loss.shape == second.val_loss.shape == alone.val_loss.shape
+    np.testing.assert_allclose(second.val_loss, alone.val_loss, rtol=1e-5)
+
+
+def test_a_table_against_a_method_that_is_not_there_is_refused():
+    from lrjax.evaluation.tables import results_table
+
+    with pytest.raises(ConfigError, match="reference='nope' is not allowed"):
+        results_table([], "nope")

@@ -109,7 +109,18 @@ class _TxBuilder:
 
 def stack_configs(configs: Sequence[dict[str, float]], repeat: int = 1) -> Hparams:
     """Configurations -> dict of float32 arrays, each config repeated ``repeat`` times
-    (config-major: ``[c0, c0, ..., c1, c1, ...]``)."""
+    (config-major: ``[c0, c0, ..., c1, c1, ...]``).
+
+    Args:
+      configs: a non-empty sequence of configurations, hyperparameter name -> value (e.g.
+        :meth:`OptimizerSpec.grid`'s); the names are those of ``configs[0]``, which every
+        config must have (names only later configs have are dropped).
+      repeat: how many consecutive trainees get each config (e.g. the seeds per config).
+
+    Returns:
+      Name -> float32 array of shape ``(len(configs) * repeat,)``: the ``hparams`` of
+      :func:`lrjax.training.train`.
+    """
     return {
         k: jnp.repeat(jnp.asarray([c[k] for c in configs], jnp.float32), repeat) for k in configs[0]
     }

@@ -120,7 +120,18 @@ def make_actor(config: ControllerConfig) -> LSTMActor:
 
 
 def initial_carry(config: ControllerConfig, batch_shape: Sequence[int] = ()) -> Carry:
-    """The actor's zero recurrent state (the state at an episode start)."""
+    """The actor's zero recurrent state (the state at an episode start).
+
+    Args:
+      config: the controller config; its ``lstm_layers`` and ``lstm_units`` fix the carry's
+        structure and size.
+      batch_shape: the leading batch shape of the carry, e.g. ``(num_envs,)`` for a batch of
+        rollouts; default ``()``, one unbatched state.
+
+    Returns:
+      One ``(c, h)`` pair of float32 zeros per LSTM layer, each of shape
+      ``(*batch_shape, lstm_units)``.
+    """
     return make_actor(config).initialize_carry(batch_shape)
 
 
@@ -230,6 +241,19 @@ def action_position(
     may leave ``[-1, 1]``: it is linear in ``u``, so a critic's slope reaches an actor whose
     output is past a bound (the applied LR is clipped; the gradient is not). In the other modes
     it is the applied LR's position (paper B's sigmoid then saturates at the bounds).
+
+    Args:
+      u: the action (any shape); NaN entries count as u = 0.
+      prev_lr: the previous LR, broadcastable to ``u``. Its value is read only in ``"scale"``
+        mode (through :func:`action_to_lr`); in ``"absolute"`` mode only its shape is (the
+        result broadcasts with it); in ``"log"`` mode it is unused.
+      config: the controller config: ``action_mode``, ``lr_min``, ``lr_max`` and (in ``"log"``
+        mode) ``initial_lr``. The position is against these bounds as they are
+        (:func:`action_to_lr`'s ``bounds_factor`` is 1 here).
+
+    Returns:
+      The position, float32: of ``u``'s shape in ``"log"`` mode, of ``u``'s shape broadcast with
+      ``prev_lr``'s in the other modes.
     """
     lo, hi = jnp.log(jnp.float32(config.lr_min)), jnp.log(jnp.float32(config.lr_max))
     if config.action_mode == "log":

@@ -96,6 +96,18 @@ def normalize(
     - ``"scale"``: x / 255.
     - ``"mean_subtract"``: x / 255 - mean, with the per-pixel training mean (paper B, CIFAR-10).
     - ``"standardize"``: (x / 255 - mean) / std, with the per-channel training std.
+
+    Args:
+      images: uint8 images, shape ``[..., H, W, C]``.
+      pixel_mean: the per-pixel training mean, float32 ``[H, W, C]`` in [0, 1] units
+        (:attr:`Dataset.pixel_mean`); read by ``"mean_subtract"`` and ``"standardize"``.
+      pixel_std: the per-channel training std of the mean-subtracted pixels, float32 ``[C]``
+        (:attr:`Dataset.pixel_std`); read by ``"standardize"`` only.
+      normalization: ``"scale"``, ``"mean_subtract"`` or ``"standardize"``; another value
+        raises a :class:`~lrjax.ConfigError`.
+
+    Returns:
+      float32 inputs of ``images``' shape.
     """
     check_choice("normalization", normalization, NORMALIZATIONS)
     x = images.astype(jnp.float32) / 255.0
@@ -112,13 +124,32 @@ def sample_indices(key: jax.Array, split_size: int, batch_size: int) -> jax.Arra
 
     I.i.d. sampling is the textbook SGD assumption and costs O(batch) per step; a per-epoch
     permutation would cost a sort of the whole split.
+
+    Args:
+      key: the PRNG key of this minibatch.
+      split_size: examples in the split sampled from; a Python int (checked on the host, not
+        traced).
+      batch_size: examples in the minibatch, a positive Python int at most ``split_size``
+        (else a :class:`~lrjax.ConfigError`).
+
+    Returns:
+      int32 indices in ``[0, split_size)``, shape ``(batch_size,)``.
     """
     check_batch_size(batch_size, split_size)
     return jax.random.randint(key, (batch_size,), 0, split_size)
 
 
 def sample_batch(key: jax.Array, split: Split, batch_size: int) -> tuple[jax.Array, jax.Array]:
-    """A random minibatch ``(images uint8 [B, H, W, C], labels int32 [B])`` drawn inside jit."""
+    """A random minibatch ``(images uint8 [B, H, W, C], labels int32 [B])`` drawn inside jit.
+
+    Args:
+      key: the PRNG key of this minibatch (:func:`sample_indices`).
+      split: the split to draw from, unbatched: images ``[N, H, W, C]``, labels ``[N]``.
+      batch_size: ``B``, examples drawn uniformly with replacement, at most ``split.size``.
+
+    Returns:
+      ``(images, labels)`` of the drawn examples, in the split's dtypes.
+    """
     idx = sample_indices(key, split.size, batch_size)
     return jnp.take(split.images, idx, axis=0), jnp.take(split.labels, idx, axis=0)
 

@@ -52,7 +52,17 @@ def read_cache(path: os.PathLike, name: str | None = None) -> dict[str, np.ndarr
     ``name`` (when given), and (for a dataset lrjax knows) that it holds uint8 images of the
     dataset's shape and one label in range per image. A truncated, foreign or wrong-array file is
     a :class:`ConfigError` saying how to prepare it again, not a ``BadZipFile`` or ``KeyError`` or
-    a model that trains to NaN on out-of-range labels."""
+    a model that trains to NaN on out-of-range labels.
+
+    Args:
+      path: the cache file (``DATA_DIR/NAME.npz``, :func:`lrjax.data.catalog.cache_path`).
+      name: the dataset the file must hold (its ``meta`` name must equal it); default None:
+        the name in the file's ``meta`` is taken as it is.
+
+    Returns:
+      The file's arrays by name, every entry but ``meta`` (for a dataset lrjax knows, checked
+      to include ``train_images``, ``train_labels``, ``test_images`` and ``test_labels``).
+    """
     # The dataset's name: asked for, else the file's metadata, else the file name (NAME.npz).
     redo = f"re-run: lrjax data prepare NAME --overwrite (the cache is {path})"
     try:

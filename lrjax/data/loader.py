@@ -101,7 +101,30 @@ def make_dataset(
     num_classes: int,
     device: jax.Device | None = None,
 ) -> Dataset:
-    """Split off the validation hold-out, compute training statistics and move to device."""
+    """Split off the validation hold-out, compute training statistics and move to device.
+
+    Nothing is validated here (:func:`load_dataset` checks ``validation_size`` and
+    ``normalization`` before it calls this).
+
+    Args:
+      name: the dataset's name, kept as the static :attr:`Dataset.name`.
+      train_images: uint8 images of the full train split, shape ``[N, H, W, C]``; the last
+        ``validation_size`` become the validation split.
+      train_labels: integer labels of ``train_images``, shape ``[N]`` (kept in their dtype:
+        the cache holds int32).
+      test_images: uint8 images of the test split, shape ``[M, H, W, C]``.
+      test_labels: integer labels of ``test_images``, shape ``[M]``.
+      validation_size: examples held out of the end of the train split (0: an empty
+        validation split); ``pixel_mean`` and ``pixel_std`` are computed on the rest.
+      normalization: ``"scale"``, ``"mean_subtract"`` or ``"standardize"``, kept as the
+        static :attr:`Dataset.normalization` (see :func:`lrjax.data.normalize`).
+      num_classes: number of classes, kept as the static :attr:`Dataset.num_classes`.
+      device: where to put the arrays (default: jax's default device).
+
+    Returns:
+      The device-resident :class:`Dataset`; ``pixel_mean`` float32 ``[H, W, C]`` and
+      ``pixel_std`` float32 ``[C]`` (plus 1e-6), in [0, 1] units.
+    """
     n_train = train_images.shape[0] - validation_size
     train = Split(train_images[:n_train], train_labels[:n_train])
     validation = Split(train_images[n_train:], train_labels[n_train:])

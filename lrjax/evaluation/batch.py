@@ -203,7 +203,16 @@ def _stats(name: str, x: np.ndarray) -> dict[str, float]:
 
 def seed_notes(seed: int, train_seeds: Mapping[str, int]) -> list[str]:
     """The notes of :class:`Evaluation`: each controller whose training root seed is the
-    held-out root seed."""
+    held-out root seed.
+
+    Args:
+      seed: the held-out root seed (``seed`` of :func:`evaluate`).
+      train_seeds: each controller's training root seed, by controller name.
+
+    Returns:
+      One note (a sentence) per controller whose training seed equals ``seed``, in the order
+      of ``train_seeds``; empty if there is none.
+    """
     return [
         f"the held-out root seed {seed} is also the training root seed of controller "
         f"{name!r}: its training and evaluation episodes come from one root key, so they are "

@@ -106,7 +106,17 @@ class Comparison:
 
 def constant_lr_grid(env: TraineeEnv, count: int = 5) -> list[float]:
     """``count`` LRs spaced evenly on a log scale over two decades around the controller's
-    initial LR (within its bounds): the constant-LR grid of the comparison."""
+    initial LR (within its bounds): the constant-LR grid of the comparison.
+
+    Args:
+      env: the environment; only its controller config (``env.config.controller``:
+        ``initial_lr``, ``lr_min``, ``lr_max``) is read. The grid spans
+        ``[max(lr_min, initial_lr / 10), min(lr_max, initial_lr * 10)]``.
+      count: number of LRs.
+
+    Returns:
+      The LRs as Python floats, increasing (duplicates dropped).
+    """
     c = env.config.controller
     lo, hi = max(c.lr_min, c.initial_lr / 10), min(c.lr_max, c.initial_lr * 10)
     return sorted({float(x) for x in np.geomspace(lo, hi, count)})

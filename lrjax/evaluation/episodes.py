@@ -61,11 +61,33 @@ def run_episodes(
 ) -> Episodes:
     """Run ``num_episodes`` episodes (keys split from ``key``) with ``policy``: a
     :class:`~lrjax.controller.Controller` acting on its mean action, or a constant LR. The
-    test split is measured after every ``test_every`` actions (default: at the end only)."""
+    test split is measured after every ``test_every`` actions (default: at the end only).
+
+    Args:
+      env: the environment the episodes run on (its task, optimizer, horizon, steps per
+        action and reward).
+      policy: a :class:`~lrjax.controller.Controller` of the environment's controller config
+        (:func:`run_controllers`), or a constant LR (a number, applied at every action as
+        float32, :func:`run_schedules`).
+      key: the episodes' root key, split into ``num_episodes`` episode keys.
+      data: the task's data pytree (``task.load_data(...)``), as the environment takes it.
+      num_episodes: episodes per policy, a positive int.
+      test_every: measure the whole test split after every this many actions, a divisor of
+        the horizon; default None: at the end only.
+
+    Returns:
+      The :class:`Episodes` of ``policy``, ``E = num_episodes``.
+    """
     if isinstance(policy, Controller):
         return run_controllers(env, [policy], key, data, num_episodes, test_every=test_every)[0]
     schedule = np.full((1, env.config.horizon), float(policy), np.float32)
     return run_schedules(env, schedule, key, data, num_episodes, test_every=test_every)[0]
+
+
+def _tile_keys(keys: jax.Array, count: int) -> jax.Array:
+    """``count`` copies of the ``E`` episode keys along the first axis, ``[C * E, ...]``: typed
+    keys (``[E]``) and legacy uint32 keys (``[E, 2]``) alike."""
+    return jnp.tile(keys, (count,) + (1,) * (keys.ndim - 1))
 
 
 def _without_probe(config):
@@ -86,7 +108,24 @@ def run_controllers(
 ) -> list[Episodes]:
     """Run every controller (all of one config: the environment's, with their own params and
     normaliser statistics) on the same ``num_episodes`` episodes (the keys of
-    :func:`run_episodes`), all ``C x E`` episodes side by side in one program."""
+    :func:`run_episodes`), all ``C x E`` episodes side by side in one program.
+
+    Args:
+      env: the environment the episodes run on (its task, optimizer, horizon, steps per
+        action and reward).
+      controllers: the ``C`` controllers, each acting on its mean action; their configs must
+        equal ``env.config.controller`` apart from the features' probe (else a
+        :class:`~lrjax.ConfigError`): the episodes observe the environment's probe.
+      key: the episodes' root key (``jax.random.key`` or a legacy ``PRNGKey``), split into
+        ``num_episodes`` episode keys. Every controller gets the same ``E`` keys.
+      data: the task's data pytree (``task.load_data(...)``), as the environment takes it.
+      num_episodes: ``E``, episodes per controller, a positive int.
+      test_every: measure the whole test split after every this many actions, a divisor of
+        the horizon; default None: at the end only.
+
+    Returns:
+      One :class:`Episodes` per controller, in the order of ``controllers``.
+    """
     check_positive_int("num_episodes", num_episodes)
     for c in controllers:
         if _without_probe(c.config) != _without_probe(env.config.controller):
@@ -100,7 +139,7 @@ def run_controllers(
         lambda *x: jnp.repeat(jnp.stack(x), num_episodes, axis=0),
         *[(c.params, c.normaliser) for c in controllers],
     )
-    keys = jnp.tile(jax.random.split(key, num_episodes), count)
+    keys = _tile_keys(jax.random.split(key, num_episodes), count)
     every = _test_every(env, test_every)
     flat = _episodes(_run(env, _controller_episode, every, *global_inputs((keys, actors, data))))
     return [flat.select(slice(c * num_episodes, (c + 1) * num_episodes)) for c in range(count)]
@@ -117,7 +156,27 @@ def run_schedules(
 ) -> list[Episodes]:
     """Run every LR schedule (``schedules[c, t]``: the LR of action t) on the same
     ``num_episodes`` episodes (the keys of :func:`run_episodes`: common random numbers), all
-    ``C x E`` episodes side by side in one program."""
+    ``C x E`` episodes side by side in one program.
+
+    The LRs are applied as they are, through the environment's controlled optimizer (the
+    controller config's ``base_schedule`` does not multiply them).
+
+    Args:
+      env: the environment the episodes run on (its task, optimizer, horizon, steps per
+        action and reward).
+      schedules: the ``C`` schedules, shape ``(C, horizon)`` (taken as float32; another shape
+        is a :class:`~lrjax.ConfigError`), e.g. a stack of
+        :func:`~lrjax.evaluation.constant_lrs` results.
+      key: the episodes' root key (``jax.random.key`` or a legacy ``PRNGKey``), split into
+        ``num_episodes`` episode keys. Every schedule gets the same ``E`` keys.
+      data: the task's data pytree (``task.load_data(...)``), as the environment takes it.
+      num_episodes: ``E``, episodes per schedule, a positive int.
+      test_every: measure the whole test split after every this many actions, a divisor of
+        the horizon; default None: at the end only.
+
+    Returns:
+      One :class:`Episodes` per schedule, in the order of the rows of ``schedules``.
+    """
     check_positive_int("num_episodes", num_episodes)
     schedules = np.asarray(schedules, np.float32)
     if schedules.ndim != 2 or schedules.shape[1] != env.config.horizon:
@@ -126,7 +185,7 @@ def run_schedules(
             f"horizon={env.config.horizon})."
         )
     count = schedules.shape[0]
-    keys = jnp.tile(jax.random.split(key, num_episodes), count)
+    keys = _tile_keys(jax.random.split(key, num_episodes), count)
     per_episode = jnp.repeat(jnp.asarray(schedules), num_episodes, axis=0)
     every = _test_every(env, test_every)
     flat = _episodes(_run(env, _schedule_episode, every, *global_inputs((keys, per_episode, data))))

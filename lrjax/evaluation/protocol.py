@@ -137,7 +137,19 @@ def _mean_or_inf(x: np.ndarray) -> float:
 def read_tuning(data: Mapping[str, Any], names: Sequence[str] | None = None) -> list[Tuned]:
     """The tuned baselines of a ``tuning.json`` (as ``lrjax evaluate`` writes it), labelled with
     the task they were tuned on; only ``names`` if given. A file of another shape is a
-    :class:`ConfigError` saying what it lacks."""
+    :class:`ConfigError` saying what it lacks.
+
+    Args:
+      data: the parsed JSON of the file (e.g. ``json.loads(path.read_text())``): a mapping
+        with ``"task"`` (the task's name) and ``"baselines"``, a list of objects with
+        ``"name"`` (a key of :data:`BASELINES`), ``"lrs"`` and ``"validation_loss"`` (one
+        number or null per LR; null reads as ``inf``).
+      names: the baseline names to keep; default None: every baseline of the file.
+
+    Returns:
+      One :class:`Tuned` per kept baseline, in the file's order, ``tuned_on`` the file's task
+      and its family's grid the LRs tried.
+    """
     _check_tuning(data)
     out = []
     for t in data["baselines"]:
@@ -197,6 +209,21 @@ def tune_baselines(
     ``max_extensions`` times, so that the chosen LR has a worse neighbour on both sides. Then
     the grid is refined around the winner, at a quarter decade on each side, so that each
     baseline is tuned to within a factor of 10^(1/8) = 1.33 of its best LR on these episodes.
+
+    Args:
+      env: the environment the tuning episodes run on; a family whose optimizer is not
+        ``env.config.optimizer`` runs in a copy of it with that optimizer.
+      baselines: the families to tune (e.g. values of :data:`BASELINES`), in order.
+      key: the tuning episodes' root key, used as it is for every family and LR (common random
+        numbers; :func:`lrjax.evaluation.evaluate` passes ``fold_in(key(seed), 0)``); a typed
+        key (:func:`run_schedules`).
+      data: the task's data pytree (``task.load_data(...)``).
+      num_seeds: tuning episodes per LR, a positive int.
+      max_extensions: the most LRs added past a winner at an end of the grid.
+
+    Returns:
+      One :class:`Tuned` per family, in the order of ``baselines``: every LR tried, increasing,
+      with its mean final validation loss (``inf`` if any episode diverged).
     """
     check_positive_int("num_seeds", num_seeds)
     horizon = env.config.horizon
@@ -256,7 +283,27 @@ def evaluate_methods(
 
     Each controller runs in ``env`` with its own config (its features and action map), and
     controllers of one config, like baselines of one optimizer, run side by side in one
-    program. ``test_every``: measure the test split after every so many actions."""
+    program. ``test_every``: measure the test split after every so many actions.
+
+    Args:
+      env: the environment of the held-out episodes; each controller runs in a copy of it with
+        that controller's config, each baseline in one with its family's optimizer.
+      controllers: the controllers by name (the names label the methods).
+      tuned: the tuned baselines (:func:`tune_baselines`, :func:`read_tuning`), each run at its
+        :attr:`Tuned.best_lr`.
+      key: the held-out episodes' root key, the same for every method (paired episodes;
+        :func:`lrjax.evaluation.evaluate` passes ``fold_in(key(seed), 1)``); a typed key
+        (:func:`run_controllers`).
+      data: the task's data pytree (``task.load_data(...)``).
+      num_seeds: held-out episodes per method, a positive int.
+      test_every: a divisor of the horizon; default None: the test split at the end only.
+
+    Returns:
+      One :class:`Method` per controller, in the order of ``controllers``, then one per tuned
+      baseline, in the order of ``tuned``, named ``"<family> (lr <best_lr>)"``, the LR to 3
+      significant digits and ``", tuned on <task>"`` before the closing parenthesis where
+      :attr:`Tuned.tuned_on` is set (as :func:`read_tuning` sets it).
+    """
     check_positive_int("num_seeds", num_seeds)
     episodes: dict[str, Episodes] = {}
     groups: dict[Any, list[str]] = {}

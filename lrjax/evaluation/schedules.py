@@ -46,7 +46,15 @@ def action_lrs(schedule: Schedule, horizon: int) -> np.ndarray:
 
 
 def constant_lrs(lr: float, horizon: int) -> np.ndarray:
-    """``lr`` at every action."""
+    """``lr`` at every action.
+
+    Args:
+      lr: the LR, taken as a Python float.
+      horizon: actions per episode (``EnvConfig.horizon``), the length of the result.
+
+    Returns:
+      ``[horizon]`` float32, every entry ``lr`` (rounded to float32).
+    """
     return action_lrs(constant_schedule(float(lr)), horizon)
 
 
@@ -57,7 +65,16 @@ def step_decay_boundaries(horizon: int) -> tuple[int, ...]:
 
 
 def step_decay_lrs(lr: float, horizon: int) -> np.ndarray:
-    """The evaluation's step decay from ``lr`` (:data:`STEP_DECAY_AT`)."""
+    """The evaluation's step decay from ``lr`` (:data:`STEP_DECAY_AT`).
+
+    Args:
+      lr: the LR before the first decay, taken as a Python float.
+      horizon: actions per episode (``EnvConfig.horizon``), the length of the result. The
+        decays come at the actions :func:`step_decay_boundaries` gives for it.
+
+    Returns:
+      ``[horizon]`` float32, the LR of each action.
+    """
     schedule = step_decay_schedule(
         float(lr), STEP_DECAY_FACTOR, boundaries=step_decay_boundaries(horizon)
     )
@@ -67,7 +84,17 @@ def step_decay_lrs(lr: float, horizon: int) -> np.ndarray:
 def cosine_warmup_lrs(lr: float, horizon: int) -> np.ndarray:
     """Linear warm-up to ``lr`` over the first
     :data:`~lrjax.baselines.schedules.WARMUP_FRACTION` of the actions, then a cosine decay
-    towards 0."""
+    towards 0.
+
+    Args:
+      lr: the peak LR, reached at the end of the warm-up, taken as a Python float.
+      horizon: actions per episode (``EnvConfig.horizon``), the length of the result. The
+        warm-up lasts :func:`~lrjax.baselines.schedules.warmup_steps` of it (at least one
+        action).
+
+    Returns:
+      ``[horizon]`` float32, the LR of each action.
+    """
     return action_lrs(warmup_cosine_schedule(float(lr), warmup_steps(horizon), horizon), horizon)
 
 

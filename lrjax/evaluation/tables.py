@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from lrjax._validation import ConfigError
 from lrjax.evaluation.stats import mean_interval, paired_difference
 
 
@@ -69,8 +70,25 @@ def mean_ci_cell(x: np.ndarray) -> str:
 def results_table(methods: Sequence[Any], reference: str) -> str:
     """Markdown: each method's (:class:`lrjax.evaluation.protocol.Method`) final test loss and
     accuracy (mean +- 95% CI half-width over the seeds) and the paired test-loss difference
-    ``reference - method`` (negative: the reference is better) with its 95% CI."""
-    ref = next(m for m in methods if m.name == reference)
+    ``reference - method`` (negative: the reference is better) with its 95% CI.
+
+    Args:
+      methods: the methods, in the table's row order: objects with a ``name`` and
+        ``episodes`` (an :class:`lrjax.evaluation.episodes.Episodes`; ``test_loss``,
+        ``test_accuracy`` and ``diverged`` are read), all on the same paired seeds (at least
+        two, for the differences).
+      reference: the ``name`` of the method the others are compared with; it must be one of
+        ``methods``.
+
+    Returns:
+      The Markdown table, one row per method.
+    """
+    names = [m.name for m in methods]
+    if reference not in names:
+        raise ConfigError(
+            f"reference={reference!r} is not allowed: expected one of the methods' names {names}."
+        )
+    ref = methods[names.index(reference)]
     lines = [
         f"| method | test loss | test accuracy | diverged | {reference} - method: test loss "
         "[95% CI] |",

@@ -141,6 +141,17 @@ def observe_run(
     ``"ema"`` (and ``"none"``): the run's own statistics, restarted with every run and updated by
     ``raw`` (unless ``update=False``).
 
+    Args:
+      spec: the features; its ``normaliser`` picks whose statistics normalise, and its
+        momentum, eps and clip are used as in :func:`normalise`.
+      agent_stats: the agent's statistics across its training episodes, used (unchanged) only
+        when ``spec.normaliser == "frozen"``.
+      run_stats: the run's own statistics (restarted with every run), used and updated for
+        ``"ema"`` and ``"none"``, returned unchanged for ``"frozen"``.
+      raw: the raw features, shape ``(n,)``.
+      update: whether ``run_stats`` take ``raw`` in (``"ema"`` and ``"none"``); ignored for
+        ``"frozen"``.
+
     Returns:
       ``(obs, run_stats after the observation)``.
     """
@@ -151,7 +162,16 @@ def observe_run(
 
 def deployed_normaliser(spec: FeatureSpec, agent_stats: NormaliserState) -> NormaliserState:
     """The statistics a trained controller carries: the agent's (``"frozen"``), or fresh ones
-    (a per-run normaliser starts every deployed run empty)."""
+    (a per-run normaliser starts every deployed run empty).
+
+    Args:
+      spec: the controller's features; only ``spec.normaliser`` is read.
+      agent_stats: the agent's statistics gathered across its training episodes, mean of shape
+        ``(n,)``; returned as they are for ``"frozen"``, else only their size ``n`` is read.
+
+    Returns:
+      ``agent_stats`` (``"frozen"``), or :func:`init_normaliser` statistics for ``n`` features.
+    """
     if spec.normaliser == "frozen":
         return agent_stats
     return init_normaliser(agent_stats.mean.shape[-1])
