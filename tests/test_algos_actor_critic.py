@@ -254,6 +254,7 @@ def test_the_actor_acts_as_the_deployed_transform_does(regression):
     np.testing.assert_allclose(metrics["lr_mean"][0], out.lr.mean(), rtol=1e-5)
 
 
+@pytest.mark.slow  # about a minute on 2 cores: run with the slow tests (make test-slow)
 def test_vmapped_learners_equal_separate_runs_and_results_are_deterministic(regression):
     task, data = regression
     ac = ActorCritic(task, _config(num_updates=2, steps_per_update=15))

@@ -193,6 +193,7 @@ def test_unknown_choices_are_usage_errors(argv, message, capsys):
     assert e.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.slow  # about a minute on 2 cores: run with the slow tests (make test-slow)
 def test_train_actor_critic_writes_controller_metrics_plots_and_resumes(
     tmp_path, capsys, monkeypatch
 ):

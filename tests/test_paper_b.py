@@ -91,6 +91,7 @@ def test_paper_b_compare_writes_table_curves_and_figure_and_resumes(tmp_path, ca
     assert "give the same options or a fresh --out" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # about a minute on 2 cores: run with the slow tests (make test-slow)
 def test_paper_b_compare_runs_the_actor_critic_with_the_given_stabilisers(tmp_path, capsys):
     """The learner's options reach its config (its row names the settings that differ from
     paper B's), and they are part of the command that --resume must repeat."""
