@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from lrjax._validation import ConfigError, check_positive_int
@@ -42,7 +40,7 @@ from lrjax.features import (
     required_inputs,
     update_history,
 )
-from lrjax.features.probe import looks_like_probabilities
+from lrjax.features.probe import warn_unless_probabilities
 
 __all__ = [
     "ControllerState",
@@ -222,18 +220,8 @@ def scale_by_controller(
         )
         check_inputs(spec, inputs, hint=_MISSING_INPUTS_HINT)
         predictions = _kept_predictions(inputs, kept_shape, state.prev_predictions)
-        if kept_shape and spec.probe.outputs == "probabilities":
-            # Checked on the host only when the controller acts (a callback, not an error: a
-            # value cannot raise inside jit); logits passed by mistake otherwise go unnoticed.
-            bad = (state.count % steps_per_action == 0) & ~looks_like_probabilities(predictions)
-            jax.lax.cond(
-                bad,
-                lambda b: jax.debug.callback(
-                    functools.partial(_warn_not_probabilities, probe=spec.probe), b
-                ),
-                lambda b: None,
-                bad,
-            )
+        if kept_shape:  # logits passed by mistake warn, at the steps where it acts
+            warn_unless_probabilities(spec.probe, predictions, state.count % steps_per_action == 0)
 
         obs, normaliser = observe(spec, state.normaliser, inputs)
         carry, mean, _ = actor_step(controller.params, state.carry, obs, config)
@@ -312,19 +300,6 @@ def _checked_predictions_shape(spec, predictions_shape) -> tuple[int, ...] | Non
             "probe, outputs, labels, loss_fn) computes them."
         )
     return shape
-
-
-def _warn_not_probabilities(bad: jax.Array, probe: Any) -> None:
-    # ``bad`` is batched under vmap (the cond becomes a select that runs this branch too).
-    if bool(np.any(bad)):
-        warnings.warn(
-            "The predictions passed to the controller are not probabilities (a row outside "
-            f"[0, 1] or not summing to 1): it observes {probe.describe()}. Logits passed by "
-            "mistake make it act on statistics it never saw in training; compute the inputs "
-            "with lrjax.features.probe_inputs.",
-            UserWarning,
-            stacklevel=2,
-        )
 
 
 def _check_total_steps(spec, total_steps) -> None:

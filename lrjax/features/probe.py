@@ -15,11 +15,14 @@ predictions are not (logits passed by mistake).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lrjax._validation import ConfigError, check_choice, check_positive_int
 
@@ -131,3 +134,28 @@ def looks_like_probabilities(predictions: jax.Array, tol: float = 1e-3) -> jax.A
     p = jnp.asarray(predictions, jnp.float32)
     rows = jnp.sum(p, axis=-1)
     return jnp.all((p >= -tol) & (p <= 1 + tol)) & jnp.all(jnp.abs(rows - 1.0) <= tol)
+
+
+def warn_unless_probabilities(probe: Probe, predictions: jax.Array, acting: jax.Array) -> None:
+    """Inside jit: a ``UserWarning`` on the host when ``probe`` declares probabilities,
+    ``acting`` (a traced bool: the controller reads its inputs at this step) and
+    ``predictions`` are not probabilities (logits passed by mistake). A value cannot raise
+    inside jit, hence a callback; ``lax.cond`` keeps it off the steps that are fine."""
+    if probe.outputs != "probabilities":
+        return
+    bad = acting & ~looks_like_probabilities(predictions)
+    warn = functools.partial(_warn_not_probabilities, probe=probe)
+    jax.lax.cond(bad, lambda b: jax.debug.callback(warn, b), lambda b: None, bad)
+
+
+def _warn_not_probabilities(bad: jax.Array, probe: Probe) -> None:
+    # ``bad`` is batched under vmap (the cond becomes a select that runs this branch too).
+    if bool(np.any(bad)):
+        warnings.warn(
+            "The predictions passed to the controller are not probabilities (a row outside "
+            f"[0, 1] or not summing to 1): it observes {probe.describe()}. Logits passed by "
+            "mistake make it act on statistics it never saw in training; compute the inputs "
+            "with lrjax.features.probe_inputs.",
+            UserWarning,
+            stacklevel=2,
+        )
