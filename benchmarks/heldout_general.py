@@ -197,6 +197,11 @@ def run_target(task, data, table, keys, steps, done=None, save=lambda rows: None
     return rows
 
 
+def selected(wanted: tuple[str, ...], prefix: str) -> bool:
+    """Would ``--only wanted`` keep some method whose name starts with ``prefix``?"""
+    return not wanted or any(w.startswith(prefix) or prefix.startswith(w) for w in wanted)
+
+
 def _jsonable(rows: dict) -> dict:
     return {
         k: {f: (v.tolist() if isinstance(v, np.ndarray) else v) for f, v in r.items()}
@@ -323,7 +328,8 @@ def main() -> None:
     runs = args.run or ([] if pretrained else ["runs/mixed_mlp_ppo"])
     table = methods([Path(r) for r in runs], args.steps, factors, pretrained)
     print(f"devices: {jax.devices()}; {args.seeds} seeds, {args.steps} steps", flush=True)
-    if args.family:
+    wanted = tuple(args.only.split(",")) if args.only else ()
+    if args.family and selected(wanted, "transferred_"):  # tuning costs: skip when not run
         cache = Path(args.out) / "transferred.json" if args.out else None
         print(f"transferred from {args.family}:", flush=True)
         chosen = transferred(args.family, args.tune_steps, args.tune_seeds, args.seed, cache)
@@ -348,11 +354,12 @@ def main() -> None:
         print(f"{target}:", flush=True)
         data = task.load_data()
         target_table = dict(table)
-        if args.family and (not args.only or "oracle" in args.only):
+        if (args.family and selected(wanted, "oracle_")) or any(
+            w.startswith("oracle") for w in wanted
+        ):
             target_table |= oracles(task, data, args.steps, args.tune_seeds, args.seed)
-        if args.only:
-            prefixes = tuple(args.only.split(","))
-            target_table = {k: v for k, v in target_table.items() if k.startswith(prefixes)}
+        if wanted:
+            target_table = {k: v for k, v in target_table.items() if k.startswith(wanted)}
         rows = run_target(
             task, data, target_table, keys, args.steps,
             done=dump.get(target), save=lambda rows, target=target: save(target, rows),

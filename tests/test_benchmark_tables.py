@@ -41,3 +41,13 @@ def test_table_without_its_reference_leaves_the_paired_column_out(heldout_genera
     assert "minus" not in table
     assert "| other | 2.0000 +-" in table
     assert all(line.count("|") == 7 for line in table.splitlines()[2:])
+
+
+def test_only_selects_the_kinds_of_baseline_it_names(heldout_general):
+    # --only decides whether the (costly) transferred tuning runs at all
+    selected = heldout_general.selected
+    assert selected((), "transferred_")  # no --only: everything
+    assert selected(("transferred_sgd",), "transferred_")
+    assert selected(("transferred",), "transferred_")
+    assert not selected(("pretrained:", "prodigy", "oracle_"), "transferred_")
+    assert selected(("pretrained:", "oracle_"), "oracle_")

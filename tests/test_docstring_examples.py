@@ -7,13 +7,30 @@ import importlib
 import pytest
 
 MODULES = (
+    "lrjax.baselines.registry",
     "lrjax.controller.actor",
+    "lrjax.controller.config",
     "lrjax.controller.diagnostics",
+    "lrjax.controller.io",
+    "lrjax.controller.nonfinite",
     "lrjax.controller.transform",
+    "lrjax.features.flax_inputs",
     "lrjax.features.probe",
     "lrjax.pretrained",
+    "lrjax.tasks",
 )
-WITH_EXAMPLES = {
+WITH_EXAMPLES = {  # what a user looks up first: the top-level names and the registries
+    "lrjax.baselines.registry.get_optimizer",
+    "lrjax.controller.actor.init_controller",
+    "lrjax.controller.config.ControllerConfig",
+    "lrjax.controller.io.save_controller",
+    "lrjax.controller.nonfinite.skip_nonfinite",
+    "lrjax.controller.transform.apply_gradients",
+    "lrjax.controller.transform.controlled_sgd",
+    "lrjax.controller.transform.controller_state",
+    "lrjax.controller.transform.current_lr",
+    "lrjax.features.flax_inputs.grads_and_feature_inputs",
+    "lrjax.tasks.get_task",
     "lrjax.controller.actor.Controller.with_initial_lr",
     "lrjax.controller.actor.Controller.with_lr_bounds",
     "lrjax.controller.diagnostics.diagnostics",

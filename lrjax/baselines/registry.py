@@ -279,7 +279,23 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
 
 
 def get_optimizer(name: str) -> OptimizerSpec:
-    """The baseline ``name``; an unknown name raises and lists the known ones."""
+    """The baseline ``name``; an unknown name raises and lists the known ones.
+
+    Args:
+      name: a key of :data:`OPTIMIZERS`.
+
+    Returns:
+      Its :class:`OptimizerSpec`: ``build(hparams, num_steps)`` makes the optax transform,
+      ``lr_grid`` is the grid it is tuned over.
+
+    Example:
+
+    >>> import jax.numpy as jnp
+    >>> spec = get_optimizer("cosine")
+    >>> spec.description, spec.lr_grid
+    ('SGD, 10% warm-up then cosine decay', (0.01, 0.03, 0.1, 0.3))
+    >>> tx = spec.build({"learning_rate": jnp.float32(0.1)}, 1000)  # an optax transform
+    """
     if not isinstance(name, str) or name not in OPTIMIZERS:
         raise ConfigError(
             f"optimizer={name!r} is not known: expected one of {', '.join(OPTIMIZERS)}."

@@ -334,6 +334,14 @@ def init_controller(key: jax.Array, config: ControllerConfig | None = None) -> C
 
     Returns:
       The :class:`Controller`.
+
+    Example, an untrained loss-only controller starting at 0.05 (train it with
+    :class:`lrjax.algos.PPO` or ``lrjax train``):
+
+    >>> import jax, lrjax
+    >>> c = init_controller(jax.random.key(0), lrjax.ControllerConfig.loss_only(initial_lr=0.05))
+    >>> c.config.initial_lr, c.config.features.names[:2]
+    (0.05, ('loss_vs_start_fast', 'loss_vs_start_slow'))
     """
     config = ControllerConfig() if config is None else config
     if not isinstance(config, ControllerConfig):

@@ -106,6 +106,16 @@ class ControllerConfig:
         explore about a third of the log-LR range around the mean).
       head_init_scale: scale of the orthogonal initialisation of the mean head's kernel; small,
         so an untrained actor's action is about its bias (PPO practice). Default 0.01.
+
+    Example, the loss-only preset of the shipped controllers, and a value it refuses:
+
+    >>> config = ControllerConfig.loss_only(initial_lr=0.01)
+    >>> config.action_mode, config.initial_lr, config.features.names[-2:]
+    ('scale', 0.01, ('lr_vs_start', 'progress'))
+    >>> ControllerConfig(lr_min=1e-3, lr_max=1e-4)
+    Traceback (most recent call last):
+      ...
+    lrjax._validation.ConfigError: lr_min=0.001 must be smaller than lr_max=0.0001.
     """
 
     features: FeatureSpec | Sequence[str | Feature] = FeatureSpec()

@@ -84,6 +84,16 @@ def save_controller(
 
     Returns:
       The directory's path.
+
+    Example, a round trip through a directory:
+
+    >>> import os, tempfile, jax, lrjax
+    >>> c = lrjax.init_controller(jax.random.key(0), lrjax.ControllerConfig.loss_only())
+    >>> path = save_controller(os.path.join(tempfile.mkdtemp(), "controller"), c)
+    >>> sorted(os.listdir(path))
+    ['metadata.json', 'params.msgpack']
+    >>> load_controller(path).config == c.config
+    True
     """
     if not isinstance(controller, Controller):
         raise ConfigError(

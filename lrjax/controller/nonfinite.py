@@ -55,10 +55,19 @@ def skip_nonfinite(inner: optax.GradientTransformation) -> optax.GradientTransfo
     checked too when given. The skip count is ``state.skipped``; :func:`current_lr` and
     :func:`controller_state` find the controller inside the wrapper.
 
-    Example::
+    Example, a step with an infinite gradient is skipped and counted:
 
-      tx = skip_nonfinite(optax.chain(
-          optax.clip_by_global_norm(1.0), optax.scale_by_adam(), scale_by_controller(c)))
+    >>> import jax.numpy as jnp, optax, lrjax
+    >>> c = lrjax.pretrained.load("mlp_family_adam")
+    >>> tx = skip_nonfinite(optax.chain(
+    ...     optax.clip_by_global_norm(1.0), optax.scale_by_adam(),
+    ...     lrjax.scale_by_controller(c, total_steps=100)))
+    >>> params = {"w": jnp.ones(3)}
+    >>> state = tx.init(params)
+    >>> grads = {"w": jnp.full(3, jnp.inf)}
+    >>> updates, state = tx.update(grads, state, params, value=jnp.float32(1.0))
+    >>> updates["w"].tolist(), int(state.skipped)
+    ([0.0, 0.0, 0.0], 1)
     """
     inner = optax.with_extra_args_support(inner)
 

@@ -26,13 +26,21 @@ def grads_and_feature_inputs(
 ) -> tuple[Any, dict[str, jax.Array]]:
     """Gradients and every built-in feature input, for a train step, in one call.
 
-    Example, for a controller trained on a probe (paper A's features)::
+    Example, for a controller trained on a probe (paper A's features; with a controller ``c``,
+    ``probe = c.config.features.probe``, then ``tx.update(grads, opt_state, params, **inputs)``):
 
-      probe = controller.config.features.probe  # which examples, probabilities or raw
-      grads, inputs = grads_and_feature_inputs(
-          model.apply, params, (x, y), loss_fn, (x_val, y_val), probe=probe
-      )
-      updates, opt_state = tx.update(grads, opt_state, params, **inputs)
+    >>> import jax, jax.numpy as jnp, optax, flax.linen as nn
+    >>> from lrjax.features import Probe
+    >>> model = nn.Dense(10)
+    >>> params = model.init(jax.random.key(0), jnp.ones((1, 4)))
+    >>> def loss_fn(logits, y):
+    ...     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    >>> train = (jnp.ones((8, 4)), jnp.arange(8))
+    >>> val = (jnp.ones((128, 4)), jnp.arange(128) % 10)  # fixed across steps
+    >>> grads, inputs = grads_and_feature_inputs(
+    ...     model.apply, params, train, loss_fn, val, probe=Probe())
+    >>> sorted(inputs), inputs["predictions"].shape  # softmax of the first 32 examples
+    (['predictions', 'val_loss', 'value'], (32, 10))
 
     Args:
       apply_fn: ``apply_fn(params, x) -> outputs`` (a linen ``model.apply``, or any function).

@@ -135,8 +135,18 @@ TASKS: dict[str, TaskFactory] = {
 def get_task(name: str, **overrides) -> Task:
     """The registered task ``name``, with ``overrides`` (batch_size, conv_impl, model sizes).
 
+    Args:
+      name: a key of :data:`TASKS` or a family variant's name.
+      overrides: the task's own fields to replace (not allowed for a family variant).
+
     Raises:
       ConfigError: for an unknown name (listing the known ones) or a bad override.
+
+    Example:
+
+    >>> task = get_task("mnist_mlp", batch_size=128)
+    >>> task.name, task.batch_size
+    ('mnist_mlp', 128)
     """
     if isinstance(name, str) and name not in TASKS:
         variant = _family_variants().get(name)
