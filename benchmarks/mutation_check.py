@@ -287,8 +287,8 @@ MUTATIONS = (
     Mutation(
         "image-init-ignores-the-seed-key",
         "lrjax/tasks/image.py",
-        'return self.model.init(key, x)["params"]',
-        'return self.model.init(jax.random.key(0), x)["params"]',
+        'params = self.model.init(key, x)["params"]',
+        'params = self.model.init(jax.random.key(0), x)["params"]',
         (PROTOCOL + "each_seed_starts_every_task_from_its_own_weights_and_minibatches",),
     ),
     Mutation(
@@ -381,8 +381,8 @@ MUTATIONS = (
     Mutation(
         "family-batch-size-ignored",
         "lrjax/tasks/family.py",
-        'f"{dataset}/{label}/b{batch_size}", dataset, model, batch_size',
-        'f"{dataset}/{label}/b{batch_size}", dataset, model, 128',
+        "            model,\n            batch_size,\n            variant=variant,",
+        "            model,\n            128,\n            variant=variant,",
         FAMILY_TESTS,
     ),
     Mutation(
@@ -395,8 +395,8 @@ MUTATIONS = (
     Mutation(
         "family-axis-duplicates-allowed",
         "lrjax/tasks/family.py",
-        "or len(set(values)) != len(values)",
-        "or False",
+        "or not all(map(valid, values))\n        or len(set(values)) != len(values)",
+        "or not all(map(valid, values))\n        or False",
         FAMILY_TESTS,
     ),
     Mutation(

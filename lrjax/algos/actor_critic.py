@@ -240,15 +240,15 @@ class ActorCritic:
         ``targets``: ``(target_actor, target_critic)`` of the TD target, or None (the learning
         actor and critic, paper B)."""
         cfg, c = self.config, self.controller_config
-        train_task = self.engine().train_task(self.task)
-        eval_task = self.engine().eval_task(self.task)
         q_net = self._critic()
         trainee = episode.trainee
         key, batch_i = jax.random.split(trainee.key)  # as training.train_step draws x_i
+
+        # Lines 3-9: s_t, a_t and the trainee's step w_{t+1} = w_t - lr_t g_t (Eq. 2).
         if cfg.actor_minibatch == "next":  # computed by the step before, for its actor
             loss, grads = episode.next_loss, episode.next_grads
         else:
-            loss, grads = train_task.loss_and_grad(trainee.params, data, batch_i)
+            loss, grads = self._train_task.loss_and_grad(trainee.params, data, batch_i)
         raw = self._raw(trainee.params, loss, episode.lr, trainee.step)
         obs, normaliser = self._observe(episode.normaliser, obs_stats, raw)
         carry, u, _ = actor_step(actor, episode.carry, obs, c)
@@ -258,8 +258,8 @@ class ActorCritic:
         params = optax.apply_updates(trainee.params, updates)
         stepped = training.TraineeState(params, opt_state, key, trainee.step + 1)
 
-        # Critic (lines 11-15): the decrement on the same minibatch, and the TD error.
-        loss_after = eval_task.loss(params, data, batch_i)
+        # Lines 11-15: the decrement on the same minibatch (Eq. 5) and the critic's gradient.
+        loss_after = self._eval_task.loss(params, data, batch_i)
         l0 = episode.initial_loss
         reward, diverged = mdp.step_outcome(
             "loss_decrement", loss, loss_after, loss, l0, cfg.env.divergence_factor, None, None
@@ -270,12 +270,64 @@ class ActorCritic:
 
         next_obs = peek(loss_after)
         critics = self._critics(critic)
+        g_critic, delta = self._critic_gradients(
+            critics, actor, targets, carry, obs, next_obs, lr, reward, diverged, batch_i
+        )
+
+        # Line 27: every e steps the episode restarts from w_0; so does a diverged one in meta
+        # mode, while online the user's model trains on unless its params are lost (not finite).
+        t = episode.t + 1
+        lost = ~jnp.isfinite(loss_after) | ~jnp.isfinite(loss)
+        episode_end = diverged if cfg.mode == "meta" else lost
+        if cfg.env.reset_every is not None:
+            episode_end = episode_end | (t >= cfg.env.reset_every)
+
+        # Lines 20-23: the actor's gradient, on a different minibatch x_j at w_{t+1} (Eq. 9).
+        actor_obs, next_loss, next_grads = self._actor_observation(
+            episode, params, key, batch_i, episode_end, next_obs, peek, data
+        )
+        g_actor = actor_gradient(q_net, critics[0], actor, carry, actor_obs, lr, c)
+        finite = lambda g: jnp.where(diverged | ~jnp.isfinite(g), 0.0, g)
+        g_actor = jax.tree.map(finite, g_actor)
+
+        new = episode.replace(
+            trainee=stepped,
+            carry=carry,
+            lr=lr,
+            normaliser=normaliser,
+            t=t,
+            next_loss=next_loss,
+            next_grads=next_grads,
+        )
+        new = jax.lax.cond(episode_end, lambda: self._reset(new), lambda: new)
+        q = q_net.apply({"params": critics[0]}, obs, lr_position(lr, c))
+        return new, StepOutput(
+            g_critic, g_actor, raw, loss, lr, reward, delta, q, episode_end, diverged
+        )
+
+    @property
+    def _train_task(self):
+        return self.engine().train_task(self.task)
+
+    @property
+    def _eval_task(self):
+        return self.engine().eval_task(self.task)
+
+    def _critic_gradients(
+        self, critics, actor, targets, carry, obs, next_obs, lr, reward, diverged, batch_key
+    ):
+        """Each critic's TD gradient (Eq. 8) toward the one TD target (Eq. 7) of the step, and
+        the first critic's TD error: ``(g_critic, delta)``, non-finite values zeroed. The target
+        is the learning actor's and critics' (paper B) or ``targets``' (target networks), with
+        TD3's smoothing noise on its action when ``target_noise`` > 0."""
+        cfg, c = self.config, self.controller_config
+        q_net = self._critic()
         target_actor, target_critics = (
             (actor, critics) if targets is None else (targets[0], self._critics(targets[1]))
         )
         _, u_next, _ = actor_step(jax.lax.stop_gradient(target_actor), carry, next_obs, c)
         if cfg.target_noise > 0:  # target policy smoothing (TD3)
-            smooth = cfg.target_noise * jax.random.normal(jax.random.fold_in(batch_i, 3), ())
+            smooth = cfg.target_noise * jax.random.normal(jax.random.fold_in(batch_key, 3), ())
             u_next = u_next + jnp.clip(smooth, -cfg.target_noise_clip, cfg.target_noise_clip)
         action = lr_position(lr, c)
         next_action = lr_position(action_to_lr(u_next, lr, c), c)
@@ -293,51 +345,28 @@ class ActorCritic:
         g_critic = tuple(
             critic_gradient(q_net, p, obs, action, d) for p, d in zip(critics, deltas, strict=True)
         )
-        g_critic = g_critic if cfg.twin_critics else g_critic[0]
-        delta = deltas[0]
+        g_critic = jax.tree.map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), g_critic)
+        return (g_critic if cfg.twin_critics else g_critic[0]), deltas[0]
 
-        # Line 27: every e steps the episode restarts from w_0; so does a diverged one in meta
-        # mode, while online the user's model trains on unless its params are lost (not finite).
-        t = episode.t + 1
-        lost = ~jnp.isfinite(loss_after) | ~jnp.isfinite(loss)
-        episode_end = diverged if cfg.mode == "meta" else lost
-        if cfg.env.reset_every is not None:
-            episode_end = episode_end | (t >= cfg.env.reset_every)
-
-        # Actor (lines 20-23): a different minibatch x_j at w_{t+1}.
-        next_loss = next_grads = None
+    def _actor_observation(
+        self, episode, params, key, batch_key, episode_end, next_obs, peek, data
+    ):
+        """``s^j`` of line 20, and the next step's loss and gradients when they are computed here
+        (``actor_minibatch="next"``, else None): the reward's minibatch with
+        ``same_minibatch``; the next training minibatch at ``w_{t+1}`` (``w_0`` after a reset),
+        kept for the next step's update; or an independent one."""
+        cfg = self.config
         if cfg.same_minibatch:
-            actor_obs = next_obs
-        elif cfg.actor_minibatch == "next":  # x_j = x_{t+1}, kept for the next step's update
+            return next_obs, None, None
+        if cfg.actor_minibatch == "next":  # x_j = x_{t+1}, kept for the next step's update
             start = jax.tree.map(
                 lambda w0, w: jnp.where(episode_end, w0, w), episode.initial_params, params
             )
             next_batch = jax.random.split(key)[1]  # what the next step draws from the trainee
-            next_loss, next_grads = train_task.loss_and_grad(start, data, next_batch)
-            actor_obs = peek(next_loss)
-        else:
-            actor_obs = peek(eval_task.loss(params, data, jax.random.fold_in(batch_i, 1)))
-        g_actor = actor_gradient(q_net, critics[0], actor, carry, actor_obs, lr, c)
-        finite = lambda g: jnp.where(diverged | ~jnp.isfinite(g), 0.0, g)
-        g_actor = jax.tree.map(finite, g_actor)
-        g_critic = jax.tree.map(lambda g: jnp.where(jnp.isfinite(g), g, 0.0), g_critic)
-
-        new = Episode(
-            trainee=stepped,
-            initial_params=episode.initial_params,
-            initial_loss=l0,
-            carry=carry,
-            lr=lr,
-            normaliser=normaliser,
-            t=t,
-            next_loss=next_loss,
-            next_grads=next_grads,
-        )
-        new = jax.lax.cond(episode_end, lambda: self._reset(new), lambda: new)
-        q = q_net.apply({"params": critics[0]}, obs, action)
-        return new, StepOutput(
-            g_critic, g_actor, raw, loss, lr, reward, delta, q, episode_end, diverged
-        )
+            next_loss, next_grads = self._train_task.loss_and_grad(start, data, next_batch)
+            return peek(next_loss), next_loss, next_grads
+        other = self._eval_task.loss(params, data, jax.random.fold_in(batch_key, 1))
+        return peek(other), None, None
 
     def _reset(self, episode: Episode) -> Episode:
         """``w <- w_0``, with a fresh optimizer state, LSTM state, LR and per-run statistics;
