@@ -679,6 +679,15 @@ MUTATIONS = (
         ),
     ),
     Mutation(
+        "independent-reward-on-the-steps-minibatch",
+        "lrjax/algos/actor_critic.py",
+        "batch_r = jax.random.fold_in(batch_key, 4)",
+        "batch_r = batch_key",
+        (
+            "tests/test_actor_critic_reward.py::test_the_independent_reward_is_the_decrement_on_a_fresh_minibatch",
+        ),
+    ),
+    Mutation(
         "next-minibatch-gradient-not-reset-to-w0",
         "lrjax/algos/actor_critic.py",
         "lambda w0, w: jnp.where(episode_end, w0, w), episode.initial_params, params",

@@ -264,6 +264,8 @@ class ActorCritic:
         reward, diverged = mdp.step_outcome(
             "loss_decrement", loss, loss_after, loss, l0, cfg.env.divergence_factor, None, None
         )
+        if cfg.reward_minibatch == "independent":  # the decrement on a minibatch of its own
+            reward = self._independent_reward(trainee.params, params, l0, diverged, data, batch_i)
 
         def peek(value):  # chi(w_{t+1}, x) with the minibatch loss ``value``
             return self._peek(normaliser, obs_stats, self._raw(params, value, lr, stepped.step))
@@ -312,6 +314,17 @@ class ActorCritic:
     @property
     def _eval_task(self):
         return self.engine().eval_task(self.task)
+
+    def _independent_reward(self, params_before, params, l0, diverged, data, batch_key):
+        """``(f(w_t; x_r) - f(w_{t+1}; x_r)) / L_0`` on a fresh minibatch ``x_r``
+        (``reward_minibatch="independent"``), the divergence penalty where the step diverged."""
+        kind, factor = "loss_decrement", self.config.env.divergence_factor
+        batch_r = jax.random.fold_in(batch_key, 4)
+        before = self._eval_task.loss(params_before, data, batch_r)
+        after = self._eval_task.loss(params, data, batch_r)
+        penalty = mdp.divergence_penalty(kind, before, l0, factor, None, None)
+        decrement = mdp.reward(kind, before, after, l0, None, None)
+        return jnp.where(diverged, penalty, decrement).astype(jnp.float32)
 
     def _critic_gradients(
         self, critics, actor, targets, carry, obs, next_obs, lr, reward, diverged, batch_key

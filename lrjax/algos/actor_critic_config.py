@@ -24,6 +24,9 @@ from lrjax.controller import ControllerConfig
 MODES = ("online", "meta")
 ACTOR_MINIBATCHES = ("independent", "next")
 """Where the actor's minibatch ``x_j`` comes from (``ActorCriticConfig.actor_minibatch``)."""
+REWARD_MINIBATCHES = ("same", "independent")
+"""Which minibatch the reward's loss decrement is measured on
+(``ActorCriticConfig.reward_minibatch``)."""
 OPTIMIZERS = mdp.OPTIMIZERS
 AC_INPUTS = ("loss", "params", "last_layer", "lr", "lr_bounds", "step", "total_steps")
 """The feature inputs the actor-critic provides at every step: the minibatch loss (``loss``),
@@ -113,6 +116,13 @@ class ActorCriticConfig:
         next, so a step costs one forward pass less and the minibatch stream is unchanged.
         Where the episode ends (a reset to ``w_0``), they are taken at ``w_0``, where the next
         step starts, and the actor observes that loss. Default ``"independent"``.
+      reward_minibatch: where the reward's decrement ``f(w_t; x) - f(w_{t+1}; x)`` is measured:
+        ``"same"``, on the minibatch ``x_i`` the step descended (paper B's Eq. 5), or
+        ``"independent"``, on a minibatch of its own, drawn afresh each step (two forward passes
+        more). On ``x_i`` the decrement keeps growing with the LR up to the line-search step of
+        that one minibatch, so a greedy critic values LRs that overfit it; on an independent
+        minibatch it measures the step's progress on the expected loss. Divergence is judged
+        on ``x_i`` either way. Default ``"same"`` (paper B).
       exploration_std: the applied action is ``pi(s_t) + exploration_std * N(0, 1)`` (in the
         actor's output units u). Paper B states none (its on-policy deterministic
         actor-critic applies ``pi(s_t)`` itself); without it the critic sees one action per
@@ -160,6 +170,7 @@ class ActorCriticConfig:
     actor_every: int = 1
     same_minibatch: bool = False
     actor_minibatch: str = "independent"
+    reward_minibatch: str = "same"
     exploration_std: float = 0.3
     actor_learning_rate: float = 1e-3
     critic_learning_rate: float = 1e-2
@@ -191,6 +202,7 @@ class ActorCriticConfig:
                 f"same_minibatch={self.same_minibatch!r} is not allowed: expected True or False."
             )
         check_choice("actor_minibatch", self.actor_minibatch, ACTOR_MINIBATCHES)
+        check_choice("reward_minibatch", self.reward_minibatch, REWARD_MINIBATCHES)
         if self.same_minibatch and self.actor_minibatch != "independent":
             raise ConfigError(
                 f"actor_minibatch={self.actor_minibatch!r} is not allowed with "

@@ -247,6 +247,13 @@ def add_learner_options(ac) -> None:
         help="the actor's x_j: a minibatch of its own (paper B) or the next step's training "
         "minibatch, its gradient reused by that step (one forward pass fewer)",
     )
+    ac.add_argument(
+        "--reward-minibatch",
+        default=None,
+        choices=["same", "independent"],
+        help="the reward's loss decrement on the minibatch the step descended (paper B) or on "
+        "one of its own (progress on the expected loss; two forward passes more)",
+    )
 
 
 PPO_ONLY = (
@@ -268,9 +275,10 @@ AC_STABILISERS = (
     "reward_scale",
     "critic_warmup",
     "actor_minibatch",
+    "reward_minibatch",
 )
-"""The actor-critic's stabilisers and ``actor_minibatch`` (ActorCriticConfig fields of the same
-names; None: its default, paper B's Algorithm 1)."""
+"""The actor-critic's stabilisers, ``actor_minibatch`` and ``reward_minibatch``
+(ActorCriticConfig fields of the same names; None: its default, paper B's Algorithm 1)."""
 AC_ONLY = (
     "mode",
     "reset_every",

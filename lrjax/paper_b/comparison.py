@@ -173,6 +173,7 @@ LEARNER_SETTINGS = (
     "reward_scale",
     "critic_warmup",
     "actor_minibatch",
+    "reward_minibatch",
 )
 """The actor-critic's settings a comparison names in its row when they are not the default."""
 
