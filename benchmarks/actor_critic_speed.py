@@ -96,7 +96,7 @@ def main() -> None:
         "--unroll",
         default="",
         help="comma-separated scan unroll factors of the actor-critic's steps, each a row "
-        "(default: the engine's, 10 steps on a CPU with a conv trainee)",
+        "(default: the actor-critic's, rolled unless EngineConfig.unroll is set)",
     )
     args = parser.parse_args()
     task = tasks.get_task(args.task)

@@ -449,8 +449,13 @@ class ActorCritic:
         return state, out._replace(critic_grad=None, actor_grad=None)
 
     def update(self, state: ACState, data: Any) -> tuple[ACState, dict[str, jax.Array]]:
-        """``steps_per_update`` steps in one ``lax.scan``, and their summary metrics."""
-        unroll = self.engine().unroll
+        """``steps_per_update`` steps in one ``lax.scan``, and their summary metrics.
+
+        The scan is rolled unless ``EngineConfig.unroll`` says otherwise: unrolling steps (the
+        engine's choice for a conv trainee's plain steps on a CPU) did not make an actor-critic
+        step faster and made its compile several times longer (measured in BENCHMARKS.md,
+        ``benchmarks/actor_critic_speed.py --unroll``)."""
+        unroll = self.config.env.engine.unroll or 1
         state, out = jax.lax.scan(
             lambda s, _: self.step(s, data),
             state,
