@@ -114,19 +114,30 @@ def transferred(family_name: str, steps: int, seeds: int, seed: int, cache: Path
     return out
 
 
-def oracles(task, data, steps: int, seeds: int, seed: int) -> dict:
-    """``{name: method}`` of constant SGD and cosine tuned on the target (tuning seeds)."""
+def oracles(task, data, steps: int, seeds: int, seed: int, cache: Path | None = None) -> dict:
+    """``{name: method}`` of constant SGD and cosine tuned on the target (tuning seeds).
+
+    The chosen configs are cached in ``cache`` (a JSON file), so a resumed run does not tune
+    again (on a CNN the tuning costs as much as two evaluated rows).
+    """
+    chosen = json.loads(cache.read_text()) if cache is not None and cache.exists() else {}
     keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), 2), seeds)
-    out = {}
     for name in ORACLES:
-        tuned = tune_across(
-            get_optimizer(name), [(task, data)], keys, steps, lrs=TRANSFER_GRIDS[name]
+        if name not in chosen:
+            tuned = tune_across(
+                get_optimizer(name), [(task, data)], keys, steps, lrs=TRANSFER_GRIDS[name]
+            )
+            chosen[name] = {k: float(v) for k, v in tuned.config.items()}
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.write_text(json.dumps(chosen, indent=1))
+        print(f"  oracle {name}: {_label(chosen[name])}", flush=True)
+    return {
+        f"oracle_{name} ({_label(chosen[name])})": _registry_method(
+            name, steps, config=chosen[name]
         )
-        print(f"  oracle {name}: {_label(tuned.config)}", flush=True)
-        out[f"oracle_{name} ({_label(tuned.config)})"] = _registry_method(
-            name, steps, config=tuned.config
-        )
-    return out
+        for name in ORACLES
+    }
 
 
 def methods(run_dirs: list[Path], steps: int, start_factors=(), pretrained=()) -> dict:
@@ -357,7 +368,8 @@ def main() -> None:
         if (args.family and selected(wanted, "oracle_")) or any(
             w.startswith("oracle") for w in wanted
         ):
-            target_table |= oracles(task, data, args.steps, args.tune_seeds, args.seed)
+            cache = Path(args.out) / f"oracles_{target}.json" if args.out else None
+            target_table |= oracles(task, data, args.steps, args.tune_seeds, args.seed, cache)
         if wanted:
             target_table = {k: v for k, v in target_table.items() if k.startswith(wanted)}
         rows = run_target(

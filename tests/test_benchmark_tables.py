@@ -51,3 +51,26 @@ def test_only_selects_the_kinds_of_baseline_it_names(heldout_general):
     assert selected(("transferred",), "transferred_")
     assert not selected(("pretrained:", "prodigy", "oracle_"), "transferred_")
     assert selected(("pretrained:", "oracle_"), "oracle_")
+
+
+def test_oracle_tuning_is_cached_and_a_resumed_run_does_not_tune_again(
+    heldout_general, tmp_path, monkeypatch
+):
+    calls = []
+
+    class Tuned:
+        config = {"learning_rate": 0.3}
+
+    def fake_tune(spec, trainees, keys, steps, lrs):
+        calls.append(spec.name)
+        return Tuned()
+
+    monkeypatch.setattr(heldout_general, "tune_across", fake_tune)
+    cache = tmp_path / "oracles_t.json"
+    first = heldout_general.oracles(None, None, steps=10, seeds=2, seed=0, cache=cache)
+    assert sorted(calls) == sorted(heldout_general.ORACLES)
+    assert set(first) == {f"oracle_{n} (lr 0.3)" for n in heldout_general.ORACLES}
+    # resumed: the cached choices are used, nothing is tuned
+    again = heldout_general.oracles(None, None, steps=10, seeds=2, seed=0, cache=cache)
+    assert len(calls) == len(heldout_general.ORACLES)
+    assert set(again) == set(first)
