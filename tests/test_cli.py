@@ -380,3 +380,11 @@ def test_fit_with_a_controller_is_the_users_optax_chain(capsys):
     np.testing.assert_allclose(printed, r.test_loss[0, -1], rtol=1e-3)
     start = float(out.split("applied LR: start ")[1].split(",")[0])
     assert 0.01 / 1.25 <= start <= 0.01 * 1.25  # one action of at most x1.25 from --lr
+
+
+def test_the_parsers_stabilisers_are_the_configs():
+    # spelled out in the parser (no JAX at --help), named once in the config
+    from lrjax.algos.actor_critic_config import STABILISERS
+    from lrjax.cli.train_options import AC_STABILISERS
+
+    assert AC_STABILISERS == STABILISERS

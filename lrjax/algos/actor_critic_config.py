@@ -28,6 +28,20 @@ REWARD_MINIBATCHES = ("same", "independent")
 """Which minibatch the reward's loss decrement is measured on
 (``ActorCriticConfig.reward_minibatch``)."""
 OPTIMIZERS = mdp.OPTIMIZERS
+STABILISERS = (
+    "target_update",
+    "twin_critics",
+    "policy_delay",
+    "target_noise",
+    "target_noise_clip",
+    "reward_scale",
+    "critic_warmup",
+    "actor_minibatch",
+    "reward_minibatch",
+)
+"""The :class:`ActorCriticConfig` fields beyond Algorithm 1 (TD3's stabilisers, the reward scale,
+the critic's warm-up, where the actor's and the reward's minibatches come from); each default is
+paper B's algorithm, so a config that sets none of them is Algorithm 1."""
 AC_INPUTS = ("loss", "params", "last_layer", "lr", "lr_bounds", "step", "total_steps")
 """The feature inputs the actor-critic provides at every step: the minibatch loss (``loss``),
 the params (and the output layer), the LR and its bounds, the step and the episode length.

@@ -278,7 +278,9 @@ AC_STABILISERS = (
     "reward_minibatch",
 )
 """The actor-critic's stabilisers, ``actor_minibatch`` and ``reward_minibatch``
-(ActorCriticConfig fields of the same names; None: its default, paper B's Algorithm 1)."""
+(ActorCriticConfig fields of the same names; None: its default, paper B's Algorithm 1). The same
+names as :data:`lrjax.algos.actor_critic_config.STABILISERS`, spelled out here so that the
+parser imports no JAX (a test holds the two equal)."""
 AC_ONLY = (
     "mode",
     "reset_every",

@@ -20,6 +20,7 @@ import numpy as np
 
 from lrjax._validation import ConfigError, check_positive_int
 from lrjax.algos.actor_critic import ActorCritic, ActorCriticConfig
+from lrjax.algos.actor_critic_config import STABILISERS
 from lrjax.baselines.registry import PAPER_B_LRS
 from lrjax.evaluation import tables
 
@@ -162,19 +163,7 @@ def _actor_critic(setup: _Setup, config: ActorCriticConfig) -> MethodResult:
     )
 
 
-LEARNER_SETTINGS = (
-    "gamma",
-    "exploration_std",
-    "target_update",
-    "twin_critics",
-    "policy_delay",
-    "target_noise",
-    "target_noise_clip",
-    "reward_scale",
-    "critic_warmup",
-    "actor_minibatch",
-    "reward_minibatch",
-)
+LEARNER_SETTINGS = ("gamma", "exploration_std", *STABILISERS)
 """The actor-critic's settings a comparison names in its row when they are not the default."""
 
 
