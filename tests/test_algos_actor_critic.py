@@ -271,6 +271,7 @@ def test_vmapped_learners_equal_separate_runs_and_results_are_deterministic(regr
     chex_equal(again.actor, jax.jit(ac.train)(keys[0], data)[0].actor)
 
 
+@pytest.mark.slow  # moved out of the default run for its time (make test-slow runs it)
 def test_same_and_different_minibatch_both_run_and_differ(regression):
     task, data = regression
     runs = {}

@@ -22,6 +22,7 @@ def setup():
     return make_env(task, horizon=4), data
 
 
+@pytest.mark.slow  # moved out of the default run for its time (make test-slow runs it)
 def test_checkpoint_and_resume_equal_an_uninterrupted_run(setup, tmp_path):
     env, data = setup
     key = jax.random.key(3)
@@ -46,6 +47,7 @@ def test_checkpoint_and_resume_equal_an_uninterrupted_run(setup, tmp_path):
     assert all(r["seconds"] > 0 for r in rows)
 
 
+@pytest.mark.slow  # moved out of the default run for its time (make test-slow runs it)
 def test_a_finished_run_is_complete_and_keeps_its_time(setup, tmp_path):
     env, data = setup
     algo = PPO(env, dataclasses.replace(CONFIG, num_updates=2))
@@ -74,6 +76,7 @@ def test_a_different_run_is_refused(setup, tmp_path):
         start(1, 4)
 
 
+@pytest.mark.slow  # moved out of the default run for its time (make test-slow runs it)
 def test_a_checkpoint_of_other_shapes_is_refused_naming_the_arrays(setup, tmp_path):
     """No run.json to compare (an API run without a signature): the checkpoint's arrays are
     compared with the new run's before orbax restores anything."""

@@ -36,6 +36,7 @@ def test_baselines_writes_table_json_and_plot(tmp_path, capsys):
     assert (tmp_path / "regression_2d.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow  # moved out of the default run for its time (make test-slow runs it)
 def test_train_ppo_writes_controller_metrics_and_plots(tmp_path, capsys):
     out = tmp_path / "run"
     argv = [

@@ -152,6 +152,7 @@ def test_bad_arguments_fail_before_any_work(kwargs, message):
         evaluation.evaluate(**args)
 
 
+@pytest.mark.slow  # moved out of the default run for its time (make test-slow runs it)
 def test_cli_over_two_tasks_writes_tables_csv_and_plots(tmp_path, capsys, fashion_mnist):
     saved = save_controller(tmp_path / "run" / "controller", _controllers()["a"])
     (tmp_path / "run" / "run.json").write_text(json.dumps({"seed": 5}))

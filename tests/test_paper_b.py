@@ -47,6 +47,7 @@ def test_bad_analysis_variant_names_the_field():
         paper_b.regression_analysis(jax.random.key(0), variants=("ppo",))
 
 
+@pytest.mark.slow  # moved out of the default run for its time (make test-slow runs it)
 def test_paper_b_compare_writes_table_curves_and_figure_and_resumes(tmp_path, capsys, monkeypatch):
     """The files are rewritten after each method, so a run stopped in its last method keeps
     the others, and ``--resume`` runs only what is missing (the same command or an error)."""
@@ -140,6 +141,7 @@ def test_method_result_round_trips_through_strict_json():
     assert back.eval_steps.dtype.kind == "i"
 
 
+@pytest.mark.slow  # moved out of the default run for its time (make test-slow runs it)
 def test_paper_b_analysis_writes_table_and_figures_4_and_5(tmp_path):
     out = tmp_path / "analysis"
     code = cli.main(["paper-b", "analysis", "--problems", "3", "--steps", "30", "--out", str(out)])
