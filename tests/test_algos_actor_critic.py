@@ -296,7 +296,7 @@ def test_same_and_different_minibatch_both_run_and_differ(regression):
         ({"mode": "meta"}, "reset_every"),
         ({"exploration_std": -1.0}, "exploration_std"),
         ({"optimizer": "lion"}, "optimizer"),
-        ({"controller": ControllerConfig.paper_b(steps_per_action=10)}, "steps_per_action"),
+        ({"controller": ControllerConfig.paper_b(actions_per_run=40)}, "actions_per_run"),
         ({"controller": ControllerConfig.paper_a(steps_per_action=1)}, "val_loss"),
     ],
 )

@@ -193,7 +193,18 @@ class ActorCritic:
             t=jnp.zeros((), jnp.int32),
             next_loss=next_loss,
             next_grads=next_grads,
+            **self._segment_start(),
         )
+
+    def _segment_start(self) -> dict:
+        """An episode's segment fields at its start (None with an action at every step)."""
+        c = self.controller_config
+        if c.steps_per_action == 1:
+            return {}
+        return {
+            "segment_obs": jnp.zeros((c.obs_size,), jnp.float32),
+            "segment_reward": jnp.zeros((), jnp.float32),
+        }
 
     def init(self, key: jax.Array, data: Any) -> ACState:
         """Fresh actor (its untrained output is ``initial_lr``), critic and trainees. With one
@@ -240,6 +251,7 @@ class ActorCritic:
         ``targets``: ``(target_actor, target_critic)`` of the TD target, or None (the learning
         actor and critic, paper B)."""
         cfg, c = self.config, self.controller_config
+        k = c.steps_per_action
         q_net = self._critic()
         trainee = episode.trainee
         key, batch_i = jax.random.split(trainee.key)  # as training.train_step draws x_i
@@ -254,6 +266,12 @@ class ActorCritic:
         carry, u, _ = actor_step(actor, episode.carry, obs, c)
         noise = jax.random.normal(jax.random.fold_in(batch_i, 2), (), jnp.float32)
         lr = action_to_lr(u + cfg.exploration_std * noise, episode.lr, c)
+        if k > 1:  # an action every k steps; between two, its state, LSTM state and LR are held
+            acts = episode.t % k == 0
+            held = (episode.segment_obs, episode.normaliser, episode.carry, episode.lr)
+            obs, normaliser, carry, lr = jax.tree.map(
+                lambda new, old: jnp.where(acts, new, old), (obs, normaliser, carry, lr), held
+            )
         updates, opt_state = self._optimizer(lr).update(grads, trainee.opt_state, trainee.params)
         params = optax.apply_updates(trainee.params, updates)
         stepped = training.TraineeState(params, opt_state, key, trainee.step + 1)
@@ -266,15 +284,8 @@ class ActorCritic:
         )
         if cfg.reward_minibatch == "independent":  # the decrement on a minibatch of its own
             reward = self._independent_reward(trainee.params, params, l0, diverged, data, batch_i)
-
-        def peek(value):  # chi(w_{t+1}, x) with the minibatch loss ``value``
-            return self._peek(normaliser, obs_stats, self._raw(params, value, lr, stepped.step))
-
-        next_obs = peek(loss_after)
-        critics = self._critics(critic)
-        g_critic, delta = self._critic_gradients(
-            critics, actor, targets, carry, obs, next_obs, lr, reward, diverged, batch_i
-        )
+        if k > 1:  # the action's reward: its segment's rewards so far and this step's
+            reward = jnp.where(acts, 0.0, episode.segment_reward) + reward
 
         # Line 27: every e steps the episode restarts from w_0; so does a diverged one in meta
         # mode, while online the user's model trains on unless its params are lost (not finite).
@@ -283,6 +294,25 @@ class ActorCritic:
         episode_end = diverged if cfg.mode == "meta" else lost
         if cfg.env.reset_every is not None:
             episode_end = episode_end | (t >= cfg.env.reset_every)
+        # With k > 1 the critic and actor learn where a segment ends (its transition s -> s'),
+        # and this step's gradients are zeros elsewhere.
+        learns = None if k == 1 else (t % k == 0) | episode_end
+        masked = lambda tree: (
+            tree
+            if learns is None
+            else jax.tree.map(lambda g: jnp.where(learns, g, jnp.zeros_like(g)), tree)
+        )
+
+        def peek(value):  # chi(w_{t+1}, x) with the minibatch loss ``value``
+            return self._peek(normaliser, obs_stats, self._raw(params, value, lr, stepped.step))
+
+        next_obs = peek(loss_after)
+        critics = self._critics(critic)
+        g_critic, delta = masked(
+            self._critic_gradients(
+                critics, actor, targets, carry, obs, next_obs, lr, reward, diverged, batch_i
+            )
+        )
 
         # Lines 20-23: the actor's gradient, on a different minibatch x_j at w_{t+1} (Eq. 9).
         actor_obs, next_loss, next_grads = self._actor_observation(
@@ -290,7 +320,7 @@ class ActorCritic:
         )
         g_actor = actor_gradient(q_net, critics[0], actor, carry, actor_obs, lr, c)
         finite = lambda g: jnp.where(diverged | ~jnp.isfinite(g), 0.0, g)
-        g_actor = jax.tree.map(finite, g_actor)
+        g_actor = masked(jax.tree.map(finite, g_actor))
 
         new = episode.replace(
             trainee=stepped,
@@ -301,10 +331,12 @@ class ActorCritic:
             next_loss=next_loss,
             next_grads=next_grads,
         )
+        if k > 1:
+            new = new.replace(segment_obs=obs, segment_reward=reward)
         new = jax.lax.cond(episode_end, lambda: self._reset(new), lambda: new)
         q = q_net.apply({"params": critics[0]}, obs, lr_position(lr, c))
         return new, StepOutput(
-            g_critic, g_actor, raw, loss, lr, reward, delta, q, episode_end, diverged
+            g_critic, g_actor, raw, loss, lr, reward, delta, q, episode_end, diverged, learns
         )
 
     @property
@@ -398,6 +430,7 @@ class ActorCritic:
             lr=lr,
             normaliser=features_lib.init_normaliser(c.obs_size),
             t=jnp.zeros_like(episode.t),
+            **self._segment_start(),
         )
 
     # -- one step of all episodes, and updates ------------------------------------------------
@@ -413,7 +446,17 @@ class ActorCritic:
         episodes, out = run(
             state.episodes, state.actor, state.critic, state.obs_stats, data, targets
         )
-        mean = lambda tree: jax.tree.map(lambda g: g.mean(axis=0), tree)
+        k = self.controller_config.steps_per_action
+        if out.learns is None:  # every episode learns at every step
+            mean = lambda tree: jax.tree.map(lambda g: g.mean(axis=0), tree)
+            learning = jnp.bool_(True)
+        else:  # the mean over the episodes whose segment ended; no update where none did
+            weight = out.learns.astype(jnp.float32)
+            learning = weight.sum() > 0
+            mean = lambda tree: jax.tree.map(
+                lambda g: jnp.tensordot(weight, g, axes=1) / jnp.maximum(weight.sum(), 1.0), tree
+            )
+        pick = lambda when, new, old: jax.tree.map(lambda n, o: jnp.where(when, n, o), new, old)
         updates, critic_opt = self._critic_tx().update(
             mean(out.critic_grad), state.critic_opt, state.critic
         )
@@ -422,14 +465,19 @@ class ActorCritic:
             mean(out.actor_grad), state.actor_opt, state.actor
         )
         actor = optax.apply_updates(state.actor, updates)
-        if cfg.critic_warmup > 0 or cfg.policy_delay > 1:
-            # The actor (and its gradient accumulator) moves after the critic's warm-up, on
-            # every policy_delay-th step (TD3's delayed policy updates).
-            moves = (state.steps_done >= cfg.critic_warmup) & (
-                state.steps_done % cfg.policy_delay == 0
+        if out.learns is not None:
+            critic, critic_opt = pick(
+                learning, (critic, critic_opt), (state.critic, state.critic_opt)
             )
-            pick = lambda new, old: jax.tree.map(lambda n, o: jnp.where(moves, n, o), new, old)
-            actor, actor_opt = pick(actor, state.actor), pick(actor_opt, state.actor_opt)
+        if cfg.critic_warmup > 0 or cfg.policy_delay > 1 or out.learns is not None:
+            # The actor (and its gradient accumulator) moves after the critic's warm-up, on
+            # every policy_delay-th action (TD3's delayed policy updates; an action is k steps).
+            moves = (
+                learning
+                & (state.steps_done >= cfg.critic_warmup)
+                & ((state.steps_done // k) % cfg.policy_delay == 0)
+            )
+            actor, actor_opt = pick(moves, (actor, actor_opt), (state.actor, state.actor_opt))
         obs_stats = features_lib.accumulate(state.obs_stats, out.raw_obs)  # "frozen"'s
         state = state.replace(
             actor=actor,
@@ -442,10 +490,13 @@ class ActorCritic:
         )
         if cfg.target_update is not None:  # Polyak averaging: phi' <- tau phi + (1 - tau) phi'
             tau = cfg.target_update
-            state = state.replace(
-                target_actor=optax.incremental_update(actor, state.target_actor, tau),
-                target_critic=optax.incremental_update(critic, state.target_critic, tau),
+            moved = (
+                optax.incremental_update(actor, state.target_actor, tau),
+                optax.incremental_update(critic, state.target_critic, tau),
             )
+            if out.learns is not None:  # they move where the critic learned
+                moved = pick(learning, moved, (state.target_actor, state.target_critic))
+            state = state.replace(target_actor=moved[0], target_critic=moved[1])
         return state, out._replace(critic_grad=None, actor_grad=None)
 
     def update(self, state: ACState, data: Any) -> tuple[ACState, dict[str, jax.Array]]:
@@ -473,8 +524,8 @@ class ActorCritic:
         metrics = {
             "train_loss": jnp.nanmean(finite_loss),
             "mean_reward": out.reward.mean(),
-            "td_error_sq": jnp.mean(jnp.square(out.td_error)),
-            "q_mean": out.q.mean(),
+            "td_error_sq": self._learning_mean(jnp.square(out.td_error), out.learns),
+            "q_mean": self._learning_mean(out.q, out.learns),
             "lr_min": out.lr.min(),
             "lr_max": out.lr.max(),
             "lr_mean": out.lr.mean(),
@@ -496,6 +547,14 @@ class ActorCritic:
             metrics["test_loss"] = test["loss"].mean()
             metrics["test_accuracy"] = test["accuracy"].mean()
         return metrics
+
+    @staticmethod
+    def _learning_mean(x: jax.Array, learns) -> jax.Array:
+        """The mean of ``x`` over the steps that learned (all of them with k = 1)."""
+        if learns is None:
+            return x.mean()
+        w = learns.astype(jnp.float32)
+        return (w * x).sum() / jnp.maximum(w.sum(), 1.0)
 
     def run_updates(self, state: ACState, data: Any, num_updates: int):
         """``num_updates`` updates in one ``lax.scan``; metrics stacked per update."""

@@ -58,9 +58,12 @@ class ActorCriticEnvConfig(mdp.MDPConfig):
     Attributes:
       controller: the actor, its state function and action map (what a trained controller
         carries). Default :meth:`ControllerConfig.paper_b`: the minibatch loss, the LR itself in
-        [1e-4, 1] (paper B's LR grid), starting at 1e-2. Must act every step
-        (``steps_per_action == 1``), as Algorithm 1 does, and need only the inputs
-        :data:`AC_INPUTS`.
+        [1e-4, 1] (paper B's LR grid), starting at 1e-2. It acts every ``steps_per_action``
+        (k) steps, as the deployed transform does: k = 1 is Algorithm 1; with k > 1 the LR,
+        the state and the LSTM state are held between actions, an action's reward is the sum
+        of its k steps' rewards, gamma discounts per action, and the critic and actor learn
+        once per action (a semi-MDP, the shape of PPO's MDP). ``actions_per_run`` must be
+        None. It needs only the inputs :data:`AC_INPUTS`.
       optimizer: the direction the LR scales: ``"sgd"`` (paper B), ``"momentum"`` (0.9) or
         ``"adam"``.
       divergence_factor, engine: see :class:`~lrjax.mdp.MDPConfig`.
@@ -75,10 +78,11 @@ class ActorCriticEnvConfig(mdp.MDPConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.controller.steps_per_action != 1:
+        if self.controller.actions_per_run is not None:
             raise ConfigError(
-                f"controller.steps_per_action={self.controller.steps_per_action} is not allowed "
-                "for the actor-critic: expected 1 (Algorithm 1 acts at every step)."
+                f"controller.actions_per_run={self.controller.actions_per_run} is not allowed "
+                "for the actor-critic: expected None (it acts every steps_per_action steps; "
+                "Algorithm 1 at every step)."
             )
         if self.controller.base_schedule != "constant":
             raise ConfigError(

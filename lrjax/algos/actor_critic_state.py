@@ -28,6 +28,10 @@ class Episode:
     # on the minibatch it trains on (computed by the step before, for its actor); else None.
     next_loss: Any = None
     next_grads: Any = None
+    # With controller.steps_per_action k > 1 (an action every k steps): the state s of the
+    # segment's action (what the critic values it at) and the segment's rewards so far; else None.
+    segment_obs: Any = None
+    segment_reward: Any = None
 
 
 @struct.dataclass
@@ -59,6 +63,9 @@ class StepOutput(NamedTuple):
     q: jax.Array  # Q(s_t, a_t) (of the first critic)
     episode_end: jax.Array
     diverged: jax.Array
+    # With k > 1: whether this step ended its segment (its gradients count; the others are
+    # zeros); None with k = 1 (every step learns).
+    learns: Any = None
 
 
 # ----------------------------------------------------------------------------------------------

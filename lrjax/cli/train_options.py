@@ -259,7 +259,6 @@ def add_learner_options(ac) -> None:
 PPO_ONLY = (
     "horizon",
     "reward",
-    "steps_per_action",
     "actions_per_run",
     "base_schedule",
     "ppo_lr",
