@@ -688,6 +688,24 @@ MUTATIONS = (
         ),
     ),
     Mutation(
+        "segment-reward-not-summed",
+        "lrjax/algos/actor_critic.py",
+        "reward = jnp.where(acts, 0.0, episode.segment_reward) + reward",
+        "reward = reward",
+        (
+            "tests/test_actor_critic_segments.py::test_an_actions_reward_is_the_sum_of_its_steps_decrements",
+        ),
+    ),
+    Mutation(
+        "segment-learns-at-every-step",
+        "lrjax/algos/actor_critic.py",
+        "learns = None if k == 1 else (t % k == 0) | episode_end",
+        "learns = None if k == 1 else (t >= 0) | episode_end",
+        (
+            "tests/test_actor_critic_segments.py::test_the_lr_is_held_between_actions_and_the_networks_learn_once_per_action",
+        ),
+    ),
+    Mutation(
         "next-minibatch-gradient-not-reset-to-w0",
         "lrjax/algos/actor_critic.py",
         "lambda w0, w: jnp.where(episode_end, w0, w), episode.initial_params, params",
