@@ -389,3 +389,28 @@ def test_the_parsers_stabilisers_are_the_configs():
     from lrjax.cli.train_options import AC_STABILISERS
 
     assert AC_STABILISERS == STABILISERS
+
+
+def test_an_actor_critic_acting_every_k_steps_is_its_own_run_and_older_runs_resume(tmp_path):
+    from lrjax._validation import ConfigError
+    from lrjax.cli import build_parser
+    from lrjax.cli import train as train_cli
+
+    out = tmp_path / "run"
+    argv = ["train", "--algo", "actor-critic", "--task", "regression_2d", "--out", str(out)]
+
+    def setup(*flags):
+        args = build_parser("train").parse_args([*argv, *flags])
+        return args, train_cli._setup(args)
+
+    args, (_, _, algo, signature) = setup()
+    assert algo.config.controller.steps_per_action == 1  # Algorithm 1
+    # a run saved before the option existed (no steps_per_action) resumes
+    old = {k: v for k, v in signature.items() if k != "steps_per_action"}
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps(old, indent=1, sort_keys=True))
+    train_cli._check_run_dir(args, out, signature)
+    args, (_, _, algo, signature) = setup("--steps-per-action", "5")
+    assert algo.config.controller.steps_per_action == 5
+    with pytest.raises(ConfigError, match="steps_per_action"):
+        train_cli._check_run_dir(args, out, signature)

@@ -173,7 +173,10 @@ def upgrade_signature(saved: dict) -> dict:
     """The signature of an older ``run.json`` in today's keys. Before ``--preset`` existed its
     ``features`` was the preset (now ``preset``), its ``state`` the feature names (now
     ``features``); a family run without ``--actions-per-run`` recorded the options the family
-    draws (no longer part of a family run's signature)."""
+    draws (no longer part of a family run's signature); an actor-critic run made before it
+    could act every k steps did not record ``steps_per_action`` (it acted at every step)."""
+    if saved.get("algo") == "actor-critic" and "steps_per_action" not in saved:
+        saved = {**saved, "steps_per_action": None}
     if "family" in saved:
         saved = {k: v for k, v in saved.items() if k not in FAMILY_DRAWN}
     if "preset" in saved or "features" not in saved:

@@ -149,7 +149,11 @@ def _add_run_options(p) -> None:
     )
     p.add_argument("--horizon", type=int, default=None, help="PPO: actions per episode (40)")
     p.add_argument(
-        "--steps-per-action", type=int, default=None, help="trainee steps per action (10)"
+        "--steps-per-action",
+        type=int,
+        default=None,
+        help="trainee steps per action (PPO: 10; actor-critic: 1, Algorithm 1; k > 1 holds the "
+        "LR for k steps, as the deployed controller does)",
     )
     p.add_argument(
         "--actions-per-run",
