@@ -21,6 +21,15 @@ and one critic):
    over ``actor_every`` (m_theta) steps applied with Adam (ascending Q);
 7. every ``reset_every`` (e) steps of an episode, ``w`` goes back to ``w_0``.
 
+An action every k steps (``controller.steps_per_action``, beyond the paper; k = 1 is Algorithm
+1): the actor observes and acts at steps ``t = 0, k, 2k, ...``, as a deployed controller does,
+and the LR, the state ``s`` and the LSTM state are held in between; the action's reward is the
+sum of its k steps' rewards, the TD error (Eq. 7, gamma per action) is taken at the segment's
+end against ``s'`` there, and the critic and actor learn only then (their gradients are zeros
+at the other steps, and the optimizers, target networks and policy delay move only at steps
+where some episode's segment ended). A single step barely moves the loss the critic must
+attribute to it; k steps move it k times as much (PPO's controllers act every k steps too).
+
 Choices the paper leaves open, made here:
 
 - The critic's action input is the applied LR's position in the log-LR range,
