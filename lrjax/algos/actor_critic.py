@@ -100,6 +100,7 @@ from lrjax.controller import (
     init_actor_params,
     initial_carry,
 )
+from lrjax.controller.nonfinite import zeros_unless
 from lrjax.tasks import Task
 
 
@@ -276,11 +277,7 @@ class ActorCritic:
         noise = jax.random.normal(jax.random.fold_in(batch_i, 2), (), jnp.float32)
         lr = action_to_lr(u + cfg.exploration_std * noise, episode.lr, c)
         if k > 1:  # an action every k steps; between two, its state, LSTM state and LR are held
-            acts = episode.t % k == 0
-            held = (episode.segment_obs, episode.normaliser, episode.carry, episode.lr)
-            obs, normaliser, carry, lr = jax.tree.map(
-                lambda new, old: jnp.where(acts, new, old), (obs, normaliser, carry, lr), held
-            )
+            acts, (obs, normaliser, carry, lr) = self._held(episode, obs, normaliser, carry, lr)
         updates, opt_state = self._optimizer(lr).update(grads, trainee.opt_state, trainee.params)
         params = optax.apply_updates(trainee.params, updates)
         stepped = training.TraineeState(params, opt_state, key, trainee.step + 1)
@@ -306,11 +303,7 @@ class ActorCritic:
         # With k > 1 the critic and actor learn where a segment ends (its transition s -> s'),
         # and this step's gradients are zeros elsewhere.
         learns = None if k == 1 else (t % k == 0) | episode_end
-        masked = lambda tree: (
-            tree
-            if learns is None
-            else jax.tree.map(lambda g: jnp.where(learns, g, jnp.zeros_like(g)), tree)
-        )
+        masked = lambda tree: tree if learns is None else zeros_unless(learns, tree)
 
         def peek(value):  # chi(w_{t+1}, x) with the minibatch loss ``value``
             return self._peek(normaliser, obs_stats, self._raw(params, value, lr, stepped.step))
@@ -347,6 +340,14 @@ class ActorCritic:
         return new, StepOutput(
             g_critic, g_actor, raw, loss, lr, reward, delta, q, episode_end, diverged, learns
         )
+
+    def _held(self, episode: Episode, obs, normaliser, carry, lr):
+        """``(acts, (obs, normaliser, carry, lr))``: this step's where the actor acts (every
+        k-th step of the episode), the segment's otherwise, as a deployed controller holds them."""
+        acts = episode.t % self.controller_config.steps_per_action == 0
+        held = (episode.segment_obs, episode.normaliser, episode.carry, episode.lr)
+        now = (obs, normaliser, carry, lr)
+        return acts, jax.tree.map(lambda new, old: jnp.where(acts, new, old), now, held)
 
     @property
     def _train_task(self):
@@ -456,15 +457,9 @@ class ActorCritic:
             state.episodes, state.actor, state.critic, state.obs_stats, data, targets
         )
         k = self.controller_config.steps_per_action
-        if out.learns is None:  # every episode learns at every step
-            mean = lambda tree: jax.tree.map(lambda g: g.mean(axis=0), tree)
-            learning = jnp.bool_(True)
-        else:  # the mean over the episodes whose segment ended; no update where none did
-            weight = out.learns.astype(jnp.float32)
-            learning = weight.sum() > 0
-            mean = lambda tree: jax.tree.map(
-                lambda g: jnp.tensordot(weight, g, axes=1) / jnp.maximum(weight.sum(), 1.0), tree
-            )
+        # The mean over the episodes that learned (all, with k = 1); no update where none did.
+        learning = jnp.bool_(True) if out.learns is None else out.learns.any()
+        mean = lambda tree: jax.tree.map(lambda g: _learning_mean(g, out.learns), tree)
         pick = lambda when, new, old: jax.tree.map(lambda n, o: jnp.where(when, n, o), new, old)
         updates, critic_opt = self._critic_tx().update(
             mean(out.critic_grad), state.critic_opt, state.critic
@@ -533,8 +528,8 @@ class ActorCritic:
         metrics = {
             "train_loss": jnp.nanmean(finite_loss),
             "mean_reward": out.reward.mean(),
-            "td_error_sq": self._learning_mean(jnp.square(out.td_error), out.learns),
-            "q_mean": self._learning_mean(out.q, out.learns),
+            "td_error_sq": _learning_mean(jnp.square(out.td_error), out.learns, axes=2),
+            "q_mean": _learning_mean(out.q, out.learns, axes=2),
             "lr_min": out.lr.min(),
             "lr_max": out.lr.max(),
             "lr_mean": out.lr.mean(),
@@ -556,14 +551,6 @@ class ActorCritic:
             metrics["test_loss"] = test["loss"].mean()
             metrics["test_accuracy"] = test["accuracy"].mean()
         return metrics
-
-    @staticmethod
-    def _learning_mean(x: jax.Array, learns) -> jax.Array:
-        """The mean of ``x`` over the steps that learned (all of them with k = 1)."""
-        if learns is None:
-            return x.mean()
-        w = learns.astype(jnp.float32)
-        return (w * x).sum() / jnp.maximum(w.sum(), 1.0)
 
     def run_updates(self, state: ACState, data: Any, num_updates: int):
         """``num_updates`` updates in one ``lax.scan``; metrics stacked per update."""
@@ -612,3 +599,12 @@ class ActorCritic:
             params=state.actor,
             normaliser=features_lib.deployed_normaliser(c.features, state.obs_stats),
         )
+
+
+def _learning_mean(x: jax.Array, learns, axes: int = 1) -> jax.Array:
+    """The mean of ``x`` over its leading ``axes`` axes (episodes; or steps and episodes),
+    counting only the entries that learned (``learns``, of those axes' shape; None: all)."""
+    if learns is None:
+        return x.mean(axis=tuple(range(axes)))
+    w = learns.astype(jnp.float32)
+    return jnp.tensordot(w, x, axes=axes) / jnp.maximum(w.sum(), 1.0)
