@@ -527,7 +527,7 @@ class ActorCritic:
         finite_loss = jnp.where(jnp.isfinite(out.train_loss), out.train_loss, jnp.nan)
         metrics = {
             "train_loss": jnp.nanmean(finite_loss),
-            "mean_reward": out.reward.mean(),
+            "mean_reward": _learning_mean(out.reward, out.learns, axes=2),  # per action
             "td_error_sq": _learning_mean(jnp.square(out.td_error), out.learns, axes=2),
             "q_mean": _learning_mean(out.q, out.learns, axes=2),
             "lr_min": out.lr.min(),
