@@ -697,6 +697,34 @@ MUTATIONS = (
         ),
     ),
     Mutation(
+        "group-momentum-ignores-beta",
+        "lrjax/controller/layer_transform.py",
+        "lambda g, t, b: g + b.astype(t.dtype) * t, updates, trace, per_leaf(groups, momentum)",
+        "lambda g, t, b: g + 0.9 * t, updates, trace, per_leaf(groups, momentum)",
+        (
+            "tests/test_layer_env.py::test_the_environments_per_layer_actions_replay_in_a_plain_optax_loop",
+            "tests/test_layer_controller.py::test_momentum_control_is_heavy_ball_sgd_and_stays_in_bounds",
+        ),
+    ),
+    Mutation(
+        "group-depth-reversed",
+        "lrjax/controller/groups.py",
+        "return jnp.arange(self.size, dtype=jnp.float32) / max(self.size - 1, 1)",
+        "return jnp.arange(self.size, dtype=jnp.float32)[::-1] / max(self.size - 1, 1)",
+        (
+            "tests/test_layer_controller.py::test_groups_are_layers_in_depth_order_or_the_labels_given",
+        ),
+    ),
+    Mutation(
+        "env-group-anchor-never-moves",
+        "lrjax/env.py",
+        'anchor = trainee.params if "group_step_vs_mean" in cfg.controller.group_features else ()',
+        """anchor = state.anchor""",
+        (
+            "tests/test_layer_env.py::test_the_environments_per_layer_actions_replay_in_a_plain_optax_loop",
+        ),
+    ),
+    Mutation(
         "segment-learns-at-every-step",
         "lrjax/algos/actor_critic.py",
         "learns = None if k == 1 else (t % k == 0) | episode_end",

@@ -46,14 +46,15 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 
 from lrjax import engine as engine_lib
 from lrjax import features as features_lib
 from lrjax import mdp, training
 from lrjax._validation import ConfigError, check_choice, check_positive, check_positive_int
-from lrjax.controller import action_to_lr
+from lrjax.controller import action_to_lr, action_to_momentum
+from lrjax.controller import layer_transform as layers
+from lrjax.controller.groups import Groups, make_groups
 from lrjax.tasks import Task
 
 REWARDS = mdp.REWARDS
@@ -140,6 +141,11 @@ class EnvState:
     initial_val_loss: jax.Array
     episode_return: jax.Array
     history: features_lib.LossHistory  # of the observed minibatch losses, as the transform's
+    # A layered controller's (per group or with momentum, ``ControllerConfig.layered``): ``lr``
+    # is then per group ``(G,)``, and these hold each group's momentum and the params at the
+    # last observation (for ``group_step_vs_mean``); () otherwise.
+    momentum: Any = ()
+    anchor: Any = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,9 +201,24 @@ class TraineeEnv:
         """The task as used for forward-only evaluation (observation, reward, test metrics)."""
         return self._engine.eval_task(self.task)
 
-    def optimizer(self, lr: jax.Array) -> optax.GradientTransformationExtraArgs:
-        """The controlled optimizer at learning rate ``lr`` (a traced array)."""
-        return training.controlled_optimizer(self.config.optimizer, lr)
+    def optimizer(self, lr: jax.Array, momentum=None, groups=None):
+        """The controlled optimizer at learning rate ``lr`` (a traced array; per group ``(G,)``
+        for a layered controller, with each group's ``momentum`` under momentum control)."""
+        if groups is None:
+            return training.controlled_optimizer(self.config.optimizer, lr)
+        controlled = momentum if self.config.controller.momentum_control else None
+        return layers.layer_optimizer(self.config.optimizer, groups, lr, controlled)
+
+    @property
+    def layered(self) -> bool:
+        """Whether the controller is per group or sets momentum (``ControllerConfig.layered``)."""
+        return self.config.controller.layered
+
+    def groups(self, params) -> Groups:
+        """The trainee's parameter groups (one unless the controller is per group)."""
+        if not self.config.controller.per_group:
+            return make_groups(params, jax.tree.map(lambda _: 0, params))
+        return make_groups(params)
 
     # -- observation ------------------------------------------------------------------------
 
@@ -212,10 +233,21 @@ class TraineeEnv:
         return loss, val_loss, jnp.asarray(predictions, jnp.float32)
 
     def _observe(
-        self, trainee, lr, loss, val_loss, predictions, prev_predictions, history
+        self,
+        trainee,
+        lr,
+        loss,
+        val_loss,
+        predictions,
+        prev_predictions,
+        history,
+        momentum=(),
+        anchor=(),
     ) -> jax.Array:
         """chi's raw features of the trainee (:func:`lrjax.features.feature_inputs`);
-        ``history`` already holds this observation's loss, as the transform's does."""
+        ``history`` already holds this observation's loss, as the transform's does. A layered
+        controller's are per group, ``(G, obs_size)``, as
+        :func:`~lrjax.controller.scale_by_layer_controller` computes them."""
         c = self.config.controller
         moved = self._bounds_factor(history)
         inputs = features_lib.feature_inputs(
@@ -225,13 +257,26 @@ class TraineeEnv:
             prev_predictions=prev_predictions,
             params=trainee.params,
             last_layer=self.task.output_weights(trainee.params),
-            lr=lr,
+            lr=layers.mean_lr(lr) if self.layered else lr,
             lr_bounds=(c.lr_min * moved, c.lr_max * moved),
             step=trainee.step,
             total_steps=self.total_steps,
             loss_history=history,
         )
-        return features_lib.raw_features(c.features, inputs)
+        raw = features_lib.raw_features(c.features, inputs)
+        if not self.layered:
+            return raw
+        return layers.group_observation(
+            c,
+            self.groups(trainee.params),
+            raw,
+            lr=lr,
+            momentum=momentum,
+            history=history,
+            first=history.count == 1,
+            params=trainee.params,
+            anchor=anchor if "group_step_vs_mean" in c.group_features else None,
+        )
 
     # -- gymnax API -------------------------------------------------------------------------
 
@@ -242,10 +287,21 @@ class TraineeEnv:
         log_spread = math.log(self.config.initial_lr_spread)
         factor = jnp.exp(jax.random.uniform(k_lr, (), minval=-log_spread, maxval=log_spread))
         lr = jnp.clip(jnp.float32(c.initial_lr) * factor, c.lr_min, c.lr_max)
-        trainee = training.init_trainee(self.train_task, self.optimizer(lr), k_init, data)
+        momentum, groups = (), None
+        if self.layered:
+            groups = self.groups(jax.eval_shape(self.train_task.init, k_init, data))
+            lr = jnp.full((groups.size,), lr)
+            momentum = jnp.full((groups.size,), c.initial_momentum, jnp.float32)
+        tx = self.optimizer(lr, momentum, groups)
+        trainee = training.init_trainee(self.train_task, tx, k_init, data)
         loss, val_loss, predictions = self._measure(trainee, data)
-        history = features_lib.update_history(features_lib.init_history(), loss, lr)
-        obs = self._observe(trainee, lr, loss, val_loss, predictions, predictions, history)
+        history = features_lib.update_history(
+            features_lib.init_history(), loss, layers.mean_lr(lr) if self.layered else lr
+        )
+        anchor = trainee.params if "group_step_vs_mean" in c.group_features else ()
+        obs = self._observe(
+            trainee, lr, loss, val_loss, predictions, predictions, history, momentum, anchor
+        )
         state = EnvState(
             trainee=trainee,
             lr=lr,
@@ -255,6 +311,8 @@ class TraineeEnv:
             initial_val_loss=val_loss,
             episode_return=jnp.zeros((), jnp.float32),
             history=history,
+            momentum=momentum,
+            anchor=anchor,
         )
         return obs, state
 
@@ -289,9 +347,13 @@ class TraineeEnv:
         the state after the step even when the episode ended, e.g. for evaluation, which wants
         the final trainee). Returns what :meth:`step` does."""
         controller = self.config.controller
-        lr = action_to_lr(action, state.lr, controller, self.bounds_factor(state))
+        u_lr, u_momentum = layers.split_action(controller, action)
+        lr = action_to_lr(u_lr, state.lr, controller, self.bounds_factor(state))
         factor = controller.schedule_factor(state.t / self.config.horizon)
-        return self._train_and_conclude(state, lr, lr * factor, data)
+        momentum = state.momentum
+        if controller.momentum_control:
+            momentum = action_to_momentum(u_momentum, controller)
+        return self._train_and_conclude(state, lr, lr * factor, data, momentum)
 
     def bounds_factor(self, state: EnvState) -> jax.Array | float:
         """What the episode's LR bounds are the controller's times: its start over
@@ -308,20 +370,24 @@ class TraineeEnv:
         """:meth:`step_env` with the learning rate given directly (no reset, no base
         schedule: reference schedules give the LR they apply)."""
         del key  # the trainee's own key draws its minibatches
-        lr = jnp.asarray(lr, jnp.float32)
-        return self._train_and_conclude(state, lr, lr, data)
+        lr = jnp.broadcast_to(jnp.asarray(lr, jnp.float32), jnp.shape(state.lr))
+        return self._train_and_conclude(state, lr, lr, data, state.momentum)
 
-    def _train_and_conclude(self, state: EnvState, lr, applied, data):
-        """k trainee steps at ``applied``, then :meth:`conclude` (the state keeps ``lr``)."""
-        tx = self.optimizer(applied)
+    def _train_and_conclude(self, state: EnvState, lr, applied, data, momentum=()):
+        """k trainee steps at ``applied`` (and ``momentum``, a layered controller's), then
+        :meth:`conclude` (the state keeps ``lr``)."""
+        groups = self.groups(state.trainee.params) if self.layered else None
+        tx = self.optimizer(applied, momentum, groups)
         step = lambda s, _: training.train_step(self.train_task, tx, s, data)
         k = self.config.steps_per_action
         trainee, (losses, _) = jax.lax.scan(
             step, state.trainee, length=k, unroll=self._engine.unroll
         )
-        return self.conclude(state, trainee, lr, losses[-1], data, applied=applied)
+        return self.conclude(
+            state, trainee, lr, losses[-1], data, applied=applied, momentum=momentum
+        )
 
-    def conclude(self, state: EnvState, trainee, lr, train_loss, data, applied=None):
+    def conclude(self, state: EnvState, trainee, lr, train_loss, data, applied=None, momentum=()):
         """The second half of :meth:`step_env_lr`, once the trainee has taken its k steps at
         ``lr`` (the last on minibatch loss ``train_loss``): observe, reward, detect divergence
         (:func:`lrjax.mdp.step_outcome`). Public so that a host-driven loop
@@ -332,8 +398,20 @@ class TraineeEnv:
         cfg = self.config
         applied = lr if applied is None else applied
         loss, val_loss, predictions = self._measure(trainee, data)
-        history = features_lib.update_history(state.history, loss, lr)
-        obs = self._observe(trainee, lr, loss, val_loss, predictions, state.predictions, history)
+        mean_lr = layers.mean_lr(lr) if self.layered else lr
+        history = features_lib.update_history(state.history, loss, mean_lr)
+        anchor = trainee.params if "group_step_vs_mean" in cfg.controller.group_features else ()
+        obs = self._observe(
+            trainee,
+            lr,
+            loss,
+            val_loss,
+            predictions,
+            state.predictions,
+            history,
+            momentum,
+            state.anchor,
+        )
         t = state.t + 1
         reward, diverged = mdp.step_outcome(
             cfg.reward,
@@ -356,9 +434,16 @@ class TraineeEnv:
             initial_val_loss=state.initial_val_loss,
             episode_return=episode_return,
             history=history,
+            momentum=momentum,
+            anchor=anchor,
         )
         zero = jnp.zeros((), jnp.float32)
+        layered = {}
+        if self.layered:  # the groups' LRs and momenta; "lr" is their geometric mean
+            layered = {"group_lr": applied, "momentum": momentum}
+            applied = layers.mean_lr(applied)
         info = {
+            **layered,
             "lr": applied,
             "val_loss": val_loss,
             "train_loss": train_loss,

@@ -326,6 +326,17 @@ def test_the_run_signature_holds_the_task_with_actions_per_run_and_not_for_a_fam
     assert "target_update" not in ac and "twin_critics" not in ac
     _, ac = setup("--task", "regression_2d", "--algo", "actor-critic", "--target-update", "0.01")
     assert ac["target_update"] == 0.01
+    assert "actor_learning_rate" not in ac
+    args = build_parser("train").parse_args(
+        ["train", "--task", "regression_2d", "--algo", "actor-critic", "--out", str(tmp_path)]
+        + ["--actor-learning-rate", "0.003", "--critic-learning-rate", "0.02"]
+    )
+    _, _, learner, steps = train_cli._setup(args)
+    assert steps["actor_learning_rate"] == 0.003 and steps["critic_learning_rate"] == 0.02
+    assert learner.config.actor_learning_rate == 0.003
+    assert learner.config.critic_learning_rate == 0.02
+    with pytest.raises(ConfigError, match="--actor-learning-rate is not allowed with --algo"):
+        setup("--task", "regression_2d", "--actor-learning-rate", "0.003")
 
     # --bounds-follow-start: in the signature only when set, and in the family's MDP
     assert "bounds_follow_start" not in family
@@ -414,3 +425,28 @@ def test_an_actor_critic_acting_every_k_steps_is_its_own_run_and_older_runs_resu
     assert algo.config.controller.steps_per_action == 5
     with pytest.raises(ConfigError, match="steps_per_action"):
         train_cli._check_run_dir(args, out, signature)
+
+
+def test_train_builds_a_per_layer_momentum_controller_and_refuses_it_for_the_actor_critic(
+    tmp_path,
+):
+    """``--group-features`` and ``--momentum-control`` make the family's controller per layer
+    with momentum (every draw then SGD with momentum); both are PPO's options, in the run's
+    signature only when given."""
+    from lrjax._validation import ConfigError
+    from lrjax.cli import build_parser
+    from lrjax.cli import train as train_cli
+
+    argv = ["train", "--family", "mixed_mlp", "--out", str(tmp_path / "f")]
+    layered = ["--group-features", "group_depth,group_momentum", "--momentum-control"]
+    _, _, algo, signature = train_cli._setup(build_parser("train").parse_args(argv + layered))
+    config = algo.controller_config
+    assert config.group_features == ("group_depth", "group_momentum") and config.momentum_control
+    assert algo.family.optimizers == ("momentum",)
+    assert signature["momentum_control"] is True
+    _, _, plain, old = train_cli._setup(build_parser("train").parse_args(argv))
+    assert "group_features" not in old and "momentum_control" not in old
+    assert not plain.controller_config.layered
+    ac = ["train", "--task", "regression_2d", "--algo", "actor-critic", "--out", str(tmp_path)]
+    with pytest.raises(ConfigError, match="--momentum-control is not allowed with --algo"):
+        train_cli._setup(build_parser("train").parse_args(ac + ["--momentum-control"]))

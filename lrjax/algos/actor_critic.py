@@ -199,7 +199,7 @@ class ActorCritic:
             initial_loss=loss0,
             carry=initial_carry(c),
             lr=lr,
-            normaliser=features_lib.init_normaliser(c.obs_size),
+            normaliser=features_lib.init_normaliser(c.features.size),
             t=jnp.zeros((), jnp.int32),
             next_loss=next_loss,
             next_grads=next_grads,
@@ -233,7 +233,7 @@ class ActorCritic:
         episodes = self.engine().over_items(self._init_episode, 1)(trainee_keys, data)
         # The "frozen" statistics start from the first observations, as PPO's do.
         raw = jax.vmap(lambda ep: self._raw(ep.trainee.params, ep.initial_loss, ep.lr, 0))(episodes)
-        obs_stats = features_lib.accumulate(features_lib.init_normaliser(c.obs_size), raw)
+        obs_stats = features_lib.accumulate(features_lib.init_normaliser(c.features.size), raw)
         return ACState(
             actor=actor,
             critic=critic,
@@ -438,7 +438,7 @@ class ActorCritic:
             ),
             carry=initial_carry(c),
             lr=lr,
-            normaliser=features_lib.init_normaliser(c.obs_size),
+            normaliser=features_lib.init_normaliser(c.features.size),
             t=jnp.zeros_like(episode.t),
             **self._segment_start(),
         )

@@ -84,6 +84,13 @@ class ActorCriticEnvConfig(mdp.MDPConfig):
                 "for the actor-critic: expected None (it acts every steps_per_action steps; "
                 "Algorithm 1 at every step)."
             )
+        if self.controller.layered:
+            raise ConfigError(
+                f"controller.group_features={self.controller.group_features} and "
+                f"momentum_control={self.controller.momentum_control} are not allowed for the "
+                "actor-critic: expected () and False (per-layer and momentum control are "
+                "trained with PPO, lrjax train --algo ppo)."
+            )
         if self.controller.base_schedule != "constant":
             raise ConfigError(
                 f"controller.base_schedule={self.controller.base_schedule!r} is not allowed for "

@@ -171,7 +171,7 @@ class FamilyPPO:
         return FamilyState(
             params=params,
             opt_state=opt_state,
-            obs_stats=init_normaliser(self.controller_config.obs_size),
+            obs_stats=init_normaliser(self.controller_config.features.size),
             key=key,
             sample_key=k_sample,
             updates_done=jnp.zeros((), jnp.int32),

@@ -65,6 +65,7 @@ from lrjax.controller import (
     initial_carry,
     reset_carry,
 )
+from lrjax.controller import layer_transform as layers
 from lrjax.env import TraineeEnv, VecEnv
 from lrjax.features import (
     NormaliserState,
@@ -197,7 +198,9 @@ class PPO:
         return ValueCritic(hidden=self.config.critic_hidden)
 
     def _value(self, critic_params, obs, progress) -> jax.Array:
-        """The time-aware critic, ``V(s, t / horizon)``."""
+        """The time-aware critic, ``V(s, t / horizon)`` (a layered controller's ``s``: the mean
+        over its groups)."""
+        obs = layers.value_input(obs, self.controller_config)
         x = jnp.concatenate([obs, progress[..., None].astype(obs.dtype)], axis=-1)
         return self._critic().apply({"params": critic_params}, x)
 
@@ -214,6 +217,8 @@ class PPO:
         normalised as :func:`lrjax.features.observe_run` says, an episode that starts there
         with fresh statistics; and the episodes' statistics after it."""
         spec = self.controller_config.features
+        if self.controller_config.layered:  # unnormalised (group_observation clips them)
+            return runner.obs, runner.run_stats
         fresh = init_normaliser(spec.size)
         starts = lambda x, f: jnp.where(runner.done.reshape((-1,) + (1,) * (x.ndim - 1)), f, x)
         run_stats = jax.tree.map(
@@ -254,15 +259,15 @@ class PPO:
     def _start(self, k_env, key, data, params, opt_state, obs_stats) -> RunnerState:
         cfg, ccfg = self.config, self.controller_config
         obs, env_state = self.vec_env.reset(jax.random.split(k_env, cfg.num_envs), data)
-        fresh = init_normaliser(ccfg.obs_size)
+        fresh = init_normaliser(ccfg.features.size)
         return RunnerState(
             params=params,
             opt_state=opt_state,
             env_state=env_state,
             obs=obs,
-            carry=initial_carry(ccfg, (cfg.num_envs,)),
+            carry=initial_carry(ccfg, obs.shape[:-1]),
             done=jnp.zeros((cfg.num_envs,), bool),
-            obs_stats=accumulate(obs_stats, obs),
+            obs_stats=obs_stats if ccfg.layered else accumulate(obs_stats, obs),
             run_stats=jax.tree.map(lambda x: jnp.stack([x] * cfg.num_envs), fresh),
             key=key,
             updates_done=jnp.zeros((), jnp.int32),
@@ -271,7 +276,7 @@ class PPO:
     def init(self, key: jax.Array, data: Any) -> RunnerState:
         k_actor, k_critic, k_env, key = jax.random.split(key, 4)
         params, opt_state = self._agent(k_actor, k_critic)
-        fresh = init_normaliser(self.controller_config.obs_size)
+        fresh = init_normaliser(self.controller_config.features.size)
         return self._start(k_env, key, data, params, opt_state, fresh)
 
     # -- rollout ----------------------------------------------------------------------------
@@ -284,7 +289,7 @@ class PPO:
         progress = self._progress(runner.env_state)
         carry, mean, log_std = actor_step(runner.params["actor"], carry, obs, ccfg)
         action = sample_action(k_act, mean, log_std)
-        log_prob = gaussian_log_prob(action, mean, log_std)
+        log_prob = layers.joint(gaussian_log_prob(action, mean, log_std), ccfg, 1)
         value = self._value(runner.params["critic"], obs, progress)
         next_obs, env_state, reward, done, info = self.vec_env.step(
             jax.random.split(k_env, cfg.num_envs), runner.env_state, action, data
@@ -318,14 +323,15 @@ class PPO:
         mean, log_std = self._sequence_log_probs(
             params["actor"], first_carry, batch.obs, batch.reset
         )
-        log_prob = gaussian_log_prob(batch.action, mean, log_std)
+        ccfg = self.controller_config
+        log_prob = layers.joint(gaussian_log_prob(batch.action, mean, log_std), ccfg, 2)
         adv = ppo_math.normalize_advantages(advantages)
         policy_loss, aux = ppo_math.clipped_surrogate_loss(
             log_prob, batch.log_prob, adv, cfg.clip_eps
         )
         values = self._value(params["critic"], batch.obs, batch.progress)
         v_loss = ppo_math.value_loss(values, batch.value, returns, cfg.clip_eps)
-        entropy = jnp.mean(gaussian_entropy(log_std))
+        entropy = jnp.mean(layers.joint(gaussian_entropy(log_std), ccfg, 2))
         total = policy_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy
         return total, {"policy_loss": policy_loss, "value_loss": v_loss, "entropy": entropy, **aux}
 
@@ -390,7 +396,8 @@ class PPO:
         # Every observation the actor will have seen: each step's next one (the statistics a
         # "frozen" normaliser uses; an "ema" one ignores them).
         seen = jnp.concatenate([traj.raw_obs[1:], runner.obs[None]])
-        obs_stats = accumulate(runner.obs_stats, seen)
+        layered = self.controller_config.layered  # unnormalised: no statistics
+        obs_stats = runner.obs_stats if layered else accumulate(runner.obs_stats, seen)
         runner = runner.replace(
             params=params,
             opt_state=opt_state,

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from lrjax.cli import _common
-from lrjax.cli.train_options import AC_STABILISERS, add_learner_options
+from lrjax.cli.train_options import AC_STABILISERS, AC_STEP_SIZES, add_learner_options
 
 
 def add_parser(sub, detailed: bool = False) -> None:
@@ -144,7 +144,7 @@ def _compare_command(args, names) -> str:
     )
 
 
-LEARNER_OPTIONS = ("action_mode", "gamma", "exploration_std", *AC_STABILISERS)
+LEARNER_OPTIONS = ("action_mode", "gamma", "exploration_std", *AC_STEP_SIZES, *AC_STABILISERS)
 """The actor-critic's options of ``paper-b compare`` (None: ActorCriticConfig's default)."""
 
 

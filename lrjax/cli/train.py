@@ -16,6 +16,7 @@ against a constant-LR grid and step decay on the same episodes), and ``training.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from lrjax.cli import _common
 from lrjax.cli.train_options import (
     AC_ONLY,
     AC_STABILISERS,
+    AC_STEP_SIZES,
     PPO_DEFAULTS,
     PPO_ONLY,
     add_parser,
@@ -64,8 +66,14 @@ def _setup(args):
         ignored.add("base_schedule")
     if not getattr(args, "bounds_follow_start", False):  # ditto, before moving bounds
         ignored.add("bounds_follow_start")
+    if getattr(args, "group_features", None) is None:  # ditto, before per-layer control
+        ignored.add("group_features")
+    if not getattr(args, "momentum_control", False):  # ditto, before momentum control
+        ignored.add("momentum_control")
     # ditto, actor-critic runs made before its stabilisers (unset: paper B's)
-    ignored |= {name for name in AC_STABILISERS if getattr(args, name, None) is None}
+    ignored |= {
+        name for name in (*AC_STEP_SIZES, *AC_STABILISERS) if getattr(args, name, None) is None
+    }
     signature = {k: v for k, v in vars(args).items() if k not in ignored}
     if args.family is not None:
         return None, None, _family_algo(args, controller, host_driven), signature
@@ -77,7 +85,7 @@ def _setup(args):
             "actor_every": args.actor_every,
             "critic_every": args.critic_every,
             "exploration_std": args.exploration_std,
-            **{name: getattr(args, name) for name in AC_STABILISERS},
+            **{name: getattr(args, name) for name in (*AC_STEP_SIZES, *AC_STABILISERS)},
         }
         env = ActorCriticEnvConfig(
             controller=controller,
@@ -145,7 +153,10 @@ def _family_algo(args, controller, engine):
     # A user's --initial-lr moves every optimizer's start by the same factor.
     scale = 1.0 if args.initial_lr is None else args.initial_lr / DEFAULT_LEARNING_RATES["sgd"]
     starts = tuple((o, lr * scale) for o, lr in DEFAULT_LEARNING_RATES.items())
-    return FamilyPPO(get_family(args.family), env_config, ppo_config, starts)
+    family = get_family(args.family)
+    if controller.momentum_control:  # it sets SGD's momentum: every draw is SGD with momentum
+        family = dataclasses.replace(family, optimizers=("momentum",))
+    return FamilyPPO(family, env_config, ppo_config, starts)
 
 
 POSITIVE_FLAGS = (

@@ -125,6 +125,18 @@ def _add_controller_options(p) -> None:
         choices=["sgd", "momentum", "adam"],
         help="the optimizer whose LR the controller sets (default sgd)",
     )
+    p.add_argument(
+        "--group-features",
+        default=None,
+        help="comma-separated per-group features (group_lr_vs_start, group_step_vs_mean, "
+        "group_depth, group_momentum): a controller per layer, one actor shared by all "
+        "(deployed with scale_by_layer_controller; PPO; default: one LR)",
+    )
+    p.add_argument(
+        "--momentum-control",
+        action="store_true",
+        help="the actor also sets SGD's momentum (with --optimizer momentum; PPO)",
+    )
 
 
 class _Renamed(argparse.Action):
@@ -209,6 +221,12 @@ def add_learner_options(ac) -> None:
     (ActorCriticConfig's default, paper B's Algorithm 1)."""
     ac.add_argument("--gamma", type=float, default=None, help="discount of the TD target (0.9)")
     ac.add_argument(
+        "--actor-learning-rate", type=float, default=None, help="alpha_theta, Adam's (1e-3)"
+    )
+    ac.add_argument(
+        "--critic-learning-rate", type=float, default=None, help="alpha_phi, Adam's (1e-2)"
+    )
+    ac.add_argument(
         "--exploration-std", type=float, default=None, help="noise on the actor's action (0.3)"
     )
     ac.add_argument(
@@ -268,6 +286,8 @@ PPO_ONLY = (
     "ppo_lr",
     "initial_lr_spread",
     "bounds_follow_start",
+    "group_features",
+    "momentum_control",
 )
 AC_STABILISERS = (
     "target_update",
@@ -284,6 +304,9 @@ AC_STABILISERS = (
 (ActorCriticConfig fields of the same names; None: its default, paper B's Algorithm 1). The same
 names as :data:`lrjax.algos.actor_critic_config.STABILISERS`, spelled out here so that the
 parser imports no JAX (a test holds the two equal)."""
+AC_STEP_SIZES = ("actor_learning_rate", "critic_learning_rate")
+"""The step sizes of the actor's and the critic's Adam (alpha_theta and alpha_phi of Algorithm 1;
+ActorCriticConfig fields of the same names; None: its default)."""
 AC_ONLY = (
     "mode",
     "reset_every",
@@ -291,6 +314,7 @@ AC_ONLY = (
     "actor_every",
     "critic_every",
     "exploration_std",
+    *AC_STEP_SIZES,
     *AC_STABILISERS,
 )
 
@@ -385,6 +409,12 @@ def controller_config(args):
         "actions_per_run": getattr(args, "actions_per_run", None),
         "base_schedule": getattr(args, "base_schedule", None),
     }
+    if getattr(args, "group_features", None):
+        given["group_features"] = tuple(
+            n.strip() for n in args.group_features.split(",") if n.strip()
+        )
+    if getattr(args, "momentum_control", False):
+        given["momentum_control"] = True
     config = getattr(ControllerConfig, args.preset)(
         **{k: v for k, v in given.items() if v is not None}
     )

@@ -15,6 +15,7 @@ from lrjax.controller.actor import (
     LSTMActor,
     action_position,
     action_to_lr,
+    action_to_momentum,
     actor_step,
     init_actor_params,
     init_controller,
@@ -31,7 +32,15 @@ from lrjax.controller.diagnostics import (
     skipped_steps,
     warn_if_skipping,
 )
+from lrjax.controller.groups import GROUP_FEATURES, Groups, layer_labels, make_groups
 from lrjax.controller.io import FORMAT_VERSION, load_controller, save_controller
+from lrjax.controller.layer_transform import (
+    LayerControllerState,
+    group_lrs,
+    group_momenta,
+    layer_controller_state,
+    scale_by_layer_controller,
+)
 from lrjax.controller.nonfinite import SkipNonfiniteState, skip_nonfinite
 from lrjax.controller.transform import (
     ControllerState,
@@ -44,6 +53,16 @@ from lrjax.controller.transform import (
 
 __all__ = [
     "ACTION_MODES",
+    "GROUP_FEATURES",
+    "Groups",
+    "LayerControllerState",
+    "action_to_momentum",
+    "group_lrs",
+    "group_momenta",
+    "layer_controller_state",
+    "layer_labels",
+    "make_groups",
+    "scale_by_layer_controller",
     "SKIP_WARNING_FRACTION",
     "FORMAT_VERSION",
     "Carry",

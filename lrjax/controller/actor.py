@@ -30,6 +30,7 @@ __all__ = [
     "Controller",
     "LSTMActor",
     "action_to_lr",
+    "action_to_momentum",
     "actor_step",
     "init_actor_params",
     "init_controller",
@@ -43,7 +44,7 @@ Carry = tuple[tuple[jax.Array, jax.Array], ...]
 
 
 def _unit_column_init(scale: float) -> nn.initializers.Initializer:
-    """Orthogonal initialisation of a ``(n, 1)`` kernel: a uniformly random direction times scale.
+    """Initialisation of a ``(n, m)`` kernel: each column a uniformly random direction times scale.
 
     Same distribution as ``nn.initializers.orthogonal(scale)`` for one column, without its QR
     decomposition (slow to compile on CPU).
@@ -68,6 +69,9 @@ class LSTMActor(nn.Module):
       mean_bias_init: initial bias of the mean head (the action of an untrained actor).
       head_init_scale: scale of the orthogonal initialisation of the mean head's kernel.
       log_std_init: initial log-std.
+      outputs: actions per step: 1 (the LR; ``mean`` of the batch's shape) or more (the LR and
+        the momentum, ``ControllerConfig.momentum_control``; ``mean`` of shape ``(*batch,
+        outputs)``, the first one's bias ``mean_bias_init``, the others' 0).
     """
 
     layers: int = 2
@@ -75,6 +79,7 @@ class LSTMActor(nn.Module):
     mean_bias_init: float = 0.0
     head_init_scale: float = 0.01
     log_std_init: float = -0.5
+    outputs: int = 1
 
     @nn.compact
     def __call__(self, carry: Carry, obs: jax.Array) -> tuple[Carry, jax.Array, jax.Array]:
@@ -85,20 +90,26 @@ class LSTMActor(nn.Module):
           obs: the observation, shape ``(*batch, obs_size)``.
 
         Returns:
-          ``(new_carry, mean, log_std)``; ``mean`` and ``log_std`` of shape ``batch``.
+          ``(new_carry, mean, log_std)``; ``mean`` and ``log_std`` of shape ``batch`` (``(*batch,
+          outputs)`` for more than one output).
         """
         x = jnp.asarray(obs, jnp.float32)
         new_carry = []
         for i in range(self.layers):
             c, x = nn.OptimizedLSTMCell(self.units, name=f"lstm_{i}")(carry[i], x)
             new_carry.append(c)
+        first_bias = lambda key, shape, dtype=jnp.float32: (
+            jnp.zeros(shape, dtype).at[0].set(self.mean_bias_init)
+        )
         mean = nn.Dense(
-            1,
+            self.outputs,
             kernel_init=_unit_column_init(self.head_init_scale),
-            bias_init=nn.initializers.constant(self.mean_bias_init),
+            bias_init=first_bias,
             name="mean",
-        )(x)[..., 0]
-        log_std = self.param("log_std", nn.initializers.constant(self.log_std_init), ())
+        )(x)
+        shape = () if self.outputs == 1 else (self.outputs,)
+        mean = mean[..., 0] if self.outputs == 1 else mean
+        log_std = self.param("log_std", nn.initializers.constant(self.log_std_init), shape)
         log_std = jnp.broadcast_to(jnp.clip(log_std, *LOG_STD_RANGE), mean.shape)
         return tuple(new_carry), mean, log_std
 
@@ -116,6 +127,7 @@ def make_actor(config: ControllerConfig) -> LSTMActor:
         mean_bias_init=config.initial_action,
         head_init_scale=config.head_init_scale,
         log_std_init=config.log_std_init,
+        outputs=config.action_size,
     )
 
 
@@ -139,15 +151,17 @@ def reset_carry(carry: Carry, done: jax.typing.ArrayLike, config: ControllerConf
     """Reset the carry to zeros where ``done`` (episode starts in a batch of rollouts).
 
     Args:
-      carry: the recurrent state, batch shape ``B``.
-      done: boolean of shape ``B`` (or broadcastable to it).
+      carry: the recurrent state, batch shape ``B`` (or ``B + (G,)``: a layered controller's
+        groups, reset together).
+      done: boolean of shape ``B``.
       config: the controller config.
 
     Returns:
       The carry with the entries where ``done`` set to the initial state.
     """
-    done = jnp.asarray(done)[..., None]
-    return jax.tree.map(lambda c, z: jnp.where(done, z, c), carry, initial_carry(config))
+    done = jnp.asarray(done)
+    reset = lambda c, z: jnp.where(done.reshape(done.shape + (1,) * (c.ndim - done.ndim)), z, c)
+    return jax.tree.map(reset, carry, initial_carry(config))
 
 
 @functools.partial(jax.jit, static_argnums=1)
@@ -229,6 +243,25 @@ def action_to_lr(
         lr = prev * jnp.exp(log_alpha * jnp.tanh(u))
         lr = jnp.where(jnp.isnan(lr), lo, lr)
     return jnp.clip(lr, lo, hi)
+
+
+def action_to_momentum(u: jax.typing.ArrayLike, config: ControllerConfig) -> jax.Array:
+    """Map the actor's second output to the momentum ``beta`` (``momentum_control``), float32:
+    ``1 - beta = clip((1 - initial_momentum) exp(u), 1 - momentum_max, 1)``, so ``u = 0`` keeps
+    ``initial_momentum``, each unit of ``u`` scales the momentum's horizon ``1 / (1 - beta)``
+    by e, and ``beta`` stays in ``[0, momentum_max]`` whatever ``u`` is (NaN counts as 0).
+
+    Example:
+
+    >>> config = ControllerConfig.loss_only(momentum_control=True)
+    >>> [round(float(action_to_momentum(u, config)), 3) for u in (0.0, -10.0, 10.0)]
+    [0.9, 0.99, 0.0]
+    """
+    u = jnp.asarray(u, jnp.float32)
+    u = jnp.where(jnp.isnan(u), 0.0, u)
+    gap = jnp.float32(1.0 - config.initial_momentum) * jnp.exp(u)
+    gap = jnp.clip(gap, jnp.float32(1.0 - config.momentum_max), 1.0)
+    return 1.0 - gap
 
 
 def action_position(
@@ -351,5 +384,5 @@ def init_controller(key: jax.Array, config: ControllerConfig | None = None) -> C
     return Controller(
         config=config,
         params=init_actor_params(key, config),
-        normaliser=init_normaliser(config.obs_size),
+        normaliser=init_normaliser(config.features.size),
     )

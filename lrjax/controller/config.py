@@ -52,7 +52,14 @@ BASE_SCHEDULES = ("constant", "cosine")
 ``"constant"``, 1; ``"cosine"``, ``0.5 (1 + cos(pi p))`` at the fraction ``p`` of the run done
 when the controller last acted."""
 
-_ADDED_LATER = {"actions_per_run": None, "base_schedule": "constant"}
+_ADDED_LATER = {
+    "actions_per_run": None,
+    "base_schedule": "constant",
+    "group_features": (),
+    "momentum_control": False,
+    "initial_momentum": 0.9,
+    "momentum_max": 0.99,
+}
 """Fields newer than the first saved configs, with the value that reads an older save as it was
 trained (``actions_per_run=None``: every ``steps_per_action`` steps; ``base_schedule``: no
 schedule)."""
@@ -98,6 +105,23 @@ class ControllerConfig:
         (the schedule that a fixed-budget run is hard to beat with) instead of discovering the
         decay itself; its features see its own LR, not the product. Default ``"constant"``
         (the papers: the controller's LR is applied as it is).
+      group_features: per-group features (:data:`lrjax.controller.groups.GROUP_FEATURES`).
+        Non-empty: the controller acts per parameter group (each layer by default), one actor
+        shared by every group, each group observed as the run's ``features`` followed by its
+        own; deploy it with :func:`lrjax.controller.scale_by_layer_controller`. Needs
+        ``features`` unnormalised (``normaliser="none"``, as the loss-only preset): the group
+        features are relative already, and a statistic per feature across groups of other
+        depths would mean something else on every network. Default ``()``: one LR (the papers).
+      momentum_control: the actor has a second output that sets the momentum ``beta`` of SGD
+        with momentum (heavy ball, ``m = g + beta m``, as ``optax.trace``), per group when the
+        controller is per group: ``1 - beta = clip((1 - initial_momentum) exp(u_2), 1 -
+        momentum_max, 1)``, held between actions like the LR. Deployed with
+        :func:`lrjax.controller.scale_by_layer_controller`, which then is the momentum too.
+        Needs ``features`` unnormalised, as ``group_features`` does. Default False (the base
+        optimizer's momentum stays fixed).
+      initial_momentum: ``beta`` before the first action and for an untrained actor, in ``[0,
+        momentum_max]``. Default 0.9 (the ``"momentum"`` optimizer's).
+      momentum_max: the largest ``beta``, in ``[initial_momentum, 1)``. Default 0.99.
       lstm_layers: number of stacked LSTM layers of the actor. Default 2 (paper B).
       lstm_units: units per LSTM layer. Default 20 (paper B).
       log_std_init: initial log standard deviation of the Gaussian policy head used by PPO
@@ -127,6 +151,10 @@ class ControllerConfig:
     steps_per_action: int = 1
     actions_per_run: int | None = None
     base_schedule: str = "constant"
+    group_features: tuple[str, ...] = ()
+    momentum_control: bool = False
+    initial_momentum: float = 0.9
+    momentum_max: float = 0.99
     lstm_layers: int = 2
     lstm_units: int = 20
     log_std_init: float = -0.5
@@ -151,6 +179,7 @@ class ControllerConfig:
             check_positive_int("actions_per_run", self.actions_per_run)
             object.__setattr__(self, "actions_per_run", int(self.actions_per_run))
         check_choice("base_schedule", self.base_schedule, BASE_SCHEDULES)
+        self._check_groups_and_momentum()
         check_positive_int("lstm_layers", self.lstm_layers)
         check_positive_int("lstm_units", self.lstm_units)
         check_in_range("log_std_init", self.log_std_init, *LOG_STD_RANGE)
@@ -160,10 +189,56 @@ class ControllerConfig:
         for name in ("steps_per_action", "lstm_layers", "lstm_units"):
             object.__setattr__(self, name, int(getattr(self, name)))
 
+    def _check_groups_and_momentum(self) -> None:
+        from lrjax.controller.groups import GROUP_FEATURES
+
+        names = self.group_features
+        if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+            fail("group_features", names, f"expected a tuple of names from {GROUP_FEATURES}")
+        names = tuple(names)
+        for n in names:
+            check_choice("group_features entry", n, GROUP_FEATURES)
+        if len(set(names)) != len(names):
+            fail("group_features", names, "expected each name once")
+        check_choice("momentum_control", self.momentum_control, (False, True))
+        layered = "group_features" if names else "momentum_control"
+        if (names or self.momentum_control) and self.features.normaliser != "none":
+            fail(
+                layered,
+                names if names else self.momentum_control,
+                f"not with features.normaliser={self.features.normaliser!r}: a per-group or "
+                "momentum controller observes unnormalised features (FeatureSpec(..., "
+                "normaliser='none'), as ControllerConfig.loss_only)",
+            )
+        if "group_momentum" in names and not self.momentum_control:
+            fail("group_features", names, "group_momentum needs momentum_control=True")
+        check_in_range("momentum_max", self.momentum_max, 0.0, 1.0, high_open=True)
+        check_in_range("initial_momentum", self.initial_momentum, 0.0, self.momentum_max)
+        object.__setattr__(self, "group_features", names)
+        for name in ("initial_momentum", "momentum_max"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+    @property
+    def per_group(self) -> bool:
+        """Whether the controller acts per parameter group (``group_features`` non-empty)."""
+        return bool(self.group_features)
+
+    @property
+    def layered(self) -> bool:
+        """Whether it deploys with :func:`~lrjax.controller.scale_by_layer_controller` (per
+        group, or with momentum control): LRs of shape ``(G,)`` and observations ``(G,
+        obs_size)`` (``G = 1`` for a momentum controller that is not per group)."""
+        return self.per_group or self.momentum_control
+
+    @property
+    def action_size(self) -> int:
+        """Outputs of the actor: 1 (the LR), 2 with ``momentum_control`` (LR, momentum)."""
+        return 2 if self.momentum_control else 1
+
     @property
     def obs_size(self) -> int:
-        """Length of the observation vector (number of features)."""
-        return self.features.size
+        """Length of the actor's observation: the features, then the group features."""
+        return self.features.size + len(self.group_features)
 
     @property
     def initial_action(self) -> float:
@@ -313,6 +388,7 @@ class ControllerConfig:
         """A JSON-able description (user-defined features are described, not their code)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["features"] = self.features.to_json()
+        out["group_features"] = list(self.group_features)
         return out
 
     @classmethod
@@ -343,4 +419,5 @@ class ControllerConfig:
                 f"{missing}, unknown keys {unknown}; expected {expected}."
             )
         data["features"] = FeatureSpec.from_json(data["features"], custom_features)
+        data["group_features"] = tuple(data["group_features"])
         return cls(**data)

@@ -203,7 +203,7 @@ def load_controller(
     flat = {k: jnp.asarray(v) for k, v in _flat(restored).items()}
     params = traverse_util.unflatten_dict(flat, sep="/")
     normaliser = (
-        init_normaliser(config.obs_size)
+        init_normaliser(config.features.size)
         if version == 1
         else _normaliser_from_json(metadata.get("normaliser"), config)
     )
@@ -240,10 +240,10 @@ def _normaliser_from_json(data: Any, config: ControllerConfig) -> NormaliserStat
             raw = np.asarray(data[name], np.float64)
         except (TypeError, ValueError, OverflowError) as e:
             raise ConfigError(f"The saved normaliser's {name!r} is not numeric: {e}.") from e
-        if raw.shape != (config.obs_size,):
+        if raw.shape != (config.features.size,):
             raise ConfigError(
                 f"The saved normaliser's {name!r} has shape {raw.shape}: expected "
-                f"({config.obs_size},), one entry per feature."
+                f"({config.features.size},), one entry per feature."
             )
         valid = {
             "mean": np.isfinite(raw),
@@ -273,7 +273,7 @@ def check_params(params: Any, config: ControllerConfig) -> None:
         raise ConfigError(f"The params are not a tree of arrays: {e}.") from e
     what = (
         f"the config (lstm_layers={config.lstm_layers}, lstm_units={config.lstm_units}, "
-        f"{config.obs_size} features)"
+        f"{config.obs_size} inputs, {config.action_size} outputs)"
     )
     for key in sorted(set(template) | set(given)):
         if key not in given:

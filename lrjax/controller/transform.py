@@ -169,6 +169,12 @@ def scale_by_controller(
       Xu et al., "Learning an Adaptive Learning Rate Schedule", 2019 (paper A).
     """
     config = _checked_config(controller)
+    if config.per_group or config.momentum_control:
+        raise ConfigError(
+            f"A controller with group_features={config.group_features} and momentum_control="
+            f"{config.momentum_control} is not allowed in scale_by_controller, which applies "
+            "one LR: deploy it with lrjax.controller.scale_by_layer_controller."
+        )
     spec = config.features
     if last_layer_path is not None:
         spec = dataclasses.replace(spec, last_layer_path=last_layer_path)

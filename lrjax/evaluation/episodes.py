@@ -272,12 +272,19 @@ def _controller_episode(env, test_every, key, actor, data):
     def step(c, k):
         raw, state, carry, run_stats = c
         # Normalised as the deployed controller does (its statistics, or the run's own).
-        obs, run_stats = observe_run(config.features, normaliser, run_stats, raw)
+        obs, run_stats = raw, run_stats
+        if not config.layered:  # a layered controller's are unnormalised (and clipped)
+            obs, run_stats = observe_run(config.features, normaliser, run_stats, raw)
         carry, mean, _ = actor_step(actor_params, carry, obs, config)
         raw, state, reward, done, info = env.step_env(k, state, mean, data)
         return (raw, state, carry, run_stats), _record(info, reward, done)
 
-    init = (raw, state, initial_carry(config), init_normaliser(config.obs_size))
+    init = (
+        raw,
+        state,
+        initial_carry(config, raw.shape[:-1]),
+        init_normaliser(config.features.size),
+    )
     keys = jax.random.split(k_steps, env.config.horizon)
     (_, state, _, _), out, curve = _scan_with_test_curve(
         env, step, init, keys, test_every, data, lambda c: c[1].trainee.params

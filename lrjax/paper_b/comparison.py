@@ -163,7 +163,13 @@ def _actor_critic(setup: _Setup, config: ActorCriticConfig) -> MethodResult:
     )
 
 
-LEARNER_SETTINGS = ("gamma", "exploration_std", *STABILISERS)
+LEARNER_SETTINGS = (
+    "gamma",
+    "exploration_std",
+    "actor_learning_rate",
+    "critic_learning_rate",
+    *STABILISERS,
+)
 """The actor-critic's settings a comparison names in its row when they are not the default."""
 
 

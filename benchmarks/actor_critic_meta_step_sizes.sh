@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Issue 27, meta mode: the best actor-critic of actor_critic_meta_actions.sh (the stabilised
+# actor, the independent reward, an action every 10 steps, gamma 0.9) with a larger actor step
+# size (alpha_theta; default 1e-3) or a start nearer the tuned constant (--initial-lr; default
+# 0.01, paper B's), each against the constant LR tuned on separate seeds, on the same 10
+# held-out seeds.
+# Each training is 1.5-5 minutes on 2 cores; a finished run is not trained again.
+#
+#   RUNS=runs/actor_critic_meta_mnist bash benchmarks/actor_critic_meta_step_sizes.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LRJAX=${LRJAX:-.venv/bin/lrjax}
+RUNS=${RUNS:-runs/actor_critic_meta}
+OUT=${OUT:-runs/actor_critic_meta_step_sizes_eval}
+EPISODE=400
+K=10
+TD3=(--action-mode log --target-update 0.05 --twin-critics --policy-delay 2 --critic-warmup 100
+  --reward-minibatch independent --steps-per-action "$K" --gamma 0.9)
+
+run() {  # NAME UPDATES [options]: train (resumable), then evaluate on the held-out seeds
+  local name=$1 updates=$2
+  shift 2
+  "$LRJAX" train --algo actor-critic --task mnist_mlp --mode meta --reset-every "$EPISODE" \
+    --updates "$updates" --seed 0 --eval-episodes 0 --out "$RUNS/$name" "${TD3[@]}" "$@"
+  "$LRJAX" evaluate --task mnist_mlp --horizon $((EPISODE / K)) \
+    --controller "$name=$RUNS/$name/controller" --baselines constant --tune-seeds 4 --seeds 10 \
+    --seed 2000 --test-every $((100 / K)) --out "$OUT/$name"
+}
+
+run k10_alr3e-3 200 --actor-learning-rate 3e-3
+run k10_alr1e-2 200 --actor-learning-rate 1e-2
+run k10_init03 200 --initial-lr 0.3
