@@ -21,6 +21,7 @@ from lrjax.controller import (
     scale_by_controller,
     scale_by_layer_controller,
 )
+from lrjax.features import FeatureSpec
 
 GROUPED = ("group_lr_vs_start", "group_step_vs_mean", "group_depth")
 
@@ -69,10 +70,16 @@ def _trained_looking(config, key=1, scale=1.0):
     return c.replace(params={**c.params, "mean": {**head, "kernel": kernel}})
 
 
-def test_the_one_group_case_is_scale_by_controller():
+@pytest.mark.parametrize("preset", ["loss_only", "lrjax_ema"])
+def test_the_one_group_case_is_scale_by_controller(preset):
     """A single-LR controller without momentum control applies the LRs and updates of
-    ``scale_by_controller`` step for step."""
-    c = _trained_looking(ControllerConfig.loss_only(steps_per_action=3))
+    ``scale_by_controller`` step for step (unnormalised features, or normalised per run)."""
+    if preset == "loss_only":
+        config = ControllerConfig.loss_only(steps_per_action=3)
+    else:  # the update norm and the loss, normalised by the run's own statistics
+        spec = FeatureSpec(features=("train_loss", "update_norm", "log_lr"), normaliser="ema")
+        config = ControllerConfig(features=spec, action_mode="scale", steps_per_action=3)
+    c = _trained_looking(config)
     p1, s1, l1 = _run(scale_by_controller(c, total_steps=30))
     p2, s2, l2 = _run(scale_by_layer_controller(c, total_steps=30))
     np.testing.assert_allclose(l1, l2, rtol=1e-5)

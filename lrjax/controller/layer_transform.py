@@ -57,7 +57,7 @@ from lrjax.features import (
     check_inputs,
     feature_inputs,
     init_history,
-    raw_features,
+    observe,
     required_inputs,
     update_history,
 )
@@ -85,7 +85,7 @@ class LayerControllerState(NamedTuple):
         (``initial_momentum`` throughout without momentum control, and unused then).
       trace: the momentum buffer ``m`` (params-shaped) with momentum control, else ``()``.
       carry: the actor's LSTM state, one per group (batch ``(G,)``).
-      normaliser: the controller's (unused: a layered controller's features are unnormalised).
+      normaliser: the run-wide features' statistics (a layered controller's are unnormalised).
       obs: the last observation, float32 ``(G, obs_size)`` (for logging).
       anchor: the params at the last action (for ``group_step_vs_mean``), else ``()``.
       history: the run's loss history (:class:`~lrjax.features.LossHistory`).
@@ -331,7 +331,9 @@ def scale_by_layer_controller(
             extra={k: v for k, v in extra.items() if k not in _PROVIDED},
         )
         check_inputs(spec, inputs, hint=_MISSING_INPUTS_HINT)
-        run_features = raw_features(spec, inputs)
+        # (a layered controller's are unnormalised, observe only clips them; a single-LR one's
+        # are normalised as scale_by_controller does)
+        run_features, normaliser = observe(spec, state.normaliser, inputs)
         obs = group_observation(
             config,
             groups,
@@ -370,7 +372,7 @@ def scale_by_layer_controller(
             momentum=jnp.where(acts, beta, state.momentum),
             trace=jax.tree.map(lambda new, old: jnp.where(finite, new, old), trace, state.trace),
             carry=keep(carry, state.carry),
-            normaliser=state.normaliser,
+            normaliser=keep(normaliser, state.normaliser),
             obs=keep(obs, state.obs),
             anchor=keep(params, state.anchor) if needs_anchor else (),
             history=keep(history, state.history),
