@@ -14,19 +14,24 @@ RUNS=${RUNS:-runs/actor_critic_meta}
 OUT=${OUT:-runs/actor_critic_meta_step_sizes_eval}
 EPISODE=400
 K=10
-TD3=(--action-mode log --target-update 0.05 --twin-critics --policy-delay 2 --critic-warmup 100
+BASE=(--action-mode log --target-update 0.05 --policy-delay 2 --critic-warmup 100
   --reward-minibatch independent --steps-per-action "$K" --gamma 0.9)
+TD3=("${BASE[@]}" --twin-critics)
 
 run() {  # NAME UPDATES [options]: train (resumable), then evaluate on the held-out seeds
   local name=$1 updates=$2
   shift 2
   "$LRJAX" train --algo actor-critic --task mnist_mlp --mode meta --reset-every "$EPISODE" \
-    --updates "$updates" --seed 0 --eval-episodes 0 --out "$RUNS/$name" "${TD3[@]}" "$@"
+    --updates "$updates" --seed 0 --eval-episodes 0 --out "$RUNS/$name" "$@"
   "$LRJAX" evaluate --task mnist_mlp --horizon $((EPISODE / K)) \
     --controller "$name=$RUNS/$name/controller" --baselines constant --tune-seeds 4 --seeds 10 \
     --seed 2000 --test-every $((100 / K)) --out "$OUT/$name"
 }
 
-run k10_alr3e-3 200 --actor-learning-rate 3e-3
-run k10_alr1e-2 200 --actor-learning-rate 1e-2
-run k10_init03 200 --initial-lr 0.3
+run k10_alr3e-3 200 "${TD3[@]}" --actor-learning-rate 3e-3
+run k10_alr1e-2 200 "${TD3[@]}" --actor-learning-rate 1e-2
+run k10_init03 200 "${TD3[@]}" --initial-lr 0.3
+# one critic instead of the smaller of two (clipped double Q is pessimistic where returns are
+# noisy, which a high LR makes them)
+run k10_single_q 200 "${BASE[@]}"
+run k10_single_q_init03 200 "${BASE[@]}" --initial-lr 0.3

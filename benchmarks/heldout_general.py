@@ -52,12 +52,10 @@ from lrjax import tasks, training
 from lrjax.baselines import get_optimizer
 from lrjax.controller import (
     current_lr,
-    group_lrs,
     load_controller,
     scale_by_controller,
     scale_by_layer_controller,
 )
-from lrjax.controller import layer_transform as layers
 from lrjax.evaluation.stats import mean_interval, paired_difference
 from lrjax.evaluation.transfer import tune_across
 
@@ -82,9 +80,9 @@ CHANCE_ACCURACY = 0.2
 
 def _controller_method(controller, optimizer: str, steps: int):
     base = {"sgd": optax.identity(), "adam": optax.scale_by_adam()}[optimizer]
-    if controller.config.layered:  # per layer: the geometric mean of its LRs is logged
+    if controller.config.layered:  # per layer: current_lr logs the geometric mean of its LRs
         tx = optax.chain(base, scale_by_layer_controller(controller, total_steps=steps))
-        return (lambda hp: tx), None, lambda s: layers.mean_lr(group_lrs(s)), None
+        return (lambda hp: tx), None, current_lr, None
     tx = optax.chain(base, scale_by_controller(controller, total_steps=steps))
     return (lambda hp: tx), None, current_lr, None
 

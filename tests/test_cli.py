@@ -394,6 +394,22 @@ def test_fit_with_a_controller_is_the_users_optax_chain(capsys):
     assert 0.01 / 1.25 <= start <= 0.01 * 1.25  # one action of at most x1.25 from --lr
 
 
+def test_fit_deploys_a_momentum_controller_as_the_momentum(capsys, tmp_path):
+    """A saved controller that sets the momentum trains through ``scale_by_layer_controller``
+    (with no other momentum before it), only with ``--optimizer momentum``."""
+    import jax
+
+    from lrjax.controller import ControllerConfig, init_controller, save_controller
+
+    config = ControllerConfig.loss_only(momentum_control=True, initial_lr=0.01)
+    path = save_controller(tmp_path / "m", init_controller(jax.random.key(0), config))
+    argv = ["fit", "--task", "regression_2d", "--controller", str(path), "--steps", "20"]
+    assert cli.main(argv + ["--optimizer", "momentum", "--eval-every", "20"]) == 0
+    assert "final test loss " in capsys.readouterr().out
+    assert cli.main(argv + ["--optimizer", "sgd"]) != 0
+    assert "expected --optimizer momentum" in capsys.readouterr().err
+
+
 def test_the_parsers_stabilisers_are_the_configs():
     # spelled out in the parser (no JAX at --help), named once in the config
     from lrjax.algos.actor_critic_config import STABILISERS

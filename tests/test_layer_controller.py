@@ -107,6 +107,7 @@ def test_a_per_layer_controller_gives_each_layer_its_own_lr():
     params, state, losses = _run(scale_by_layer_controller(c, total_steps=30))
     lrs = np.asarray(group_lrs(state))
     assert lrs.shape == (3,) and np.all(np.isfinite(lrs))
+    np.testing.assert_allclose(current_lr(state), np.exp(np.log(lrs).mean()), rtol=1e-6)
     assert len(set(np.round(lrs, 7))) == 3, lrs  # depth and the layers' moves differ
     assert np.all((lrs >= config.lr_min) & (lrs <= config.lr_max))
     # the labels decide the groups: one group, one LR

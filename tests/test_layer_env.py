@@ -126,7 +126,7 @@ def test_ppo_trains_a_per_layer_momentum_controller_across_depths(mnist):
     assert max(jax.tree.leaves(moved)) > 0
 
 
-def test_the_layer_schedules_benchmark_reads_each_groups_lr(tmp_path):
+def test_the_layer_schedules_benchmark_reads_each_groups_lr(mnist):
     """``benchmarks/layer_schedules.py`` (RESULTS.md's per-layer schedules): each group's LR at
     every step of a deployed per-layer controller, in depth order."""
     import importlib.util
@@ -145,9 +145,8 @@ def test_the_layer_schedules_benchmark_reads_each_groups_lr(tmp_path):
         sys.path.remove(str(benchmarks))
     config = LAYERED.replace(group_features=LAYERED.group_features[:3], momentum_control=False)
     controller = _moving(config)
-    data = TRAINEE.load_data()
     keys = jax.random.split(jax.random.key(0), 2)
-    names, lrs = module.group_schedule(controller, "sgd", TRAINEE, data, keys, 12)
+    names, lrs = module.group_schedule(controller, "sgd", TRAINEE, mnist, keys, 12)
     assert names == ("dense1", "dense2", "logits")
     assert lrs.shape == (2, 12, 3) and np.isfinite(lrs).all()
     assert np.ptp(lrs[:, -1], axis=-1).max() > 0  # the layers' LRs differ

@@ -125,7 +125,7 @@ def _controlled(args):
 
     from lrjax import pretrained, training
     from lrjax._validation import ConfigError
-    from lrjax.controller import load_controller, scale_by_controller
+    from lrjax.controller import load_controller, scale_by_controller, scale_by_layer_controller
 
     if args.optimizer not in training.CONTROLLED_OPTIMIZERS:
         raise ConfigError(
@@ -140,8 +140,18 @@ def _controlled(args):
         controller = controller.with_initial_lr(args.lr)
     base = {"sgd": optax.identity(), "momentum": optax.trace(decay=0.9)}.get(args.optimizer)
     base = optax.scale_by_adam() if base is None else base
+    if controller.config.momentum_control:  # it is the momentum: no other before it
+        if args.optimizer != "momentum":
+            raise ConfigError(
+                f"--optimizer={args.optimizer!r} is not allowed with --controller={spec!r}, "
+                "which sets SGD's momentum: expected --optimizer momentum."
+            )
+        base = optax.identity()
     try:
-        scale = scale_by_controller(controller, total_steps=args.steps)
+        if controller.config.layered:  # per layer, or setting the momentum
+            scale = scale_by_layer_controller(controller, total_steps=args.steps)
+        else:
+            scale = scale_by_controller(controller, total_steps=args.steps)
     except ConfigError as e:  # it observes more than the loss (e.g. the model's predictions)
         raise ConfigError(
             f"--controller={spec!r} reads more than the training loss ({e}); lrjax fit takes "

@@ -460,7 +460,9 @@ def current_lr(opt_state: Any) -> jax.Array:
       opt_state: an optimizer state holding exactly one :func:`scale_by_controller` state.
 
     Returns:
-      ``learning_rate * schedule_factor`` of its ``ControllerState`` (batched if the state is).
+      ``learning_rate * schedule_factor`` of its ``ControllerState`` (batched if the state is);
+      for a :func:`~lrjax.controller.scale_by_layer_controller` state, the geometric mean of
+      its groups' LRs (:func:`~lrjax.controller.group_lrs` gives each).
 
     Example, before any step a controller's LR is its starting LR:
 
@@ -469,6 +471,11 @@ def current_lr(opt_state: Any) -> jax.Array:
     >>> round(float(current_lr(tx.init({"w": jnp.ones(3)}))), 6)
     0.001
     """
+    from lrjax.controller import layer_transform
+
+    is_layered = lambda x: isinstance(x, layer_transform.LayerControllerState)
+    if any(is_layered(x) for x in jax.tree.leaves(opt_state, is_leaf=is_layered)):
+        return layer_transform.mean_lr(layer_transform.group_lrs(opt_state))
     state = controller_state(opt_state)
     return state.learning_rate * state.schedule_factor
 
