@@ -35,3 +35,5 @@ run k10_init03 200 "${TD3[@]}" --initial-lr 0.3
 # noisy, which a high LR makes them)
 run k10_single_q 200 "${BASE[@]}"
 run k10_single_q_init03 200 "${BASE[@]}" --initial-lr 0.3
+# started at the constant LR tuned on other seeds: does it improve on it?
+run k10_single_q_init0533 200 "${BASE[@]}" --initial-lr 0.533

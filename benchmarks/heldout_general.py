@@ -79,7 +79,13 @@ CHANCE_ACCURACY = 0.2
 
 
 def _controller_method(controller, optimizer: str, steps: int):
-    base = {"sgd": optax.identity(), "adam": optax.scale_by_adam()}[optimizer]
+    base = {
+        "sgd": optax.identity(),
+        "momentum": optax.trace(decay=0.9),
+        "adam": optax.scale_by_adam(),
+    }[optimizer]
+    if controller.config.momentum_control:  # the transform is the momentum
+        base = optax.identity()
     if controller.config.layered:  # per layer: current_lr logs the geometric mean of its LRs
         tx = optax.chain(base, scale_by_layer_controller(controller, total_steps=steps))
         return (lambda hp: tx), None, current_lr, None
@@ -156,7 +162,8 @@ def methods(run_dirs: list[Path], steps: int, start_factors=(), pretrained=()) -
         )
     for i, run_dir in enumerate(run_dirs):
         suffix = "" if i == 0 else f"[{run_dir.name}]"
-        for optimizer in ("sgd", "adam"):
+        momentum = load_controller(run_dir / "controller").config.momentum_control
+        for optimizer in ("momentum",) if momentum else ("sgd", "adam"):
             controller = load_controller(run_dir / f"controller-{optimizer}")
             out[f"controller_{optimizer}{suffix}"] = _controller_method(
                 controller, optimizer, steps
@@ -176,6 +183,7 @@ def methods(run_dirs: list[Path], steps: int, start_factors=(), pretrained=()) -
                 )
                 out[f"{optimizer}_{start:g}"] = _registry_method(optimizer, steps, start)
     out["sgd_0.1"] = _registry_method("sgd", steps, 0.1)
+    out["momentum_0.01"] = _registry_method("momentum", steps, 0.01)
     out["adam_1e-3"] = _registry_method("adam", steps, 1e-3)
     for name in LR_FREE:
         out[name] = _registry_method(name, steps)
