@@ -104,6 +104,7 @@ def test_the_environments_per_layer_actions_replay_in_a_plain_optax_loop(mnist, 
     jax.tree.map(close, params, state.trainee.params)
 
 
+@pytest.mark.slow
 def test_ppo_trains_a_per_layer_momentum_controller_across_depths(mnist):
     env = EnvConfig(
         controller=LAYERED.replace(actions_per_run=8, steps_per_action=1),
