@@ -119,13 +119,15 @@ def test_a_per_layer_controller_gives_each_layer_its_own_lr():
 
 def test_momentum_control_is_heavy_ball_sgd_and_stays_in_bounds():
     """An untrained actor (head 0) keeps its starting LR and momentum: the updates are
-    ``optax.sgd(lr, momentum=0.9)``'s; a trained-looking one moves beta within bounds."""
-    config = ControllerConfig.loss_only(momentum_control=True, head_init_scale=0.0)
+    ``optax.sgd(lr, momentum=beta_0)``'s; a trained-looking one moves beta within bounds."""
+    config = ControllerConfig.loss_only(
+        momentum_control=True, head_init_scale=0.0, initial_momentum=0.5
+    )
     still = init_controller(jax.random.key(0), config)
     p1, s1, _ = _run(scale_by_layer_controller(still, total_steps=30))
-    p2, _, _ = _run(optax.sgd(config.initial_lr, momentum=0.9))
+    p2, _, _ = _run(optax.sgd(config.initial_lr, momentum=0.5))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), p1, p2)
-    np.testing.assert_allclose(group_momenta(s1), [0.9], rtol=1e-6)
+    np.testing.assert_allclose(group_momenta(s1), [0.5], rtol=1e-6)
 
     grouped = ControllerConfig.loss_only(
         group_features=(*GROUPED, "group_momentum"), momentum_control=True
