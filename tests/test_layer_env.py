@@ -147,7 +147,9 @@ def test_the_layer_schedules_benchmark_reads_each_groups_lr(mnist):
     config = LAYERED.replace(group_features=LAYERED.group_features[:3], momentum_control=False)
     controller = _moving(config)
     keys = jax.random.split(jax.random.key(0), 2)
-    names, lrs = module.group_schedule(controller, "sgd", TRAINEE, mnist, keys, 12)
+    names, lrs, betas = module.group_schedule(controller, "sgd", TRAINEE, mnist, keys, 12)
     assert names == ("dense1", "dense2", "logits")
-    assert lrs.shape == (2, 12, 3) and np.isfinite(lrs).all()
+    assert lrs.shape == betas.shape == (2, 12, 3) and np.isfinite(lrs).all()
     assert np.ptp(lrs[:, -1], axis=-1).max() > 0  # the layers' LRs differ
+    _, _, betas = module.group_schedule(_moving(LAYERED), "sgd", TRAINEE, mnist, keys, 12)
+    assert not np.allclose(betas, LAYERED.initial_momentum)  # its momentum moved

@@ -23,6 +23,7 @@ from lrjax.controller.actor import (
     make_actor,
     reset_carry,
 )
+from lrjax.controller.applied_lr import current_lr
 from lrjax.controller.config import ACTION_MODES, ControllerConfig
 from lrjax.controller.diagnostics import (
     SKIP_WARNING_FRACTION,
@@ -47,7 +48,6 @@ from lrjax.controller.transform import (
     apply_gradients,
     controlled_sgd,
     controller_state,
-    current_lr,
     scale_by_controller,
 )
 

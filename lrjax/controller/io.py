@@ -271,9 +271,12 @@ def check_params(params: Any, config: ControllerConfig) -> None:
         given = _flat(params)
     except Exception as e:
         raise ConfigError(f"The params are not a tree of arrays: {e}.") from e
+    inputs = f"{config.features.size} features"
+    if config.group_features:
+        inputs += f" and {len(config.group_features)} group features"
     what = (
         f"the config (lstm_layers={config.lstm_layers}, lstm_units={config.lstm_units}, "
-        f"{config.obs_size} inputs, {config.action_size} outputs)"
+        f"{inputs}, {config.action_size} outputs)"
     )
     for key in sorted(set(template) | set(given)):
         if key not in given:

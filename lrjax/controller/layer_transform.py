@@ -390,7 +390,15 @@ def _schedule_factor(config: ControllerConfig, count: jax.Array, total_steps) ->
 
 
 def layer_controller_state(opt_state: Any) -> LayerControllerState:
-    """The :class:`LayerControllerState` inside an optimizer state (exactly one)."""
+    """The :class:`LayerControllerState` inside an optimizer state.
+
+    Args:
+      opt_state: an optimizer state holding exactly one :func:`scale_by_layer_controller` state
+        (at any depth of a chain, ``inject_hyperparams`` or ``multi_transform``).
+
+    Returns:
+      That state; raises ``ConfigError`` if there is none or more than one.
+    """
     is_state = lambda x: isinstance(x, LayerControllerState)
     found = [x for x in jax.tree.leaves(opt_state, is_leaf=is_state) if is_state(x)]
     if len(found) != 1:
@@ -402,12 +410,26 @@ def layer_controller_state(opt_state: Any) -> LayerControllerState:
 
 
 def group_lrs(opt_state: Any) -> jax.Array:
-    """Each group's LR applied at the last step (``learning_rate * schedule_factor``), float32
-    ``(G,)``, in depth order."""
+    """Each group's LR applied at the last step (``learning_rate * schedule_factor``).
+
+    Args:
+      opt_state: an optimizer state holding exactly one :func:`scale_by_layer_controller` state.
+
+    Returns:
+      float32 ``(G,)``, one LR per parameter group in depth order.
+    """
     state = layer_controller_state(opt_state)
     return state.learning_rate * state.schedule_factor
 
 
 def group_momenta(opt_state: Any) -> jax.Array:
-    """Each group's momentum ``beta`` at the last step, float32 ``(G,)``."""
+    """Each group's momentum ``beta`` at the last step.
+
+    Args:
+      opt_state: an optimizer state holding exactly one :func:`scale_by_layer_controller` state.
+
+    Returns:
+      float32 ``(G,)``; the configured ``initial_momentum`` for every group when the
+      controller does not control momentum.
+    """
     return layer_controller_state(opt_state).momentum

@@ -11,7 +11,7 @@ It composes like any optax transform::
                    scale_by_controller(controller))
   updates, opt_state = tx.update(grads, opt_state, params, value=loss)
 
-and :func:`current_lr` reads the LR it applied from the (possibly nested) optimizer state.
+and :func:`~lrjax.controller.current_lr` reads the LR it applied from the (possibly nested) optimizer state.
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ __all__ = [
     "apply_gradients",
     "controlled_sgd",
     "controller_state",
-    "current_lr",
     "scale_by_controller",
 ]
 
@@ -61,7 +60,7 @@ class ControllerState(NamedTuple):
       skipped: steps skipped because the loss or an update was not finite, int32 scalar.
       learning_rate: the controller's learning rate at the last applied step (``initial_lr``
         before the first), float32 scalar: the LR applied is ``learning_rate *
-        schedule_factor``. Read the applied one with :func:`current_lr` to log or plot it.
+        schedule_factor``. Read the applied one with :func:`~lrjax.controller.current_lr` to log or plot it.
       carry: the actor's LSTM state.
       normaliser: running statistics of the raw features.
       obs: the last observation the actor saw, float32 ``(obs_size,)`` (for logging).
@@ -402,7 +401,7 @@ def controlled_sgd(
     >>> opt_state = tx.init(params)
     >>> grads, loss = {"w": jnp.ones(3)}, jnp.float32(2.3)
     >>> updates, opt_state = tx.update(grads, opt_state, params, value=loss)
-    >>> round(float(current_lr(opt_state)), 2)
+    >>> round(float(lrjax.current_lr(opt_state)), 2)
     0.1
     """
     return optax.chain(
@@ -451,33 +450,6 @@ def controller_state(opt_state: Any) -> ControllerState:
             "exactly one (pass the state of the transformation that holds it)."
         )
     return jax.tree.map(_unwrap, found[0], is_leaf=lambda x: hasattr(x, "get_value"))
-
-
-def current_lr(opt_state: Any) -> jax.Array:
-    """The learning rate the controller applied at the last step (float32 scalar).
-
-    Args:
-      opt_state: an optimizer state holding exactly one :func:`scale_by_controller` state.
-
-    Returns:
-      ``learning_rate * schedule_factor`` of its ``ControllerState`` (batched if the state is);
-      for a :func:`~lrjax.controller.scale_by_layer_controller` state, the geometric mean of
-      its groups' LRs (:func:`~lrjax.controller.group_lrs` gives each).
-
-    Example, before any step a controller's LR is its starting LR:
-
-    >>> import jax.numpy as jnp, lrjax
-    >>> tx = scale_by_controller(lrjax.pretrained.load("mlp_family_adam"), total_steps=100)
-    >>> round(float(current_lr(tx.init({"w": jnp.ones(3)}))), 6)
-    0.001
-    """
-    from lrjax.controller import layer_transform
-
-    is_layered = lambda x: isinstance(x, layer_transform.LayerControllerState)
-    if any(is_layered(x) for x in jax.tree.leaves(opt_state, is_leaf=is_layered)):
-        return layer_transform.mean_lr(layer_transform.group_lrs(opt_state))
-    state = controller_state(opt_state)
-    return state.learning_rate * state.schedule_factor
 
 
 def apply_gradients(train_state: Any, grads: Any, **extra_args: Any) -> Any:
