@@ -73,8 +73,10 @@ TRANSFER_GRIDS = {  # baseline: LRs searched (step decay also over its interval 
     "step_decay": None,  # the registry's 4 LRs x 2 intervals x 2 factors
     "cosine": (0.03, 0.1, 0.3, 1.0),
     "adam": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+    "momentum": (1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3),  # SGD + momentum 0.9 (oracles only)
+    "momentum_cosine": (1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3),
 }
-ORACLES = ("sgd", "cosine")
+ORACLES = ("sgd", "cosine")  # the default --oracles
 CHANCE_ACCURACY = 0.2
 
 
@@ -128,15 +130,18 @@ def transferred(family_name: str, steps: int, seeds: int, seed: int, cache: Path
     return out
 
 
-def oracles(task, data, steps: int, seeds: int, seed: int, cache: Path | None = None) -> dict:
-    """``{name: method}`` of constant SGD and cosine tuned on the target (tuning seeds).
+def oracles(
+    task, data, steps: int, seeds: int, seed: int, cache: Path | None = None, names=ORACLES
+) -> dict:
+    """``{name: method}`` of the registry optimizers ``names`` (default constant SGD and cosine)
+    tuned on the target (tuning seeds) over their ``TRANSFER_GRIDS``.
 
     The chosen configs are cached in ``cache`` (a JSON file), so a resumed run does not tune
     again (on a CNN the tuning costs as much as two evaluated rows).
     """
     chosen = json.loads(cache.read_text()) if cache is not None and cache.exists() else {}
     keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), 2), seeds)
-    for name in ORACLES:
+    for name in names:
         if name not in chosen:
             tuned = tune_across(
                 get_optimizer(name), [(task, data)], keys, steps, lrs=TRANSFER_GRIDS[name]
@@ -150,7 +155,7 @@ def oracles(task, data, steps: int, seeds: int, seed: int, cache: Path | None = 
         f"oracle_{name} ({_label(chosen[name])})": _registry_method(
             name, steps, config=chosen[name]
         )
-        for name in ORACLES
+        for name in names
     }
 
 
@@ -331,6 +336,12 @@ def main() -> None:
     p.add_argument("--family", default=None, help="tune transferred baselines on this family")
     p.add_argument("--tune-steps", type=int, default=1000, help="steps of each tuning run")
     p.add_argument("--tune-seeds", type=int, default=2, help="tuning seeds (transfer, oracles)")
+    p.add_argument(
+        "--oracles",
+        default=",".join(ORACLES),
+        help="registry optimizers tuned on each target (of TRANSFER_GRIDS; default sgd,cosine; "
+        "momentum,momentum_cosine for a controller that sets the momentum)",
+    )
     p.add_argument("--targets", default=",".join(TARGETS), help="comma-separated")
     p.add_argument("--steps", type=int, default=3000, help="trainee steps (training had <= 1000)")
     p.add_argument("--seeds", type=int, default=10)
@@ -385,7 +396,10 @@ def main() -> None:
             w.startswith("oracle") for w in wanted
         ):
             cache = Path(args.out) / f"oracles_{target}.json" if args.out else None
-            target_table |= oracles(task, data, args.steps, args.tune_seeds, args.seed, cache)
+            names = tuple(n.strip() for n in args.oracles.split(",") if n.strip())
+            target_table |= oracles(
+                task, data, args.steps, args.tune_seeds, args.seed, cache, names
+            )
         if wanted:
             target_table = {k: v for k, v in target_table.items() if k.startswith(wanted)}
         rows = run_target(

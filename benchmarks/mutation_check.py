@@ -725,6 +725,24 @@ MUTATIONS = (
         ),
     ),
     Mutation(
+        "momentum-controller-evaluated-under-sgd",
+        "lrjax/evaluation/protocol.py",
+        'own = {"optimizer": "momentum"} if config.momentum_control else {}',
+        "own = {}",
+        (
+            "tests/test_evaluation_protocol.py::test_a_momentum_controller_runs_under_the_momentum_it_sets",
+        ),
+    ),
+    Mutation(
+        "baselines-run-in-a-momentum-controllers-env",
+        "lrjax/evaluation/batch.py",
+        "plain = first is not None and not first.config.layered",
+        "plain = first is not None",
+        (
+            "tests/test_evaluation_batch.py::test_a_momentum_controller_first_is_evaluated_beside_sgd_and_momentum_baselines",
+        ),
+    ),
+    Mutation(
         "segment-learns-at-every-step",
         "lrjax/algos/actor_critic.py",
         "learns = None if k == 1 else (t % k == 0) | episode_end",

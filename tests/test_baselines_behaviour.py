@@ -33,6 +33,7 @@ LR = {  # one LR of each grid that trains in 200 steps (the best of the grid or 
     # never grows; in float64 it trains (benchmarks/mechanic_float32.py).
     "mechanic": 0.1,
     "momentum": 0.01,
+    "momentum_cosine": 0.01,
     "prodigy": 1.0,
     "reduce_on_plateau": 0.1,
     "rmsprop": 0.1,
@@ -87,6 +88,7 @@ CLASSIFIER_LR = {  # the best LR of each grid on this classifier in 200 steps (2
     "dog": 1.0,
     "mechanic": 1e-3,  # trains here at its grid's LR (unlike on the quadratic, above)
     "momentum": 0.01,
+    "momentum_cosine": 0.03,
     "prodigy": 1.0,
     "reduce_on_plateau": 0.1,
     "rmsprop": 1e-3,

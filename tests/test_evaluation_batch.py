@@ -210,3 +210,19 @@ def test_cli_over_a_family_evaluates_each_of_its_variants(tmp_path, capsys, monk
         assert (out / f"tuning-{name.replace('/', '_')}.json").stat().st_size > 0
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert list(evaluation["tasks"]) == variants
+
+
+def test_a_momentum_controller_first_is_evaluated_beside_sgd_and_momentum_baselines():
+    """The first controller sets the momentum: the baselines (SGD's constant, momentum's) still
+    tune and run in their own optimizers, the controller under SGD with momentum."""
+    from lrjax.features import FeatureSpec
+
+    features = FeatureSpec(features=("train_loss", "log_lr"), normaliser="none")
+    config = CONTROLLER.replace(features=features, momentum_control=True)
+    controllers = {"m": init_controller(jax.random.key(3), config)}
+    kw = KW | {"baselines": ("constant", "momentum"), "test_every": None}
+    r = evaluation.evaluate(["regression_2d"], controllers, **kw)
+    t = r.task("regression_2d")
+    assert t.names[0] == "m" and t.names[1].startswith("constant (lr ")
+    assert t.names[2].startswith("momentum (lr ")
+    assert np.all(np.isfinite(t.array("test_loss")))

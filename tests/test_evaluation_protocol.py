@@ -36,8 +36,28 @@ def test_protocol_runs_controllers_of_one_config_in_one_program():
     assert not np.allclose(methods[0].episodes.lr, methods[2].episodes.lr)  # own params
 
 
+def test_a_momentum_controller_runs_under_the_momentum_it_sets():
+    """A controller that sets the momentum is evaluated under SGD with momentum whatever the
+    environment's optimizer (it is that optimizer's momentum), as its own environment runs it."""
+    from lrjax.evaluation import run_controllers
+    from lrjax.features import FeatureSpec
+
+    task, data = regression_problem()
+    features = FeatureSpec(features=("train_loss", "log_lr"), normaliser="none")
+    config = CONTROLLER.replace(features=features, momentum_control=True)
+    controller = init_controller(jax.random.key(5), config)
+    key = jax.random.key(6)
+    env = make_env(task, horizon=3)  # SGD: not a momentum the controller could set
+    with pytest.raises(ConfigError, match="momentum_control"):
+        run_controllers(make_env(task, config, horizon=3), [controller], key, data, 2)
+    (method,) = protocol.evaluate_methods(env, {"m": controller}, [], key, data, 2)
+    momentum_env = make_env(task, config, horizon=3, optimizer="momentum")
+    (alone,) = run_controllers(momentum_env, [controller], key, data, 2)
+    np.testing.assert_allclose(method.episodes.val_loss, alone.val_loss, rtol=1e-5)
+
+
 def test_baseline_families_are_schedules_of_the_controlled_optimizers():
-    assert set(BASELINES) == {"constant", "step_decay", "cosine_warmup", "adam"}
+    assert set(BASELINES) == {"constant", "step_decay", "cosine_warmup", "adam", "momentum"}
     for name, b in BASELINES.items():
         assert b.name == name and b.shape in schedules.SHAPES
         assert b.optimizer in CONTROLLED_OPTIMIZERS

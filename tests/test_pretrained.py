@@ -118,3 +118,49 @@ def test_the_family_sgd_controller_trains_with_plain_sgd_given_only_the_loss():
     assert np.all(np.isfinite(lrs)) and 0.1 / 1.25 <= lrs[0] <= 0.1 * 1.25
     assert lrs[-1] < 0.01  # the cosine's end
     assert float(loss_fn(w)) < 0.1 * float(loss_fn(jnp.zeros(8)))
+
+
+def test_the_family_momentum_controller_sets_lr_and_momentum_given_only_the_loss():
+    """mlp_family_momentum: the LR and the momentum of SGD with momentum, on the raw gradients of
+    a problem it never saw through ``scale_by_layer_controller``, given only ``value=loss``; it
+    starts at (0.01, 0.9), keeps beta within its bounds, ends under the cosine, and refuses
+    ``scale_by_controller`` (which has no momentum to set)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    controller = lrjax.pretrained.load("mlp_family_momentum")
+    config = controller.config
+    assert config.momentum_control and not config.per_group
+    assert (config.initial_lr, config.initial_momentum, config.momentum_max) == (0.01, 0.9, 0.99)
+    assert config.base_schedule == "cosine" and config.features.normaliser == "none"
+    card = lrjax.pretrained.model_card("mlp_family_momentum")
+    assert "lrjax train --family" in card and "--momentum-control" in card
+    assert "| target |" in card and "## Limits" in card and "scale_by_layer_controller" in card
+    assert lrjax.pretrained.TRAINING_SEEDS["mlp_family_momentum"] == 0
+    with pytest.raises(ConfigError, match="scale_by_layer_controller"):
+        lrjax.scale_by_controller(controller, total_steps=10)
+
+    x = jax.random.normal(jax.random.key(0), (64, 8))
+    y = x @ (jnp.arange(1.0, 9.0) / 8)
+    loss_fn = lambda w: jnp.mean((x @ w - y) ** 2)
+    steps = 200
+    tx = lrjax.scale_by_layer_controller(controller, total_steps=steps)
+
+    @jax.jit
+    def step(w, state):
+        loss, grads = jax.value_and_grad(loss_fn)(w)
+        updates, state = tx.update(grads, state, w, value=loss)
+        return optax.apply_updates(w, updates), state
+
+    w = jnp.zeros(8)
+    state = tx.init(w)
+    lrs, betas = [], []
+    for _ in range(steps):
+        w, state = step(w, state)
+        lrs.append(float(lrjax.current_lr(state)))
+        betas.append(float(lrjax.group_momenta(state)[0]))
+    assert np.all(np.isfinite(lrs)) and 0.01 / 1.25 <= lrs[0] <= 0.01 * 1.25  # one action in
+    assert lrs[-1] < 1e-3  # the cosine's end
+    assert min(betas) >= 0.0 and max(betas) <= 0.99 and np.ptp(betas) > 0  # it moved beta
+    assert float(loss_fn(w)) < 0.1 * float(loss_fn(jnp.zeros(8)))

@@ -12,6 +12,8 @@ training program) into an ``optax`` transform, and says which grid to search:
 - hand-written here: ``vsgd`` (Schaul et al. 2013), ``sgd_hd`` and ``adam_hd`` (Baydin et al.
   2018), see :mod:`lrjax.baselines.vsgd` and :mod:`lrjax.baselines.hypergradient`;
 - today's practice, from optax: ``cosine`` (SGD, linear warm-up 10 % then cosine decay to 0),
+  ``momentum_cosine`` (the same on SGD with momentum 0.9, the baseline of a controller that sets
+  the momentum),
   ``reduce_on_plateau`` (SGD with ``optax.contrib.reduce_on_plateau``: factor 0.5, patience 10
   accumulations of 20 steps), and the learning-rate-free ``prodigy``, ``dadapt_adamw``, ``dog``,
   ``mechanic`` (mechanized Adam 1e-3), ``schedule_free_sgd``, ``schedule_free_adamw``.
@@ -49,6 +51,7 @@ Hparams = dict[str, jax.Array]
 
 PAPER_B_LRS = (1e-4, 1e-3, 1e-2, 1e-1, 1e0)
 STEP_DECAY_LRS = (0.01, 0.03, 0.1, 0.3)
+MOMENTUM_COSINE_LRS = (0.001, 0.003, 0.01, 0.03)  # momentum 0.9 takes ~10x SGD's steps
 STEP_DECAY_INTERVALS = (0.25, 0.5)  # fractions of the run
 STEP_DECAY_FACTORS = (0.1, 0.5)
 
@@ -140,9 +143,9 @@ def _step_decay(hp, steps, warmup=False):
     return optax.inject_hyperparams(optax.sgd)(learning_rate=schedule)
 
 
-def _cosine(hp, steps):
+def _cosine(hp, steps, momentum=None):
     schedule = warmup_cosine_schedule(hp["learning_rate"], warmup_steps(steps), steps)
-    return optax.inject_hyperparams(optax.sgd)(learning_rate=schedule)
+    return optax.inject_hyperparams(optax.sgd)(learning_rate=schedule, momentum=momentum)
 
 
 PLATEAU_ACCUMULATION = 20
@@ -205,6 +208,12 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         ),
         OptimizerSpec(
             "cosine", _cosine, STEP_DECAY_LRS, description="SGD, 10% warm-up then cosine decay"
+        ),
+        OptimizerSpec(
+            "momentum_cosine",
+            lambda hp, s: _cosine(hp, s, momentum=0.9),
+            MOMENTUM_COSINE_LRS,
+            description="SGD + momentum 0.9, 10% warm-up then cosine decay",
         ),
         OptimizerSpec(
             "reduce_on_plateau",

@@ -11,7 +11,8 @@ It composes like any optax transform::
                    scale_by_controller(controller))
   updates, opt_state = tx.update(grads, opt_state, params, value=loss)
 
-and :func:`~lrjax.controller.current_lr` reads the LR it applied from the (possibly nested) optimizer state.
+and :func:`~lrjax.controller.current_lr` reads the LR it applied from the (possibly nested)
+optimizer state.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class ControllerState(NamedTuple):
       skipped: steps skipped because the loss or an update was not finite, int32 scalar.
       learning_rate: the controller's learning rate at the last applied step (``initial_lr``
         before the first), float32 scalar: the LR applied is ``learning_rate *
-        schedule_factor``. Read the applied one with :func:`~lrjax.controller.current_lr` to log or plot it.
+        schedule_factor``. Read the applied one with :func:`~lrjax.controller.current_lr` to
+        log or plot it.
       carry: the actor's LSTM state.
       normaliser: running statistics of the raw features.
       obs: the last observation the actor saw, float32 ``(obs_size,)`` (for logging).

@@ -315,13 +315,15 @@ def evaluate(
 
 
 def _environment(name, controllers, steps_per_action, horizon, batch_size) -> TraineeEnv:
-    """The task's environment; its controller config is the first controller's (each
-    controller runs in one of its own config:
-    :func:`lrjax.evaluation.protocol.evaluate_methods`)."""
+    """The task's environment, where the baselines run; its controller config is the first
+    controller's unless that one is layered (per group or setting the momentum, which the
+    baselines' optimizers cannot follow), and each controller runs in one of its own config
+    (:func:`lrjax.evaluation.protocol.evaluate_methods`)."""
     overrides = {} if batch_size is None else {"batch_size": batch_size}
     task = tasks.get_task(name, **overrides)
     first = next(iter(controllers.values()), None)
-    config = first.config if first else _baseline_controller(steps_per_action)
+    plain = first is not None and not first.config.layered
+    config = first.config if plain else _baseline_controller(steps_per_action)
     return TraineeEnv(task, EnvConfig(controller=config, horizon=horizon))
 
 

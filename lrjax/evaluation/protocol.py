@@ -88,9 +88,11 @@ BASELINES: Mapping[str, Baseline] = {
     "step_decay": Baseline("step_decay", "step_decay", "sgd", _SGD_GRID),
     "cosine_warmup": Baseline("cosine_warmup", "cosine_warmup", "sgd", _SGD_GRID),
     "adam": Baseline("adam", "constant", "adam", (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)),
+    "momentum": Baseline("momentum", "constant", "momentum", (1e-3, 3e-3, 0.01, 0.03, 0.1)),
 }
 """The baseline families of the protocol, by name (SGD grids from 0.01 to 1, Adam's from 1e-4
-to 1e-2, both half-decade steps)."""
+to 1e-2, SGD with momentum 0.9's from 1e-3 to 0.1, all half-decade steps; ``momentum`` is the
+baseline of a controller that sets the momentum, not in ``lrjax evaluate``'s default list)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,7 +289,9 @@ def evaluate_methods(
 
     Args:
       env: the environment of the held-out episodes; each controller runs in a copy of it with
-        that controller's config, each baseline in one with its family's optimizer.
+        that controller's config (one that sets the momentum, ``momentum_control``, under SGD
+        with momentum, the optimizer it controls), each baseline in one with its family's
+        optimizer.
       controllers: the controllers by name (the names label the methods).
       tuned: the tuned baselines (:func:`tune_baselines`, :func:`read_tuning`), each run at its
         :attr:`Tuned.best_lr`.
@@ -310,7 +314,8 @@ def evaluate_methods(
     for name, c in controllers.items():
         groups.setdefault(c.config, []).append(name)
     for config, names in groups.items():
-        cenv = TraineeEnv(env.task, dataclasses.replace(env.config, controller=config))
+        own = {"optimizer": "momentum"} if config.momentum_control else {}
+        cenv = TraineeEnv(env.task, dataclasses.replace(env.config, controller=config, **own))
         runs = run_controllers(
             cenv, [controllers[n] for n in names], key, data, num_seeds, test_every=test_every
         )

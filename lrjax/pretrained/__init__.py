@@ -18,7 +18,12 @@ from lrjax._validation import ConfigError
 
 _HERE = Path(__file__).parent
 
-TRAINING_SEEDS = {"fashion_mlp_ppo": 0, "mlp_family_adam": 0, "mlp_family_sgd": 0}
+TRAINING_SEEDS = {
+    "fashion_mlp_ppo": 0,
+    "mlp_family_adam": 0,
+    "mlp_family_momentum": 0,
+    "mlp_family_sgd": 0,
+}
 """The root seed each shipped controller was trained from (its model card's command), so that
 ``lrjax evaluate`` can report a held-out seed that coincides with it."""
 
@@ -45,10 +50,11 @@ def model_card(name: str) -> str:
 
 def load(name: str):
     """The shipped controller ``name`` as a :class:`~lrjax.controller.Controller`, ready for
-    ``scale_by_controller(controller, total_steps=...)``.
+    ``scale_by_controller(controller, total_steps=...)`` (``mlp_family_momentum``, which sets the
+    momentum too: ``scale_by_layer_controller(controller, total_steps=...)``).
 
     >>> available()
-    ('fashion_mlp_ppo', 'mlp_family_adam', 'mlp_family_sgd')
+    ('fashion_mlp_ppo', 'mlp_family_adam', 'mlp_family_momentum', 'mlp_family_sgd')
     >>> load("fashion_mlp_ppo").config.features.probe.describe()
     'val_loss = the mean loss on the first 128 examples ... on its first 32'
     """
