@@ -16,10 +16,13 @@ Rows:
 that many examples each, ``EngineConfig.grad_chunk``; 1: all at once). ``impl`` is the
 convolution (``patches``: image patches + one matmul, with reshape pooling;
 ``xla``: ``lax.conv_general_dilated`` with ``nn.max_pool``, i.e. flax's stock layers).
-The FLOP count is XLA's own cost analysis of the compiled step; GFLOP/s = that / step time.
+The FLOP count is XLA's own cost analysis of the step with the stock convolution (the network's
+work, whatever the implementation); GFLOP/s = that / step time.
 Each configuration runs in a subprocess of its own, because the host device count is fixed
 when jax starts. ``--torch-python PY`` first times the same LeNet-5 step in PyTorch with the
 Python ``PY`` (``torch_lenet_step.py``; torch is not an lrjax dependency), torch using all cores.
+The first line is the peak these cores reach (a 2048^3 float32 matmul through XLA:CPU); ``of
+peak`` is each row's GFLOP/s over it.
 """
 
 from __future__ import annotations
@@ -72,8 +75,10 @@ def measure(
             lambda v: v[None], step(jax.tree.map(lambda v: v[0], s), d)
         )
         fn = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P("i"), P()), out_specs=P("i")))
-    # FLOPs of the unchunked step (XLA's cost analysis counts a loop's body once).
-    whole = task.with_grad_chunk(None)
+    # The network's FLOPs: XLA's count for the unchunked step with the stock convolution (the
+    # cost analysis counts a loop's body once, and another implementation's count includes its
+    # own data movement), so that every row and torch's are rates of the same work.
+    whole = task.with_grad_chunk(None).with_conv_impl("xla")
     whole_step = lambda s, d: training.train_step(whole, tx, s, d)[0]
     compiled = jax.jit(whole_step).lower(jax.tree.map(lambda v: v[0], states), data).compile()
     flops = (compiled.cost_analysis() or {}).get("flops", float("nan"))
@@ -99,6 +104,24 @@ def measure(
     }
 
 
+def measure_peak(steps: int) -> dict:
+    """GFLOP/s of a 2048^3 float32 matmul through XLA:CPU (the best two cores do here)."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (2048, 2048), jnp.float32)
+    matmul = jax.jit(lambda a, b: a @ b)
+    jax.block_until_ready(matmul(a, a))
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(steps):
+            out = matmul(a, a)
+        jax.block_until_ready(out)
+        best = min(best, (time.perf_counter() - start) / steps)
+    return {"peak_gflops": 2 * 2048**3 / best / 1e9}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", default="fashion_cnn")
@@ -119,24 +142,28 @@ def main() -> None:
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: one configuration, as JSON
     args = p.parse_args()
     if args.one:
-        print(json.dumps(measure(**json.loads(args.one))))
+        one = json.loads(args.one)
+        print(json.dumps(measure_peak(one["steps"]) if "peak" in one else measure(**one)))
         return
+    peak = _subprocess({"peak": True, "steps": args.steps}, devices=1)["peak_gflops"]
+    print(f"peak: a float32 matmul 2048^3 on these cores: {peak:.1f} GFLOP/s")
     print(
         f"{'task':12s} {'impl':8s} {'chunks':>6s} {'dev':>3s} {'batch':>5s} {'step ms':>8s} "
-        f"{'images/s':>9s} {'GFLOP/s':>8s} {'GFLOP/step':>10s}"
+        f"{'images/s':>9s} {'GFLOP/s':>8s} {'GFLOP/step':>10s} {'of peak':>7s}"
     )
     if args.torch_python:
-        _torch_rows(args.torch_python, args.batches, args.steps)
+        _torch_rows(args.torch_python, args.batches, args.steps, args.task, peak)
     chunks = [None if c == "none" else int(c) for c in args.chunks.split(",")]
     for devices in map(int, args.devices.split(",")):
         for impl in args.impls.split(","):
             for chunk in chunks:
                 for batch in map(int, args.batches.split(",")):
-                    _row(args.task, batch, impl, devices, args.steps, chunk)
+                    _row(args.task, batch, impl, devices, args.steps, chunk, peak)
 
 
-def _torch_rows(python: str, batches: str, steps: int) -> None:
-    """The PyTorch peer (``torch_lenet_step.py``) in the same run, with ``python``."""
+def _torch_rows(python: str, batches: str, steps: int, task: str, peak: float) -> None:
+    """The PyTorch peer (``torch_lenet_step.py``) in the same run, with ``python``; its GFLOP/s
+    counts the FLOPs XLA counts for the same network and batch (the stock ``xla`` step)."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_lenet_step.py")
     out = subprocess.run(
         [python, script, "--batches", batches, "--steps", str(steps)],
@@ -146,18 +173,20 @@ def _torch_rows(python: str, batches: str, steps: int) -> None:
     )
     for line in out.stdout.splitlines():
         r = json.loads(line)
+        one = dict(task_name=task, batch=r["batch"], impl="xla", devices=1, steps=1, chunk=None)
+        flops = _subprocess(one, devices=1)["flops_per_step"]
+        rate = flops / r["step_s"] / 1e9
         name = f"torch {r['torch'].split('+')[0]}"
         print(
-            f"{'fashion_cnn':12s} {name:8s} {1:6d} {'all':>3s} {r['batch']:5d} "
-            f"{1e3 * r['step_s']:8.1f} {r['images_s']:9.0f} {'':>8s} {'':>10s}",
+            f"{task:12s} {name:8s} {1:6d} {'all':>3s} {r['batch']:5d} "
+            f"{1e3 * r['step_s']:8.1f} {r['images_s']:9.0f} {rate:8.2f} {flops / 1e9:10.3f} "
+            f"{rate / peak:7.1%}",
             flush=True,
         )
 
 
-def _row(task_name, batch, impl, devices, steps, chunk) -> None:
-    one = dict(
-        task_name=task_name, batch=batch, impl=impl, devices=devices, steps=steps, chunk=chunk
-    )
+def _subprocess(one: dict, devices: int) -> dict:
+    """``--one`` in a process of its own with ``devices`` host devices (fixed at jax's start)."""
     env = dict(os.environ)
     env["XLA_FLAGS"] = (
         env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}"
@@ -169,11 +198,18 @@ def _row(task_name, batch, impl, devices, steps, chunk) -> None:
         text=True,
         check=True,
     )
-    r = json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _row(task_name, batch, impl, devices, steps, chunk, peak) -> None:
+    one = dict(
+        task_name=task_name, batch=batch, impl=impl, devices=devices, steps=steps, chunk=chunk
+    )
+    r = _subprocess(one, devices)
     print(
         f"{r['task']:12s} {impl:8s} {r['chunk']:6d} {devices:3d} {batch:5d} "
         f"{1e3 * r['step_s']:8.1f} {r['images_s']:9.0f} {r['gflops']:8.2f} "
-        f"{r['flops_per_step'] / 1e9:10.3f}",
+        f"{r['flops_per_step'] / 1e9:10.3f} {r['gflops'] / peak:7.1%}",
         flush=True,
     )
 

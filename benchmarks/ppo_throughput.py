@@ -40,7 +40,7 @@ from lrjax.controller import (  # noqa: E402
     initial_carry,
 )
 from lrjax.engine import EngineConfig  # noqa: E402
-from lrjax.env import EnvConfig, TraineeEnv  # noqa: E402
+from lrjax.env import EnvConfig, TraineeEnv, VecEnv  # noqa: E402
 from lrjax.features import FeatureSpec  # noqa: E402
 
 
@@ -121,7 +121,7 @@ def main():
         f"{args.steps_per_action} trainee steps per episode ({args.optimizer}, batch "
         f"{task.batch_size}); validation minibatch "
         f"{args.val_batch_size}, probe {args.probe_size}; "
-        f"episodes batched by {env.engine().batching!r} over "
+        f"episodes batched by {VecEnv(env).engine().batching!r} over "
         f"{'1 device' if args.one_device else 'all devices'}; controller preset {args.preset}"
     )
     if args.breakdown:
@@ -204,7 +204,7 @@ def breakdown(env, data):
             lambda s, _: training.train_step(env.train_task, tx, s, d),
             s,
             length=k,
-            unroll=env.engine().unroll,
+            unroll=VecEnv(env).engine().unroll,
         )[0]
     )
     cfg = env.config
