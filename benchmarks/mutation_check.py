@@ -743,6 +743,39 @@ MUTATIONS = (
         ),
     ),
     Mutation(
+        "single-channel-conv-kernel-gradient-off",
+        "lrjax/models/layers.py",
+        "parts.append((rows.T @ flat).T.reshape(*stacked.shape[1:], cout))",
+        "parts.append(1.01 * (rows.T @ flat).T.reshape(*stacked.shape[1:], cout))",
+        ("tests/test_models.py::test_single_channel_conv_equals_nn_conv_in_value_and_gradients",),
+    ),
+    Mutation(
+        "single-channel-conv-input-gradient-dropped",
+        "lrjax/models/layers.py",
+        "parts.append(_shifted_sum(dx_tiles, kernel.reshape(kh * kw, cout)))",
+        "parts.append(0 * _shifted_sum(dx_tiles, kernel.reshape(kh * kw, cout)))",
+        ("tests/test_models.py::test_single_channel_conv_equals_nn_conv_in_value_and_gradients",),
+    ),
+    Mutation(
+        "pool-derivative-by-equality-with-the-maximum",
+        "lrjax/models/layers.py",
+        "return _max_2x2_windows(x.reshape(*lead, h // 2, 2, w // 2, 2, c))",
+        "return jnp.max(x.reshape(*lead, h // 2, 2, w // 2, 2, c), axis=(-4, -2))",
+        (
+            "tests/test_models.py::test_max_pool_2x2_gives_a_tie_to_the_first_maximum_as_nn_max_pool_does",
+            "tests/test_models.py::test_first_conv_block_gradient_equals_the_stock_block",
+        ),
+    ),
+    Mutation(
+        "pool-tie-to-a-later-maximum",
+        "lrjax/models/layers.py",
+        "take_b = (b_value > a_value) | ((b_value == a_value) & (b_index < a_index))",
+        "take_b = (b_value > a_value) | ((b_value == a_value) & (b_index > a_index))",
+        (
+            "tests/test_models.py::test_max_pool_2x2_gives_a_tie_to_the_first_maximum_as_nn_max_pool_does",
+        ),
+    ),
+    Mutation(
         "segment-learns-at-every-step",
         "lrjax/algos/actor_critic.py",
         "learns = None if k == 1 else (t % k == 0) | episode_end",

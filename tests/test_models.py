@@ -161,6 +161,56 @@ def test_conv2d_impls_equal_gradients():
     jax.tree.map(_close, result["patches"], result["xla"])
 
 
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+@pytest.mark.parametrize("strides", [1, 2])
+def test_single_channel_conv_equals_nn_conv_in_value_and_gradients(strides, padding):
+    """A one-channel input takes conv_single_channel (shifted sums, a custom VJP): the same
+    outputs and gradients (kernel, bias and input) as nn.Conv, also vmapped over trainees."""
+    from lrjax.models.layers import conv_single_channel
+
+    x = _normal(0, (3, 9, 8, 1))
+    variables = {"params": {"kernel": _normal(1, (3, 4, 1, 5)), "bias": _normal(2, (5,))}}
+    ref = nn.Conv(5, (3, 4), strides=strides, padding=padding)
+    ours = Conv2D(5, (3, 4), strides=strides, padding=padding, impl="patches")
+
+    def grads_of(module):
+        return jax.grad(lambda v, x: jnp.sum(jnp.sin(module.apply(v, x))), argnums=(0, 1))
+
+    _close(_jit(ours.apply)(variables, x), _jit(ref.apply)(variables, x))
+    expected = _jit(grads_of(ref))
+    jax.tree.map(_close, _jit(grads_of(ours))(variables, x), expected(variables, x))
+    stacked = jax.tree.map(lambda a: jnp.stack([a, 2 * a]), variables)
+    vmapped = _jit(jax.vmap(grads_of(ours)))(stacked, jnp.stack([x, -x]))
+    for i, sign in enumerate((1, -1)):
+        one = jax.tree.map(lambda a, i=i: a[i], stacked)
+        jax.tree.map(lambda a, b, i=i: _close(a[i], b), vmapped, expected(one, sign * x))
+    kernel = variables["params"]["kernel"]
+    direct = conv_single_channel(x, kernel, (strides, strides), padding)
+    _close(direct, ref.apply({"params": {**variables["params"], "bias": jnp.zeros(5)}}, x))
+    # forward mode too (the REPS baseline's features take a jvp through the trainee)
+    tangents = (jax.tree.map(lambda a: jnp.cos(a), variables), jnp.sin(x))
+    jvp_of = lambda module: _jit(lambda v, x: jax.jvp(module.apply, (v, x), tangents)[1])
+    _close(jvp_of(ours)(variables, x), jvp_of(ref)(variables, x))
+
+
+def test_first_conv_block_gradient_equals_the_stock_block():
+    """conv_single_channel -> ReLU -> max_pool_2x2 against nn.Conv -> ReLU -> nn.max_pool, at the
+    suite's XLA optimisation level: the pooling's derivative must not depend on how XLA
+    recomputes the fused convolution (jnp.max's own derivative gave 0/0 = NaN here at level 0)."""
+    x = _normal(0, (16, 12, 12, 1))
+    variables = {"params": {"kernel": _normal(1, (5, 5, 1, 6)), "bias": _normal(2, (6,))}}
+
+    def block_grads(impl):
+        conv = Conv2D(6, 5, padding="SAME", impl=impl)
+        pool = "xla" if impl == "xla" else "reshape"
+        block = lambda v: max_pool(nn.relu(conv.apply(v, x)), 2, 2, impl=pool)
+        return _jit(jax.grad(lambda v: jnp.sum(jnp.sin(block(v)))))(variables)
+
+    ours, ref = block_grads("patches"), block_grads("xla")
+    assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(ours))
+    jax.tree.map(_close, ours, ref)
+
+
 def test_conv2d_unbatched_input_and_config_errors():
     x = _normal(0, (6, 6, 2))
     conv = Conv2D(4, 3)
@@ -199,6 +249,20 @@ def test_max_pool_2x2_equals_nn_max_pool(shape):
         value, grad = result[name]
         _close(value, value_ref, 0.0)
         _close(grad, grad_ref, 0.0)
+
+
+def test_max_pool_2x2_gives_a_tie_to_the_first_maximum_as_nn_max_pool_does():
+    """Integer values tie often (all-zero windows after a ReLU are the common case): the whole
+    gradient goes to the first maximum in row-major order, as nn.max_pool's does."""
+    x = jnp.round(_normal(0, (2, 8, 6, 3)))
+    x = x.at[0, :2, :2, 0].set(0.0)  # one all-zero window
+    result = _pool_values_and_grads(x, _normal(1, (2, 4, 3, 3)))
+    value_ref, grad_ref = result["ref"]
+    value, grad = result["ours"]
+    _close(value, value_ref, 0.0)
+    _close(grad, grad_ref, 0.0)
+    windows = np.asarray(grad != 0).reshape(2, 4, 2, 3, 2, 3).sum(axis=(2, 4))
+    assert windows.max() == 1  # never shared between tied entries
 
 
 @pytest.mark.parametrize("shape", [(2, 8, 8, 2), (1, 7, 10, 2)])

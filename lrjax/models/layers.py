@@ -12,7 +12,12 @@ stack of parameter sets. Two stock operations behave badly under that on XLA:CPU
   grows. (``lax.conv_general_dilated_patches`` is not used: it is itself a grouped convolution.)
 * ``flax.linen.max_pool`` -- its backward pass (``select_and_scatter_add``) is slow on XLA:CPU.
   :func:`max_pool_2x2` is a reshape followed by a max, which made a whole train step faster
-  on XLA:CPU.
+  on XLA:CPU. Its derivative passes each window's gradient to the maximum the forward pass
+  chose (a custom JVP), rather than to the entries equal to a recomputed maximum.
+
+* A first layer (one input channel): its patches matrix is only ``kh * kw`` wide, and building
+  it costs far more than its matmul; :func:`conv_single_channel` (taken by ``impl="patches"``
+  whenever C = 1) sums shifted images instead, with a custom derivative.
 
 Both keep the stock operation as ``impl="xla"``: numerically the same, it is the reference the
 tests compare against, and the one to time against on accelerators. :class:`Conv2D` has exactly the
@@ -30,6 +35,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from lrjax._validation import check_choice, fail
 
@@ -113,6 +119,58 @@ def conv_patches(
     return lax.dot_general(patches, kernel_matrix, contract_last_with_first, precision=precision)
 
 
+def _shifted_sum(tiles: list[Array], kernel_rows: Array) -> Array:
+    """``sum_t tiles[t] * kernel_rows[t]``: (..., H', W', 1) tiles times (cout,) rows."""
+    out = tiles[0] * kernel_rows[0]
+    for tile, row in zip(tiles[1:], kernel_rows[1:], strict=True):
+        out = out + tile * row
+    return out
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def conv_single_channel(x: Array, kernel: Array, strides: tuple[int, int], padding: str) -> Array:
+    """2-D convolution of a one-channel NHWC ``x`` (C = 1) with an HWIO ``kernel`` (I = 1).
+
+    With one input channel the patches matrix of :func:`conv_patches` is only ``kh * kw`` wide,
+    so building it costs more than its skinny matmul; the first layer of an image network
+    (MNIST's, Fashion-MNIST's) spends most of its step there. Here the forward pass is the sum
+    of the ``kh * kw`` shifted images of :func:`_window_tiles`, each times its kernel row (one
+    fused loop, no patches in memory). Autodiff of that sum would reduce each shifted image
+    against the output gradient separately (``kh * kw`` reductions); the custom JVP instead
+    writes the kernel's part as one contraction of the shifted images stacked on a leading
+    axis, whose transpose (the backward pass) is one matmul
+    ``(kh kw, N H' W') @ (N H' W', cout)``. A custom JVP rather than a custom VJP keeps
+    forward-mode autodiff working (the REPS baseline's features use ``jax.jvp``). The input's
+    part, which a first layer does not need, is skipped when the input's tangent is zero.
+    Equal to :func:`conv_patches` up to the order of the float additions.
+    """
+    kh, kw, _, cout = kernel.shape
+    tiles = _window_tiles(x, (kh, kw), strides, padding)
+    return _shifted_sum(tiles, kernel.reshape(kh * kw, cout))
+
+
+def _single_channel_jvp(strides, padding, primals, tangents):
+    x, kernel = primals
+    dx, dkernel = tangents
+    kh, kw, _, cout = kernel.shape
+    tiles = _window_tiles(x, (kh, kw), strides, padding)
+    out = _shifted_sum(tiles, kernel.reshape(kh * kw, cout))
+    parts = []
+    if not isinstance(dkernel, SymbolicZero):
+        stacked = jnp.stack([tile[..., 0] for tile in tiles])  # (kh kw, ..., H', W')
+        rows = dkernel.reshape(kh * kw, cout)
+        flat = stacked.reshape(kh * kw, -1)  # (kh kw, N H' W'): the transpose is one matmul
+        parts.append((rows.T @ flat).T.reshape(*stacked.shape[1:], cout))
+    if not isinstance(dx, SymbolicZero):
+        dx_tiles = _window_tiles(dx, (kh, kw), strides, padding)
+        parts.append(_shifted_sum(dx_tiles, kernel.reshape(kh * kw, cout)))
+    tangent = functools.reduce(jnp.add, parts) if parts else jnp.zeros_like(out)
+    return out, tangent
+
+
+conv_single_channel.defjvp(_single_channel_jvp, symbolic_zeros=True)
+
+
 def conv_xla(
     x: Array, kernel: Array, strides: tuple[int, int], padding: str, precision: Any = None
 ) -> Array:
@@ -165,8 +223,11 @@ class Conv2D(nn.Module):
         if self.use_bias:
             bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        conv = conv_patches if self.impl == "patches" else conv_xla
-        y = conv(x, kernel, strides, self.padding, self.precision)
+        if self.impl == "patches" and x.shape[-1] == 1:  # a first layer: see the function
+            y = conv_single_channel(x, kernel, strides, self.padding)
+        else:
+            conv = conv_patches if self.impl == "patches" else conv_xla
+            y = conv(x, kernel, strides, self.padding, self.precision)
         if bias is not None:
             y = y + bias
         return y[0] if unbatched else y
@@ -177,10 +238,10 @@ def max_pool_2x2(x: Array) -> Array:
 
     Equal in value to ``nn.max_pool(x, (2, 2), (2, 2), padding="SAME")``. An odd H or W is
     padded with -inf at the end, which is where "SAME" padding puts the single pad row/column
-    for a 2-wide window with stride 2. Gradients are equal to ``nn.max_pool``'s wherever each
-    window has a unique maximum; on a tie ``jnp.max`` shares the gradient equally among the
-    tied entries where ``nn.max_pool`` gives it all to one (both are valid subgradients).
-    After a ReLU most ties are all-zero windows, whose gradient the ReLU discards anyway.
+    for a 2-wide window with stride 2. The gradient goes to the window's maximum, as
+    ``nn.max_pool``'s does; on a tie it goes to the first maximum in row-major order (any tied
+    entry is a valid subgradient; after a ReLU most ties are all-zero windows, whose gradient
+    the ReLU discards anyway).
     """
     *lead, h, w, c = x.shape
     pad_h, pad_w = h % 2, w % 2
@@ -188,8 +249,58 @@ def max_pool_2x2(x: Array) -> Array:
         widths = [(0, 0)] * len(lead) + [(0, pad_h), (0, pad_w), (0, 0)]
         x = jnp.pad(x, widths, constant_values=-jnp.inf)
         h, w = h + pad_h, w + pad_w
-    x = x.reshape(*lead, h // 2, 2, w // 2, 2, c)
-    return jnp.max(x, axis=(-4, -2))
+    return _max_2x2_windows(x.reshape(*lead, h // 2, 2, w // 2, 2, c))
+
+
+def _window_max_and_argmax(windows: Array) -> tuple[Array, Array]:
+    """Each 2x2 window's maximum and which entry holds it (the first in row-major order, 0..3).
+
+    One variadic reduction over the window's four entries (moved last), so the maximum and its
+    index come from one reading of each entry: XLA fuses a cheap producer (the convolution
+    before the pooling) into every consumer, and two reductions, or elementwise code over
+    the window's four strided views, would each recompute it.
+    """
+    *lead, h2, _, w2, _, c = windows.shape
+    n = len(lead)
+    moved = jnp.transpose(windows, (*range(n), n, n + 2, n + 4, n + 1, n + 3))
+    moved = moved.reshape(*lead, h2, w2, c, 4)
+    index = lax.broadcasted_iota(jnp.int32, moved.shape, moved.ndim - 1)
+
+    def first_max(a, b):
+        (a_value, a_index), (b_value, b_index) = a, b
+        take_b = (b_value > a_value) | ((b_value == a_value) & (b_index < a_index))
+        return jnp.where(take_b, b_value, a_value), jnp.where(take_b, b_index, a_index)
+
+    init = (jnp.array(-jnp.inf, windows.dtype), jnp.array(4, jnp.int32))
+    maximum, argmax = lax.reduce((moved, index), init, first_max, (moved.ndim - 1,))
+    return maximum, argmax.astype(jnp.int8)
+
+
+@jax.custom_jvp
+def _max_2x2_windows(windows: Array) -> Array:
+    """The maximum over axes -4 and -2 of ``(..., H/2, 2, W/2, 2, C)`` windows.
+
+    ``jnp.max``'s own derivative finds the maximum again by comparing the input with the output
+    (``x == max``) and divides by the number of matches. When XLA recomputes the input inside
+    the backward pass's fused loop (it fuses cheap producers, such as a preceding
+    elementwise convolution, into every consumer) the recomputed values can round differently
+    from the forward pass's, no entry matches, and the gradient is 0/0: NaN. This happened
+    at ``--xla_backend_optimization_level=0`` after :func:`conv_single_channel`. The custom
+    JVP picks each window's entry once, in the forward pass (an int8 index,
+    :func:`_window_max_and_argmax`), and passes that entry's tangent, so the gradient does not
+    depend on how the input is recomputed.
+    """
+    return _window_max_and_argmax(windows)[0]
+
+
+@_max_2x2_windows.defjvp
+def _max_2x2_jvp(primals, tangents):
+    (windows,), (tangent,) = primals, tangents
+    maximum, argmax = _window_max_and_argmax(windows)
+    position = jnp.arange(4, dtype=jnp.int8).reshape(2, 1, 2, 1)  # row-major over axes -4, -2
+    chosen = argmax[..., :, None, :, None, :] == position
+    zero = jnp.zeros((), tangent.dtype)
+    return maximum, jnp.sum(jnp.where(chosen, tangent, zero), (-4, -2))
 
 
 def _max_pool_slices(x: Array, window: int, stride: int) -> Array:
@@ -205,7 +316,8 @@ def max_pool(x: Array, window: int = 2, stride: int = 2, impl: str = "reshape") 
     ``reduce_window`` and its slow CPU backward: :func:`max_pool_2x2` when
     ``window == stride == 2``, otherwise the maximum of ``window**2`` strided slices (e.g. the
     3x3/stride-2 overlapping pooling of the TensorFlow CIFAR-10 tutorial). Values are equal;
-    gradients are equal except at ties (see :func:`max_pool_2x2`).
+    gradients are equal too, ties included, for the 2x2 pooling (see :func:`max_pool_2x2`), and
+    except at ties for the strided slices (``jnp.maximum`` shares a tie).
     """
     check_choice("impl", impl, POOL_IMPLS)
     if impl == "xla":
