@@ -743,17 +743,17 @@ MUTATIONS = (
         ),
     ),
     Mutation(
-        "single-channel-conv-kernel-gradient-off",
+        "single-channel-conv-scaled",
         "lrjax/models/layers.py",
-        "parts.append((rows.T @ flat).T.reshape(*stacked.shape[1:], cout))",
-        "parts.append(1.01 * (rows.T @ flat).T.reshape(*stacked.shape[1:], cout))",
+        "return out.T.reshape(*stacked.shape[1:], cout)",
+        "return 1.01 * out.T.reshape(*stacked.shape[1:], cout)",
         ("tests/test_models.py::test_single_channel_conv_equals_nn_conv_in_value_and_gradients",),
     ),
     Mutation(
-        "single-channel-conv-input-gradient-dropped",
+        "single-channel-conv-windows-reversed",
         "lrjax/models/layers.py",
-        "parts.append(_shifted_sum(dx_tiles, kernel.reshape(kh * kw, cout)))",
-        "parts.append(0 * _shifted_sum(dx_tiles, kernel.reshape(kh * kw, cout)))",
+        "stacked = jnp.stack([tile[..., 0] for tile in tiles])",
+        "stacked = jnp.stack([tile[..., 0] for tile in tiles[::-1]])",
         ("tests/test_models.py::test_single_channel_conv_equals_nn_conv_in_value_and_gradients",),
     ),
     Mutation(

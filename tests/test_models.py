@@ -164,8 +164,9 @@ def test_conv2d_impls_equal_gradients():
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])
 @pytest.mark.parametrize("strides", [1, 2])
 def test_single_channel_conv_equals_nn_conv_in_value_and_gradients(strides, padding):
-    """A one-channel input takes conv_single_channel (shifted sums, a custom VJP): the same
-    outputs and gradients (kernel, bias and input) as nn.Conv, also vmapped over trainees."""
+    """A one-channel input takes conv_single_channel (shifted images stacked, one matmul):
+    the same outputs and gradients (kernel, bias and input) as nn.Conv, also vmapped over
+    trainees, and the same forward-mode derivative."""
     from lrjax.models.layers import conv_single_channel
 
     x = _normal(0, (3, 9, 8, 1))

@@ -17,7 +17,7 @@ stack of parameter sets. Two stock operations behave badly under that on XLA:CPU
 
 * A first layer (one input channel): its patches matrix is only ``kh * kw`` wide, and building
   it costs far more than its matmul; :func:`conv_single_channel` (taken by ``impl="patches"``
-  whenever C = 1) sums shifted images instead, with a custom derivative.
+  whenever C = 1) stacks the shifted images on a leading axis instead.
 
 Both keep the stock operation as ``impl="xla"``: numerically the same, it is the reference the
 tests compare against, and the one to time against on accelerators. :class:`Conv2D` has exactly the
@@ -35,7 +35,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.custom_derivatives import SymbolicZero
 
 from lrjax._validation import check_choice, fail
 
@@ -119,56 +118,30 @@ def conv_patches(
     return lax.dot_general(patches, kernel_matrix, contract_last_with_first, precision=precision)
 
 
-def _shifted_sum(tiles: list[Array], kernel_rows: Array) -> Array:
-    """``sum_t tiles[t] * kernel_rows[t]``: (..., H', W', 1) tiles times (cout,) rows."""
-    out = tiles[0] * kernel_rows[0]
-    for tile, row in zip(tiles[1:], kernel_rows[1:], strict=True):
-        out = out + tile * row
-    return out
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
-def conv_single_channel(x: Array, kernel: Array, strides: tuple[int, int], padding: str) -> Array:
+def conv_single_channel(
+    x: Array, kernel: Array, strides: tuple[int, int], padding: str, precision: Any = None
+) -> Array:
     """2-D convolution of a one-channel NHWC ``x`` (C = 1) with an HWIO ``kernel`` (I = 1).
 
     With one input channel the patches matrix of :func:`conv_patches` is only ``kh * kw`` wide,
-    so building it costs more than its skinny matmul; the first layer of an image network
-    (MNIST's, Fashion-MNIST's) spends most of its step there. Here the forward pass is the sum
-    of the ``kh * kw`` shifted images of :func:`_window_tiles`, each times its kernel row (one
-    fused loop, no patches in memory). Autodiff of that sum would reduce each shifted image
-    against the output gradient separately (``kh * kw`` reductions); the custom JVP instead
-    writes the kernel's part as one contraction of the shifted images stacked on a leading
-    axis, whose transpose (the backward pass) is one matmul
-    ``(kh kw, N H' W') @ (N H' W', cout)``. A custom JVP rather than a custom VJP keeps
-    forward-mode autodiff working (the REPS baseline's features use ``jax.jvp``). The input's
-    part, which a first layer does not need, is skipped when the input's tangent is zero.
-    Equal to :func:`conv_patches` up to the order of the float additions.
+    and building it (``kh * kw`` one-channel slices interleaved into the last axis) costs far
+    more than its skinny matmul: the first layer of an image network (MNIST's,
+    Fashion-MNIST's) spent about half of the whole step there. Here the ``kh * kw`` shifted
+    images of :func:`_window_tiles` are stacked on a *leading* axis instead (contiguous copies)
+    and contracted with the kernel rows in one matmul, ``(cout, kh kw) @ (kh kw, N H' W')``,
+    whose transpose (the kernel's gradient, by plain autodiff) is the matmul of the same stack
+    with the output gradient. Its output is a matmul's, so XLA stores it once rather than
+    recomputing it inside every consumer (an elementwise sum of the shifted images, tried
+    first, was faster alone but slower in the step: XLA fused it into the pooling that
+    follows and recomputed it there). Equal to :func:`conv_patches` up to the order of the
+    float additions.
     """
     kh, kw, _, cout = kernel.shape
     tiles = _window_tiles(x, (kh, kw), strides, padding)
-    return _shifted_sum(tiles, kernel.reshape(kh * kw, cout))
-
-
-def _single_channel_jvp(strides, padding, primals, tangents):
-    x, kernel = primals
-    dx, dkernel = tangents
-    kh, kw, _, cout = kernel.shape
-    tiles = _window_tiles(x, (kh, kw), strides, padding)
-    out = _shifted_sum(tiles, kernel.reshape(kh * kw, cout))
-    parts = []
-    if not isinstance(dkernel, SymbolicZero):
-        stacked = jnp.stack([tile[..., 0] for tile in tiles])  # (kh kw, ..., H', W')
-        rows = dkernel.reshape(kh * kw, cout)
-        flat = stacked.reshape(kh * kw, -1)  # (kh kw, N H' W'): the transpose is one matmul
-        parts.append((rows.T @ flat).T.reshape(*stacked.shape[1:], cout))
-    if not isinstance(dx, SymbolicZero):
-        dx_tiles = _window_tiles(dx, (kh, kw), strides, padding)
-        parts.append(_shifted_sum(dx_tiles, kernel.reshape(kh * kw, cout)))
-    tangent = functools.reduce(jnp.add, parts) if parts else jnp.zeros_like(out)
-    return out, tangent
-
-
-conv_single_channel.defjvp(_single_channel_jvp, symbolic_zeros=True)
+    stacked = jnp.stack([tile[..., 0] for tile in tiles])  # (kh kw, ..., H', W')
+    rows = kernel.reshape(kh * kw, cout)
+    out = jnp.matmul(rows.T, stacked.reshape(kh * kw, -1), precision=precision)  # (cout, NH'W')
+    return out.T.reshape(*stacked.shape[1:], cout)
 
 
 def conv_xla(
@@ -224,7 +197,7 @@ class Conv2D(nn.Module):
             bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         if self.impl == "patches" and x.shape[-1] == 1:  # a first layer: see the function
-            y = conv_single_channel(x, kernel, strides, self.padding)
+            y = conv_single_channel(x, kernel, strides, self.padding, self.precision)
         else:
             conv = conv_patches if self.impl == "patches" else conv_xla
             y = conv(x, kernel, strides, self.padding, self.precision)
