@@ -28,7 +28,8 @@ the step's; the fraction column is each piece over the unchunked step. The issue
 from __future__ import annotations
 
 import argparse
-import time
+
+from conv_step import best_seconds  # the same timing loop (run from benchmarks/)
 
 
 def timed(fn, *args, reps: int) -> tuple[float, float]:
@@ -38,14 +39,7 @@ def timed(fn, *args, reps: int) -> tuple[float, float]:
     jitted = jax.jit(fn)
     flops = (jitted.lower(*args).compile().cost_analysis() or {}).get("flops", float("nan"))
     jax.block_until_ready(jitted(*args))
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(reps):
-            out = jitted(*args)
-        jax.block_until_ready(out)
-        best = min(best, (time.perf_counter() - start) / reps)
-    return best, flops
+    return best_seconds(lambda: jitted(*args), reps), flops
 
 
 def pieces(batch: int, impl: str, chunk: int | None):
