@@ -776,6 +776,20 @@ MUTATIONS = (
         ),
     ),
     Mutation(
+        "resnet-trains-with-patches-on-cpu",
+        "lrjax/models/resnet.py",
+        'cpu_conv_impl: ClassVar[str] = "xla"',
+        'cpu_conv_impl: ClassVar[str] = "patches"',
+        ("tests/test_engine.py::test_cpu_training_convolution_follows_the_model",),
+    ),
+    Mutation(
+        "vmapped-items-train-with-the-model-convolution",
+        "lrjax/engine.py",
+        'cpu_train_conv = cpu_conv_impl if batching == "map" else "patches"',
+        "cpu_train_conv = cpu_conv_impl",
+        ("tests/test_engine.py::test_cpu_training_convolution_follows_the_model",),
+    ),
+    Mutation(
         "segment-learns-at-every-step",
         "lrjax/algos/actor_critic.py",
         "learns = None if k == 1 else (t % k == 0) | episode_end",

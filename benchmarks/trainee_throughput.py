@@ -2,6 +2,7 @@
 against a plain Python loop that calls a jitted step once per step (one trainee).
 
   .venv/bin/python benchmarks/trainee_throughput.py [--tasks mnist_cnn,mlp] [--n 1,8,32]
+      [--conv-impls patches,xla]   # one row per training convolution, in the same run
 
 The ratio is engine / loop (the loop that does not read the loss, the faster of the two).
 Both are measured side by side in one run, after compilation (each timed run is preceded by an
@@ -86,6 +87,12 @@ def main():
     parser.add_argument("--n", default="1,8,32")
     parser.add_argument("--steps", type=int, default=None, help="steps per timed run")
     parser.add_argument(
+        "--conv-impls",
+        default=None,
+        help="comma-separated training convolutions to compare (patches,xla; default: the "
+        "engine's choice). Each row is one task and one convolution, timed in the same run",
+    )
+    parser.add_argument(
         "--task-options",
         default="{}",
         help='JSON overrides per task, e.g. \'{"mlp": {"hidden": [32]}}\'',
@@ -110,15 +117,23 @@ def main():
         if hasattr(data, "subset"):
             data = data.subset(validation=100, test=100)
         steps = args.steps or (40 if task.uses_conv else 1000)
-        eng = resolve(EngineConfig(), uses_conv=task.uses_conv, num_steps=steps)
-        knobs = f"chunk={eng.chunk_size} unroll={eng.unroll} dev={eng.num_devices} {eng.batching}"
-        loop = python_loop(task, data, min(steps, 200))
-        loop_read = python_loop(task, data, min(steps, 200), read_loss=True)
-        cells = []
-        for n in ns:
-            rate = engine_run(task, data, n, steps, EngineConfig())
-            cells.append(f"{rate:11.1f} {rate / loop:5.2f}x")
-        print(f"{name:15s} {knobs:38s} {loop:9.1f} {loop_read:8.1f} " + " ".join(cells), flush=True)
+        impls = args.conv_impls.split(",") if args.conv_impls and task.uses_conv else [None]
+        for impl in impls:
+            config = EngineConfig(conv_impl=impl)
+            eng = resolve(config, uses_conv=task.uses_conv, num_steps=steps)
+            knobs = (
+                f"chunk={eng.chunk_size} unroll={eng.unroll} dev={eng.num_devices} "
+                f"{eng.batching}" + (f" {eng.conv_impl}" if task.uses_conv else "")
+            )
+            loop_task = task.with_conv_impl(eng.conv_impl) if task.uses_conv else task
+            loop = python_loop(loop_task, data, min(steps, 200))
+            loop_read = python_loop(loop_task, data, min(steps, 200), read_loss=True)
+            cells = []
+            for n in ns:
+                rate = engine_run(task, data, n, steps, config)
+                cells.append(f"{rate:11.1f} {rate / loop:5.2f}x")
+            row = f"{name:15s} {knobs:38s} {loop:9.1f} {loop_read:8.1f} " + " ".join(cells)
+            print(row, flush=True)
 
 
 if __name__ == "__main__":

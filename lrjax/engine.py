@@ -12,8 +12,10 @@ Why knobs at all (measured on the project's 2-core CPU, ``BENCHMARKS.md``):
   scan chunks; a dense trainee (MLP, 2-D regression) is the opposite case and wants long rolled
   scans.
 * Vmapped convolutions become grouped convolutions, slow on XLA:CPU, so there the trainees of a
-  conv task run one after another (``lax.map``), training with image-patches convolutions and
-  evaluating (forward only, nothing vmapped) with XLA's own, which is faster there.
+  conv task run one after another (``lax.map``), training with image-patches convolutions
+  (the LeNet-style CNNs; XLA's for the ResNets, whose many-channel 3x3 convolutions XLA:CPU
+  runs faster: :attr:`lrjax.tasks.Task.cpu_conv_impl`) and evaluating (forward only, nothing
+  vmapped) with XLA's own, which is faster there.
 * XLA:CPU uses about one core per program, so items are split over host devices with
   ``shard_map`` (``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before jax starts:
   :func:`configure_host_devices`).
@@ -198,12 +200,16 @@ def resolve(
     num_items: int | None = None,
     backend: str | None = None,
     shard_vmapped: bool = True,
+    cpu_conv_impl: str = "patches",
 ) -> Engine:
     """Concrete knobs for items running ``num_steps`` steps of a (conv or dense) trainee.
 
     Defaults:
       - CPU, conv trainee: chunks of 10 fully unrolled steps; items mapped one after another
-        on each device; patches convolutions to train, XLA's to evaluate; a training
+        on each device; ``cpu_conv_impl`` convolutions to train (the task's
+        :attr:`~lrjax.tasks.Task.cpu_conv_impl`: patches for the LeNet-style CNNs, XLA's for
+        the ResNets; patches whenever items are vmapped, whose XLA convolutions CPU runs
+        grouped), XLA's to evaluate; a training
         minibatch's gradient computed at most 128 examples at a time (the activations of a
         larger one spill out of the caches and run slower per example; ``BENCHMARKS.md``).
       - CPU, dense trainee: rolled chunks of 500 steps (unroll 4), vmapped.
@@ -225,7 +231,9 @@ def resolve(
     batching = config.batching or ("map" if cpu and uses_conv else "vmap")
     chunk = min(config.chunk_size or chunk, num_steps)
     unroll = min(config.unroll or unroll or chunk, chunk)
-    conv_impl = config.conv_impl or ("patches" if cpu else "xla")
+    check_choice("cpu_conv_impl", cpu_conv_impl, CONV_IMPLS)
+    cpu_train_conv = cpu_conv_impl if batching == "map" else "patches"
+    conv_impl = config.conv_impl or (cpu_train_conv if cpu else "xla")
     eval_conv = config.eval_conv_impl or ("xla" if batching == "map" or not cpu else "patches")
     grad_chunk = config.grad_chunk or (128 if cpu and uses_conv else None)
     available = distributed.devices(backend)

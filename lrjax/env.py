@@ -187,6 +187,7 @@ class TraineeEnv:
         return engine_lib.resolve(
             self.config.engine,
             uses_conv=self.task.uses_conv,
+            cpu_conv_impl=self.task.cpu_conv_impl,
             num_steps=self.config.steps_per_action,
             shard_vmapped=False,
         )
@@ -468,6 +469,7 @@ class VecEnv:
         return engine_lib.resolve(
             self.env.config.engine,
             uses_conv=self.env.task.uses_conv,
+            cpu_conv_impl=self.env.task.cpu_conv_impl,
             num_steps=self.env.config.steps_per_action,
             num_items=num_episodes,
             shard_vmapped=False,

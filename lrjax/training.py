@@ -303,7 +303,13 @@ def train(
     """
     keys = _check_train_args(keys, hparams, num_steps, eval_examples)
     n = keys.shape[0]
-    eng = engine_lib.resolve(engine, uses_conv=task.uses_conv, num_steps=num_steps, num_items=n)
+    eng = engine_lib.resolve(
+        engine,
+        uses_conv=task.uses_conv,
+        cpu_conv_impl=task.cpu_conv_impl,
+        num_steps=num_steps,
+        num_items=n,
+    )
     points = eval_schedule(num_steps, eval_every)
     lengths = chunk_lengths(num_steps, eng.chunk_size, points)
     runner = _runner(task, make_tx, eng, eval_params, learning_rate_fn)

@@ -26,6 +26,31 @@ def test_backend_defaults():
     assert tasks.grad_chunks(1000, whole.train_task(_lenet(1000)).grad_chunk) == 1
 
 
+def test_cpu_training_convolution_follows_the_model():
+    """The ResNets train with XLA's convolution on CPU (faster for their many-channel 3x3
+    convolutions), the LeNet-style CNNs with patches; vmapped items always with patches
+    (CPU runs vmapped XLA convolutions grouped); a config that names one wins."""
+    resnet, lenet = tasks.get_task("fashion_resnet"), _lenet(64)
+    assert (resnet.cpu_conv_impl, lenet.cpu_conv_impl) == ("xla", "patches")
+
+    def impl(task, config=None, backend="cpu"):
+        eng = engine.resolve(
+            config,
+            uses_conv=True,
+            cpu_conv_impl=task.cpu_conv_impl,
+            num_steps=10,
+            backend=backend,
+        )
+        return eng.train_task(task).model.conv_impl
+
+    assert (impl(resnet), impl(lenet)) == ("xla", "patches")
+    assert impl(resnet, engine.EngineConfig(batching="vmap")) == "patches"
+    assert impl(resnet, engine.EngineConfig(conv_impl="patches")) == "patches"
+    assert impl(lenet, engine.EngineConfig(conv_impl="xla")) == "xla"
+    with pytest.raises(ConfigError, match="cpu_conv_impl='fft'"):
+        engine.resolve(None, uses_conv=True, cpu_conv_impl="fft", num_steps=1)
+
+
 def _lenet(batch_size):
     return tasks.get_task("fashion_cnn", batch_size=batch_size)
 

@@ -132,6 +132,7 @@ class ActorCritic:
         return engine_lib.resolve(
             self.config.env.engine,
             uses_conv=self.task.uses_conv,
+            cpu_conv_impl=self.task.cpu_conv_impl,
             num_steps=self.config.steps_per_update,
             num_items=num_items or self.config.num_envs,
             shard_vmapped=False,
@@ -568,6 +569,7 @@ class ActorCritic:
         eng = engine_lib.resolve(
             self.config.env.engine,
             uses_conv=self.task.uses_conv,
+            cpu_conv_impl=self.task.cpu_conv_impl,
             num_steps=self.config.steps_per_update,
             num_items=len(keys),
         )

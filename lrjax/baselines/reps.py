@@ -240,7 +240,11 @@ def run_episodes(
     check_supported(task)
     points = training.eval_schedule(num_steps, eval_every)
     eng = engine_lib.resolve(
-        engine, uses_conv=task.uses_conv, num_steps=num_steps, num_items=len(keys)
+        engine,
+        uses_conv=task.uses_conv,
+        cpu_conv_impl=task.cpu_conv_impl,
+        num_steps=num_steps,
+        num_items=len(keys),
     )
     train_task, eval_task = eng.train_task(task), eng.eval_task(task)
     starts = [0, *points]

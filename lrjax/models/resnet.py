@@ -19,6 +19,8 @@ group (``"layer"``), or nothing (``"none"``; the convolutions then get biases).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -105,6 +107,11 @@ class ResNet(nn.Module):
     conv_impl: str = "patches"
     norm: str = "group"
     groups: int = 8
+
+    # The engine's CPU training convolution for this model (lrjax.tasks.Task.cpu_conv_impl):
+    # XLA's, whose CPU convolution beats the patches matmuls on its 3x3 convolutions of 16-64
+    # channels (BENCHMARKS.md, issue 31); not a field, so it never enters the parameters.
+    cpu_conv_impl: ClassVar[str] = "xla"
 
     @nn.compact
     def __call__(self, x: Array) -> Array:

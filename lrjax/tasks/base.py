@@ -39,6 +39,14 @@ class Task:
         return False
 
     @property
+    def cpu_conv_impl(self) -> str:
+        """The convolution (one of :data:`lrjax.models.layers.CONV_IMPLS`) the engine trains this
+        task with on CPU when :class:`~lrjax.engine.EngineConfig` names none and trainees run
+        one after another on a device: the faster of the two for the task's model there
+        (``BENCHMARKS.md``). A task without convolutions never uses it."""
+        return "patches"
+
+    @property
     def probe_outputs(self) -> str:
         """What :meth:`validation_probe`'s predictions hold, one of
         :data:`lrjax.features.PROBE_OUTPUTS`: ``"probabilities"`` (a classifier's softmax, the

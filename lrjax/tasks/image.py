@@ -87,6 +87,10 @@ class ImageClassificationTask(Task):
     def uses_conv(self) -> bool:
         return hasattr(self.model, "conv_impl")
 
+    @property
+    def cpu_conv_impl(self) -> str:
+        return getattr(self.model, "cpu_conv_impl", "patches")
+
     def with_conv_impl(self, impl: str) -> Task:
         check_choice("conv_impl", impl, CONV_IMPLS)
         if not self.uses_conv or self.model.conv_impl == impl:
