@@ -30,4 +30,3 @@ run k40_g09_indep 40 200 --gamma 0.9
 run k10_g09_indep_u600 10 600 --gamma 0.9
 run k10_g097_indep 10 200 --gamma 0.97
 run k20_g09_indep 20 200 --gamma 0.9
-run k10_g09_indep_u2000 10 2000 --gamma 0.9
