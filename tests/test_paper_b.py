@@ -181,3 +181,75 @@ def test_paper_b_compare_runs_cifar10_cnn_on_tfds_mock_data(tmp_path, monkeypatc
     assert [r.name for r in results] == ["actor-critic", "sgd"]
     assert all(np.isfinite(r.test_loss).all() for r in results)
     assert "| actor-critic |" in paper_b.comparison_table(results)
+
+
+def _result(name, test_loss, learning_rate=None, accuracy=0.9):
+    """A MethodResult with one evaluation per seed (the final one)."""
+    loss = np.asarray(test_loss, float)[:, None]
+    lr = np.full_like(loss, np.nan) if learning_rate is None else np.asarray(learning_rate)[:, None]
+    return paper_b.MethodResult(
+        name, "", np.array([10]), loss, loss, np.full_like(loss, accuracy), lr
+    )
+
+
+def test_paired_table_differences_and_seed_counts_by_hand():
+    """``actor-critic - method`` per seed (mean and t interval), the seeds where the actor-critic
+    is lower (a diverged seed counts as higher), and a reference that is not a method refused."""
+    results = [
+        _result("actor-critic", [1.0, 2.0, 3.0]),
+        _result("fixed_start", [2.0, 2.0, 5.0]),  # differences -1, 0, -2
+        _result("sgd", [0.5, np.inf, 2.0]),  # a diverged seed
+    ]
+    rows = {line.split(" | ")[0][2:]: line for line in paper_b.paired_table(results).splitlines()}
+    # mean -1, sd 1, t_{0.975, 2} = 4.3027: half-width 4.3027 / sqrt(3) = 2.4841
+    assert "| -1.0000 [-3.4841, +1.4841] | 2 of 3 |" in rows["fixed_start"]
+    assert "| n/a (one seed, or a diverged one) | 1 of 3 |" in rows["sgd"]
+    assert "| reference |" in rows["actor-critic"]
+    with pytest.raises(ConfigError, match="reference='adam' is not allowed"):
+        paper_b.paired_table(results, reference="adam")
+
+
+def test_final_lrs_names_the_seeds_locked_at_a_bound():
+    result = _result("actor-critic", [1.0, 1.0, 1.0, 1.0], learning_rate=[1e-4, 0.05, 1.0, 1.05e-4])
+    line = paper_b.final_lrs(result, 1e-4, 1.0)
+    assert "0.0001, 0.05, 1, 0.000105" in line
+    assert "seed 0 at the floor, seed 3 at the floor, seed 2 at the ceiling" in line
+    assert "at a bound: none" in paper_b.final_lrs(_result("a", [1.0], [0.01]), 1e-4, 1.0)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+def test_fixed_start_is_the_actor_critics_optimizer_held_at_its_start(optimizer):
+    """``fixed_start`` runs the actor-critic's own optimizer at its starting LR: the same runs as
+    that optimizer's grid restricted to the start (same seeds), and the setting names the LR."""
+    task = tasks.get_task("regression_2d")
+    data = task.load_data(jax.random.key(1))
+    from lrjax.controller import ControllerConfig
+
+    controller = ControllerConfig.paper_b(initial_lr=0.03)
+    config = ActorCriticConfig(env=ActorCriticEnvConfig(controller=controller, optimizer=optimizer))
+    done = {"actor-critic": _result("actor-critic", [1.0, 1.0])}  # not what is tested: skipped
+    fixed, grid = paper_b.compare_on_task(
+        task, data, jax.random.key(0), num_steps=20, num_seeds=2, eval_every=10,
+        baselines=("fixed_start", optimizer), lrs=(0.03,), config=config, done=done,
+        progress=False,
+    )[1:]  # fmt: skip
+    assert fixed.name == "fixed_start" and grid.name == optimizer
+    assert fixed.setting == f"{optimizer} at lr=0.03, the actor-critic's start, held"
+    np.testing.assert_array_equal(fixed.test_loss, grid.test_loss)
+    np.testing.assert_allclose(fixed.learning_rate, 0.03, rtol=1e-6)
+
+
+def test_compare_options_reach_the_actor_critics_controller():
+    """``--initial-lr`` and ``--steps-per-action`` set the actor's controller (paper B's preset
+    otherwise) and are part of the command that ``--resume`` must repeat."""
+    from lrjax.cli import paper_b as cli_paper_b
+
+    argv = ["paper-b", "compare", "--initial-lr", "0.05", "--steps-per-action", "10"]
+    args = cli.build_parser().parse_args(argv)
+    controller = cli_paper_b._learner_config(args).env.controller
+    assert (controller.initial_lr, controller.steps_per_action) == (0.05, 10)
+    assert cli_paper_b._compare_command(args, ["sgd"]).endswith(
+        "--initial-lr 0.05 --steps-per-action 10"
+    )
+    default = cli_paper_b._learner_config(cli.build_parser().parse_args(argv[:2])).env.controller
+    assert (default.initial_lr, default.steps_per_action) == (0.01, 1)

@@ -43,8 +43,9 @@ def add_parser(sub, detailed: bool = False) -> None:
     c.add_argument("--eval-examples", type=int, default=1000, help="test examples of the curve")
     c.add_argument(
         "--baselines",
-        default="sgd,adam,adagrad,rmsprop,vsgd,daniel_reps",
-        help="comma-separated; daniel_reps is Daniel et al.'s REPS-trained controller",
+        default="fixed_start,sgd,adam,adagrad,rmsprop,vsgd,daniel_reps",
+        help="comma-separated; fixed_start is the actor-critic's optimizer held at its starting "
+        "LR, daniel_reps Daniel et al.'s REPS-trained controller",
     )
     c.add_argument("--batch-size", type=int, default=None, help="minibatch (mnist_cnn: 50)")
     c.add_argument("--reps-iterations", type=int, default=8, help="REPS iterations")
@@ -65,6 +66,18 @@ def add_parser(sub, detailed: bool = False) -> None:
         choices=["absolute", "log"],
         help="absolute: the LR through paper B's sigmoid; log: the log-LR relative to the "
         "start, clipped (no saturation) (default absolute)",
+    )
+    learner.add_argument(
+        "--initial-lr",
+        type=float,
+        default=None,
+        help="the LR the actor starts at, in its range [1e-4, 1] (paper B: 0.01)",
+    )
+    learner.add_argument(
+        "--steps-per-action",
+        type=int,
+        default=None,
+        help="k: the actor acts every k steps and the LR is held between (1, Algorithm 1)",
     )
     add_learner_options(learner)
     a = which.add_parser(
@@ -144,7 +157,12 @@ def _compare_command(args, names) -> str:
     )
 
 
-LEARNER_OPTIONS = ("action_mode", "gamma", "exploration_std", *AC_STEP_SIZES, *AC_STABILISERS)
+CONTROLLER_OPTIONS = ("action_mode", "initial_lr", "steps_per_action")
+"""The options of ``paper-b compare`` that change the actor's :class:`ControllerConfig` (None:
+paper B's preset's)."""
+LEARNER_OPTIONS = (
+    *CONTROLLER_OPTIONS, "gamma", "exploration_std", *AC_STEP_SIZES, *AC_STABILISERS,
+)  # fmt: skip
 """The actor-critic's options of ``paper-b compare`` (None: ActorCriticConfig's default)."""
 
 
@@ -162,9 +180,9 @@ def _learner_config(args):
     from lrjax.algos.actor_critic import ActorCriticConfig, ActorCriticEnvConfig
     from lrjax.controller import ControllerConfig
 
-    chosen = {n: getattr(args, n) for n in LEARNER_OPTIONS if n != "action_mode"}
+    chosen = {n: getattr(args, n) for n in LEARNER_OPTIONS if n not in CONTROLLER_OPTIONS}
     controller = ControllerConfig.paper_b(
-        **({} if args.action_mode is None else {"action_mode": args.action_mode})
+        **{n: getattr(args, n) for n in CONTROLLER_OPTIONS if getattr(args, n) is not None}
     )
     return ActorCriticConfig(
         env=ActorCriticEnvConfig(controller=controller),
@@ -191,18 +209,33 @@ def _earlier_results(out: Path, command: str):
     return {r.name: r for r in results}, float(earlier.get("seconds", 0.0))
 
 
-def _save_comparison(out: Path, command: str, info: str, title: str, methods, results, seconds):
+def _report(results, controller) -> str:
+    """comparison.md's body: paper B's table, the table paired against the actor-critic, and
+    the LR the actor-critic ended at on each seed."""
+    from lrjax import paper_b
+
+    parts = [paper_b.comparison_table(results)]
+    if results and results[0].name == "actor-critic":
+        parts.append(
+            "Paired by seed against the actor-critic (final test loss):\n\n"
+            + paper_b.paired_table(results)
+        )
+        parts.append(paper_b.final_lrs(results[0], controller.lr_min, controller.lr_max) + ".")
+    return "\n\n".join(parts) + "\n"
+
+
+def _save_comparison(
+    out: Path, command: str, info: str, title: str, methods, results, seconds, controller
+):
     """Write ``comparison.md/.json/.png`` with the methods finished so far (rewritten after
     each one, so a stopped run keeps them and ``--resume`` continues from them)."""
-    from lrjax import paper_b, plots
+    from lrjax import plots
 
     left = [m for m in methods if m not in {r.name for r in results}]
     status = f"; partial: still to run {', '.join(left)}" if left else ""
-    (out / "comparison.md").write_text(
-        f"`{command}` ({seconds:.0f} s; {info}{status})\n\n"
-        + paper_b.comparison_table(results)
-        + "\n"
-    )
+    report = _report(results, controller)
+    header = f"`{command}` ({seconds:.0f} s; {info}{status})"
+    (out / "comparison.md").write_text(f"{header}\n\n{report}")
     summary = {
         "command": command,
         "seconds": seconds,
@@ -229,10 +262,10 @@ def _compare(args) -> int:
         check_positive_int("--" + flag.replace("_", "-"), getattr(args, flag))
     names = [b.strip() for b in args.baselines.split(",") if b.strip()]
     for name in names:
-        if name != "daniel_reps" and name not in OPTIMIZERS:
+        if name not in ("fixed_start", "daniel_reps") and name not in OPTIMIZERS:
             raise ConfigError(
-                f"--baselines entry {name!r} is not known: expected daniel_reps or one of "
-                f"{', '.join(OPTIMIZERS)}."
+                f"--baselines entry {name!r} is not known: expected fixed_start, daniel_reps or "
+                f"one of {', '.join(OPTIMIZERS)}."
             )
     if args.steps % args.eval_every:
         raise ConfigError(
@@ -252,13 +285,15 @@ def _compare(args) -> int:
     data = _common.load_task_data(task, jax.random.fold_in(key, 1), args)
     info = f"{args.task}; batch {task.batch_size}; the same {args.seeds} seeds for every method"
     methods = ["actor-critic", *names]
+    config = _learner_config(args)
     start = time.perf_counter()
     results = []
 
     def save(result):
         results.append(result)
         seconds = earlier_seconds + time.perf_counter() - start
-        _save_comparison(out, command, info, args.task, methods, results, seconds)
+        controller = config.env.controller
+        _save_comparison(out, command, info, args.task, methods, results, seconds, controller)
 
     paper_b.compare_on_task(
         task,
@@ -269,12 +304,12 @@ def _compare(args) -> int:
         eval_every=args.eval_every,
         eval_examples=args.eval_examples,
         baselines=names,
-        config=_learner_config(args),
+        config=config,
         reps=reps,
         done=done,
         on_result=save,
     )
     seconds = earlier_seconds + time.perf_counter() - start
-    print(paper_b.comparison_table(results))
+    print(_report(results, config.env.controller), end="")
     print(f"done in {seconds:.0f} s; table, curves and figure in {out}")
     return 0

@@ -11,7 +11,8 @@ the numbers' formatting lives here and nowhere else:
 - :func:`write_csv`: tidy rows as CSV files (:meth:`lrjax.evaluation.batch.Evaluation.write_csv`);
 - :func:`sweep_row` and :func:`sweep_table`: ``lrjax baselines`` sweeps
   (:meth:`lrjax.baselines.sweep.OptimizerRun.summary`);
-- :func:`paper_b_table` and :func:`regression_analysis_table`: paper B's comparison and 2-D
+- :func:`paper_b_table`, :func:`paper_b_paired_table` and :func:`regression_analysis_table`:
+  paper B's comparison (as paper B reports it, and paired against the actor-critic) and its 2-D
   analysis (:mod:`lrjax.paper_b`).
 """
 
@@ -203,6 +204,51 @@ def paper_b_table(rows: Sequence[Mapping[str, Any]]) -> str:
             f"{r['final_test_loss_std']:.4f} | {r['final_test_accuracy_mean']:.4f} | "
             f"{r['final_train_loss_mean']:.4f} |"
         )
+    return "\n".join(lines)
+
+
+def paper_b_paired_table(methods: Sequence[Mapping[str, Any]], reference: str) -> str:
+    """Paper B's comparison paired by seed (every method ran on the same seeds): each method's
+    final test loss and accuracy (mean +- 95% CI half-width over the seeds), the paired
+    difference ``reference - method`` of the final test loss with its 95% CI (negative: the
+    reference is better), and on how many seeds the reference's loss is lower.
+
+    Args:
+      methods: rows with ``method`` and the per-seed ``test_loss`` and ``test_accuracy``
+        (sequences of one length; a diverged seed's loss is inf or NaN), in the table's order.
+      reference: the ``method`` the others are compared with; it must be one of them.
+
+    Returns:
+      The Markdown table, one row per method.
+    """
+    names = [m["method"] for m in methods]
+    if reference not in names:
+        raise ConfigError(
+            f"reference={reference!r} is not allowed: expected one of the methods {names}."
+        )
+    ref = np.asarray(methods[names.index(reference)]["test_loss"], np.float64)
+    lines = [
+        f"| method | final test loss [95% CI] | test accuracy [95% CI] | {reference} - method: "
+        f"test loss [95% CI] | seeds where {reference} is lower |",
+        "|---|---|---|---|---|",
+    ]
+    for m in methods:
+        loss = np.asarray(m["test_loss"], np.float64)
+        cells = [m["method"], mean_ci_cell(loss), mean_ci_cell(m["test_accuracy"])]
+        if m["method"] == reference:
+            cells += ["reference", ""]
+        else:
+            d = paired_difference(ref, loss) if loss.size > 1 else None
+            cells.append(
+                f"{d.mean:+.4f} [{d.low:+.4f}, {d.high:+.4f}]"
+                if d is not None and math.isfinite(d.low) and math.isfinite(d.high)
+                else "n/a (one seed, or a diverged one)"
+            )
+            lower = np.where(np.isfinite(ref), ref, np.inf) < np.where(
+                np.isfinite(loss), loss, np.inf
+            )
+            cells.append(f"{int(lower.sum())} of {loss.size}")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -13,19 +13,27 @@ from lrjax.paper_b.analysis import (
     regression_analysis,
 )
 from lrjax.paper_b.comparison import (
+    BASELINES,
+    FIXED_START,
     PAPER_B_BASELINES,
     MethodResult,
     compare_on_task,
     comparison_table,
+    final_lrs,
+    paired_table,
 )
 
 __all__ = [
     "AC_METHODS",
+    "BASELINES",
+    "FIXED_START",
     "PAPER_B_BASELINES",
     "MethodResult",
     "RegressionAnalysis",
     "Trace",
     "compare_on_task",
     "comparison_table",
+    "final_lrs",
+    "paired_table",
     "regression_analysis",
 ]

@@ -24,9 +24,15 @@ from lrjax.algos.actor_critic_config import STABILISERS
 from lrjax.baselines.registry import PAPER_B_LRS
 from lrjax.evaluation import tables
 
+FIXED_START = "fixed_start"
+"""The method that runs the actor-critic's own optimizer held at the actor-critic's starting LR:
+what the actor-critic must beat on every seed to have learned anything (issue 27's criterion)."""
 PAPER_B_BASELINES = ("sgd", "adam", "adagrad", "rmsprop", "vsgd", "daniel_reps")
 """Paper B's comparison: four optimizers at their best LR of paper B's grid, vSGD (LR-free)
 and Daniel et al.'s REPS-trained controller."""
+BASELINES = (FIXED_START, *PAPER_B_BASELINES)
+"""Every method :func:`compare_on_task` runs besides the actor-critic (its default): paper B's
+and :data:`FIXED_START`."""
 
 _ARRAYS = ("eval_steps", "train_loss", "test_loss", "test_accuracy", "learning_rate")
 
@@ -65,6 +71,14 @@ class MethodResult:
             "final_test_accuracy_mean": float(np.mean(acc)),
             "final_train_loss_mean": float(np.mean(self.train_loss[:, -1].astype(float))),
             "num_seeds": int(final.shape[0]),
+        }
+
+    def finals(self) -> dict[str, Any]:
+        """The final test loss and accuracy per seed (what the paired table compares)."""
+        return {
+            "method": self.name,
+            "test_loss": self.test_loss[:, -1].astype(float),
+            "test_accuracy": self.test_accuracy[:, -1].astype(float),
         }
 
     def curves(self) -> dict[str, Any]:
@@ -106,6 +120,31 @@ def comparison_table(results: Sequence[MethodResult]) -> str:
     loss, and each method's setting, best final test loss first
     (:func:`lrjax.evaluation.tables.paper_b_table`)."""
     return tables.paper_b_table([r.row() for r in results])
+
+
+def paired_table(results: Sequence[MethodResult], reference: str = "actor-critic") -> str:
+    """A Markdown table paired by seed against ``reference`` (every method ran on the same
+    seeds): final test loss and accuracy with 95% CIs, ``reference - method`` with its 95% CI,
+    and on how many seeds the reference is lower
+    (:func:`lrjax.evaluation.tables.paper_b_paired_table`)."""
+    return tables.paper_b_paired_table([r.finals() for r in results], reference)
+
+
+def final_lrs(result: MethodResult, lr_min: float, lr_max: float) -> str:
+    """The mean LR ``result`` applied over its last block, per seed, and the seeds where it is
+    at a bound of ``[lr_min, lr_max]`` (within 1% of it in log space: an actor locked there)."""
+    last = np.asarray(result.learning_rate, float)[:, -1]
+    span = np.log(lr_max) - np.log(lr_min)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        near = lambda bound: np.abs(np.log(last) - np.log(bound)) <= 0.01 * span
+        floor, ceiling = np.flatnonzero(near(lr_min)), np.flatnonzero(near(lr_max))
+    seeds = ", ".join(f"{x:.3g}" for x in last)
+    where = [f"seed {s} at the floor" for s in floor]
+    where += [f"seed {s} at the ceiling" for s in ceiling]
+    return (
+        f"{result.name}'s mean LR over the last block, per seed: {seeds} (range [{lr_min:g}, "
+        f"{lr_max:g}]; at a bound: {', '.join(where) if where else 'none'})"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,7 +220,9 @@ def _changed_settings(config: ActorCriticConfig) -> str:
         for name in LEARNER_SETTINGS
         if getattr(config, name) != getattr(default, name)
     ]
-    mode = config.controller.action_mode
+    mode, k = config.controller.action_mode, config.controller.steps_per_action
+    if k != default.controller.steps_per_action:
+        changed.insert(0, f"steps_per_action={k}")
     if mode != default.controller.action_mode:
         changed.insert(0, f"action_mode={mode}")
     return "".join(f", {c}" for c in changed)
@@ -253,8 +294,18 @@ def _optimizer(setup: _Setup, name: str, lrs: Sequence[float]) -> MethodResult:
     )
 
 
+def _fixed_start(setup: _Setup, config: ActorCriticConfig) -> MethodResult:
+    """The actor-critic's optimizer (``config.env.optimizer``) held at its starting LR."""
+    lr = config.env.controller.initial_lr
+    held = _optimizer(setup, config.env.optimizer, [lr])
+    setting = f"{config.env.optimizer} at lr={lr:g}, the actor-critic's start, held"
+    return dataclasses.replace(held, name=FIXED_START, setting=setting)
+
+
 def _plan(setup: _Setup, name: str, reps, lrs: Sequence[float]) -> str:
     """What running method ``name`` involves, for the progress line."""
+    if name == FIXED_START:
+        return f"1 LR x {setup.num_seeds} seeds"
     if name == "actor-critic":
         return f"{setup.num_seeds} seeds x {setup.num_steps} steps (compiling first)"
     if name == "daniel_reps":
@@ -269,6 +320,8 @@ def _plan(setup: _Setup, name: str, reps, lrs: Sequence[float]) -> str:
 def _run_method(setup: _Setup, name: str, config, lrs, daniel, reps, progress) -> MethodResult:
     if name == "actor-critic":
         return _actor_critic(setup, config)
+    if name == FIXED_START:
+        return _fixed_start(setup, config)
     if name == "daniel_reps":
         return _daniel_reps(setup, daniel, reps, progress)
     return _optimizer(setup, name, lrs)
@@ -283,7 +336,7 @@ def compare_on_task(
     num_seeds: int,
     eval_every: int,
     eval_examples: int = 1000,
-    baselines: Sequence[str] = PAPER_B_BASELINES,
+    baselines: Sequence[str] = BASELINES,
     lrs: Sequence[float] = PAPER_B_LRS,
     config: ActorCriticConfig | None = None,
     reps=None,
@@ -299,7 +352,8 @@ def compare_on_task(
     Each optimizer's LR is the best of ``lrs`` by mean final validation loss over the seeds
     (paper B: "the best performance ... over those learning rates"); vSGD needs none; Daniel et
     al.'s controller is first trained with REPS on other seeds of the same task
-    (:mod:`lrjax.baselines.reps`), then run from ``mu``.
+    (:mod:`lrjax.baselines.reps`), then run from ``mu``; :data:`FIXED_START` is the
+    actor-critic's optimizer at the actor-critic's starting LR, held (not tuned).
 
     Args:
       done: results of an earlier run with the same arguments, by method name: taken as they
