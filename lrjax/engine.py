@@ -47,17 +47,45 @@ ITEM_AXIS = "items"
 BATCHINGS = ("vmap", "map")
 
 
-def configure_host_devices(count: int | None = None) -> None:
-    """Ask XLA for ``count`` host (CPU) devices (default: the number of cores).
+COLLECTIVE_TIMEOUT_S = 86_400
+"""How long a host device may wait for the others at a collective (seconds): XLA:CPU's own
+limit is 40 s, after which it kills the process ("Termination timeout for `all gather` ...");
+a device whose items finish more than 40 s before another's (uneven cores, a loaded machine)
+reaches the gather that ends ``shard_map`` that early (jax-ml/jax#31818)."""
+_TIMEOUT_FLAGS = (
+    "xla_cpu_collective_call_terminate_timeout_seconds",
+    "xla_cpu_collective_timeout_seconds",
+)
+_TIMEOUT_FLAGS_SINCE = (0, 9)
+"""The first jaxlib (major, minor) these flags are known in (0.10 checked; an older one would
+refuse an unknown flag and abort)."""
 
-    Must run before jax initialises its backends (before the first computation); it does
-    nothing if ``XLA_FLAGS`` already sets a device count. Only affects the CPU backend.
+
+def _jaxlib_version() -> tuple[int, ...]:
+    from importlib import metadata
+
+    try:
+        return tuple(int(p) for p in metadata.version("jaxlib").split(".")[:2])
+    except (metadata.PackageNotFoundError, ValueError):
+        return (0, 0)
+
+
+def configure_host_devices(count: int | None = None) -> None:
+    """Ask XLA for ``count`` host (CPU) devices (default: the number of cores), and let them
+    wait for each other at a collective for :data:`COLLECTIVE_TIMEOUT_S` instead of XLA:CPU's
+    40 s (a long program whose devices finish apart would otherwise be killed).
+
+    Must run before jax initialises its backends (before the first computation); it keeps a
+    device count or a timeout ``XLA_FLAGS`` already sets. Only affects the CPU backend.
     """
     flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" in flags:
-        return
-    count = count or os.cpu_count() or 1
-    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+    added = []
+    if "xla_force_host_platform_device_count" not in flags:
+        added.append(f"--xla_force_host_platform_device_count={count or os.cpu_count() or 1}")
+    if _jaxlib_version() >= _TIMEOUT_FLAGS_SINCE:
+        added += [f"--{f}={COLLECTIVE_TIMEOUT_S}" for f in _TIMEOUT_FLAGS if f not in flags]
+    if added:
+        os.environ["XLA_FLAGS"] = " ".join([flags, *added]).strip()
 
 
 @dataclasses.dataclass(frozen=True)

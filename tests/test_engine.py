@@ -1,5 +1,7 @@
 """The execution policy: one set of knobs and one device rule for trainees and episodes."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -117,3 +119,24 @@ def test_tests_run_on_two_host_devices_even_when_xla_flags_is_preset():
         [sys.executable, "-c", code], cwd=tests, env=env, capture_output=True, text=True
     )
     assert done.stdout.strip() == "2", done.stderr
+
+
+def test_host_devices_wait_for_each_other_past_xlas_40_seconds(monkeypatch):
+    """configure_host_devices asks for the device count and the collective timeouts, keeps
+    what XLA_FLAGS already sets, and adds no timeout flag for a jaxlib that would not know it
+    (an unknown flag aborts XLA)."""
+    from lrjax import engine
+
+    monkeypatch.setattr(engine, "_jaxlib_version", lambda: (0, 10))
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_collective_timeout_seconds=5")
+    engine.configure_host_devices(3)
+    flags = os.environ["XLA_FLAGS"].split()
+    assert "--xla_force_host_platform_device_count=3" in flags
+    assert "--xla_cpu_collective_call_terminate_timeout_seconds=86400" in flags
+    assert "--xla_cpu_collective_timeout_seconds=5" in flags and len(flags) == 3
+    engine.configure_host_devices(4)  # everything set already: unchanged
+    assert os.environ["XLA_FLAGS"].split() == flags
+    monkeypatch.setattr(engine, "_jaxlib_version", lambda: (0, 7))
+    monkeypatch.setenv("XLA_FLAGS", "")
+    engine.configure_host_devices(2)
+    assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2"
