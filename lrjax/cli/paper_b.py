@@ -262,7 +262,7 @@ def _compare(args) -> int:
         check_positive_int("--" + flag.replace("_", "-"), getattr(args, flag))
     names = [b.strip() for b in args.baselines.split(",") if b.strip()]
     for name in names:
-        if name not in ("fixed_start", "daniel_reps") and name not in OPTIMIZERS:
+        if name not in (paper_b.FIXED_START, "daniel_reps") and name not in OPTIMIZERS:
             raise ConfigError(
                 f"--baselines entry {name!r} is not known: expected fixed_start, daniel_reps or "
                 f"one of {', '.join(OPTIMIZERS)}."
